@@ -1,0 +1,81 @@
+"""`mlsys` command line. Heavy libraries are imported inside commands, so `--help` is fast."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import time
+
+from mlsys.errors import ExitCode, MlsysError
+from mlsys.stages import STAGES
+
+EPILOG = """exit codes: 0 ok | 1 internal error | 2 usage | 3 config error | 4 stale params
+(run `mlsys compose`) | 5 missing input | 6 contract violation | 7 gate failure |
+8 upstream changed (on_upstream_change: fail)"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mlsys",
+        description="Declarative tabular ML in production: Hydra config, Pandera contracts, "
+        "LightGBM, DVC stages.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    compose = sub.add_parser("compose", help="compose conf/ (+ overrides) into params.yaml")
+    compose.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model.params.num_leaves=15")
+    sub.add_parser("guard", help="fail if params.yaml is stale against conf/ (first DVC stage)")
+    show = sub.add_parser("show", help="print the config a stage would receive")
+    show.add_argument("stage", choices=sorted(STAGES))
+    show.add_argument("overrides", nargs="*")
+    for name, stage in STAGES.items():
+        p = sub.add_parser(name, help=stage.help, description=f"{stage.help}. Reads params "
+                           f"sections: {', '.join(stage.sections)}. Without overrides the config "
+                           "comes from params.yaml; with overrides, from conf/ + overrides.")
+        p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model.params.num_leaves=15")
+    return parser
+
+
+def _run(args: argparse.Namespace) -> None:
+    from mlsys import config
+
+    if args.command == "compose":
+        path = config.write_params(config.project_root(), args.overrides)
+        print(f"wrote {path}")
+    elif args.command == "guard":
+        from mlsys.io import write_json
+
+        root = config.project_root()
+        status = config.guard(root)
+        params = config.load_sections(config.read_params(root), ("paths",), config.PARAMS_FILE)
+        write_json(root / params.paths.guard, {"status": "ok"})
+        print(f"guard: {status}")
+    elif args.command == "show":
+        from omegaconf import OmegaConf
+
+        cfg, _ = config.stage_config(args.stage, args.overrides)
+        print(OmegaConf.to_yaml(cfg), end="")
+    else:
+        cfg, root = config.stage_config(args.command, args.overrides)
+        module = importlib.import_module(STAGES[args.command].module(args.command))
+        start = time.perf_counter()
+        module.run(cfg, root)
+        print(f"{args.command}: done in {time.perf_counter() - start:.1f}s", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        _run(args)
+    except MlsysError as exc:
+        print(f"mlsys {args.command}: error: {exc}", file=sys.stderr)
+        return int(exc.code)
+    except KeyboardInterrupt:
+        return 130
+    return int(ExitCode.OK)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,513 @@
+"""Typed configuration: the schema of every `conf/` group, composition and checks.
+
+The dataclasses below are registered in Hydra's ConfigStore as `mlsys_schema`
+(by `hydra_plugins/mlsys_schema`, so DVC's own composition sees it too), and
+`conf/config.yaml` lists it first in its defaults: an unknown key or a wrong type
+fails composition with the key's full path. Checks a schema cannot express
+(LightGBM parameter names, feature availability, durations) live in `check()`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from mlsys.errors import ConfigError, StaleParamsError
+
+SCHEMA_NAME = "mlsys_schema"
+PARAMS_FILE = "params.yaml"
+CONF_DIR = "conf"
+
+
+# --- data ------------------------------------------------------------------------------
+@dataclass
+class TimeColumn:
+    """A timestamp column as stored in a source: its text format and time zone."""
+
+    tz: str = "UTC"
+    format: str = "ISO8601"
+
+
+@dataclass
+class SourceConfig:
+    """One upstream table: a file, or a file shipped inside an installed package."""
+
+    kind: str = MISSING  # package | csv | parquet
+    path: str = MISSING  # file path, or a resource path inside `package`
+    package: Optional[str] = None
+    time_columns: dict[str, TimeColumn] = field(default_factory=dict)
+    # Columns whose value is known only after the outcome (leakage if used as input).
+    after_outcome: list[str] = field(default_factory=list)
+
+
+@dataclass
+class EventTime:
+    """How the event timestamp is built: from local date/time parts in `tz`."""
+
+    parts: dict[str, str] = field(default_factory=dict)  # year/month/day/hour/minute -> column
+    column: Optional[str] = None  # or an existing timestamp column (declared in time_columns)
+    tz: str = "UTC"
+
+
+@dataclass
+class LabelConfig:
+    column: str = MISSING
+    op: str = "gt"  # gt | ge | lt | le | eq | ne
+    threshold: float = 0.0
+    missing: str = "exclude"  # exclude | fail: rows whose label column is null
+
+
+@dataclass
+class AsofJoin:
+    """Latest row of `source` with the same `by` keys observed by the prediction time."""
+
+    source: str = MISSING
+    by: list[str] = field(default_factory=list)
+    time: str = MISSING  # a time column of `source`
+    lag: str = "0h"  # a row stamped t is available at t + lag
+    tolerance: str = "3h"
+    columns: list[str] = field(default_factory=list)
+    prefix: str = ""
+
+
+@dataclass
+class LookupJoin:
+    """Static attributes of an entity (e.g. plane metadata): a plain left join."""
+
+    source: str = MISSING
+    key: str = MISSING  # key column, same name on both sides
+    columns: list[str] = field(default_factory=list)
+    prefix: str = ""
+
+
+@dataclass
+class Aggregate:
+    """Point-in-time aggregate over the primary table's own rows.
+
+    `known: past` aggregates rows observed in (prediction time - window, prediction time],
+    a row being observed at its event time plus `observed_after` minutes (a column);
+    `known: schedule` counts rows whose event time is within +-window of this event
+    (schedules are published in advance).
+    """
+
+    by: list[str] = field(default_factory=list)
+    value: Optional[str] = None
+    stat: str = "mean"  # mean | sum | count | last
+    window: str = "3h"
+    known: str = "past"  # past | schedule
+    observed_after: Optional[str] = None
+
+
+@dataclass
+class DataConfig:
+    name: str = MISSING
+    sources: dict[str, SourceConfig] = field(default_factory=dict)
+    primary: str = MISSING
+    key: list[str] = field(default_factory=list)
+    event_time: EventTime = field(default_factory=EventTime)
+    prediction_lead: str = "0h"
+    label: LabelConfig = field(default_factory=LabelConfig)
+    asof_joins: list[AsofJoin] = field(default_factory=list)
+    lookup_joins: list[LookupJoin] = field(default_factory=list)
+    aggregates: dict[str, Aggregate] = field(default_factory=dict)
+    on_upstream_change: str = "adopt"  # adopt | fail
+
+
+# --- contracts -------------------------------------------------------------------------
+@dataclass
+class ColumnContract:
+    dtype: Optional[str] = None  # int64, float64, str, bool, datetime64[us, UTC], ...
+    nullable: bool = True
+    required: bool = True
+    min: Optional[float] = None
+    max: Optional[float] = None
+    isin: Optional[list[Any]] = None
+    regex: Optional[str] = None
+    unique: bool = False
+    max_missing: Optional[float] = None  # fraction of nulls allowed (frame-level)
+
+
+@dataclass
+class TableContract:
+    policy: str = "fail"  # fail | quarantine
+    min_rows: Optional[int] = None
+    max_rows: Optional[int] = None
+    unique: list[str] = field(default_factory=list)  # columns unique together
+    strict: bool = False  # extra columns are an error
+    columns: dict[str, ColumnContract] = field(default_factory=dict)
+    # Escape hatch: a Python function returning a pandera DataFrameSchema, applied after.
+    python_schema: Optional[str] = None
+    examples: int = 5
+
+
+@dataclass
+class ContractConfig:
+    tables: dict[str, TableContract] = field(default_factory=dict)
+
+
+# --- features --------------------------------------------------------------------------
+@dataclass
+class FeatureConfig:
+    """One model input: where it comes from, its type, transform and availability."""
+
+    source: str = MISSING  # a column of the built dataset
+    type: str = "numeric"  # numeric | categorical
+    transform: str = "identity"  # identity | clip | vocab | hhmm_minutes | day_of_week | ...
+    availability: str = "at_prediction"  # at_prediction | after_outcome
+    clip_quantiles: list[float] = field(default_factory=lambda: [0.001, 0.999])
+    impute: Optional[str] = None  # median | zero | None (LightGBM handles missing)
+    min_count: int = 1  # vocab: rarer categories are treated as unknown
+    max_categories: int = 1000
+
+
+@dataclass
+class FeaturesConfig:
+    name: str = MISSING
+    columns: dict[str, FeatureConfig] = field(default_factory=dict)
+
+
+# --- split, model, training, evaluation ------------------------------------------------
+@dataclass
+class Period:
+    name: str = MISSING
+    start: str = MISSING  # inclusive, local date in split.tz
+    end: str = MISSING  # exclusive
+
+
+@dataclass
+class SplitConfig:
+    tz: str = "UTC"
+    periods: list[Period] = field(default_factory=list)
+    train: str = "train"
+    valid: str = "valid"
+    test: str = "test"
+
+
+@dataclass
+class ModelConfig:
+    name: str = "lightgbm"
+    params: dict[str, Any] = field(default_factory=dict)
+    num_boost_round: int = 1000
+    early_stopping_rounds: int = 50
+
+
+@dataclass
+class TrainingConfig:
+    mode: str = "static"  # static | dynamic (dynamic lands with the backtest)
+    seed: int = 42
+    num_threads: int = 2
+    deterministic: bool = True
+    force: str = "row_wise"  # row_wise | col_wise
+
+
+@dataclass
+class BaselineConfig:
+    features: list[str] = field(default_factory=list)
+    max_iter: int = 200
+
+
+@dataclass
+class EvaluationConfig:
+    slices: list[str] = field(default_factory=list)
+    min_slice_rows: int = 200
+    calibration_bins: int = 10
+    baseline: BaselineConfig = field(default_factory=BaselineConfig)
+
+
+@dataclass
+class PathsConfig:
+    raw: str = "data/raw"
+    validated: str = "data/validated"
+    quarantine: str = "data/quarantine"
+    dataset: str = "data/dataset"
+    features: str = "data/features"
+    model: str = "models/model"
+    bundle: str = "models/bundle"
+    metrics: str = "metrics"
+    plots: str = "plots"
+    reports: str = "reports"
+    guard: str = "reports/params_guard.json"
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    contract: ContractConfig = field(default_factory=ContractConfig)
+    features: FeaturesConfig = field(default_factory=FeaturesConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+
+
+SECTIONS: dict[str, type] = {
+    "data": DataConfig,
+    "contract": ContractConfig,
+    "features": FeaturesConfig,
+    "split": SplitConfig,
+    "model": ModelConfig,
+    "training": TrainingConfig,
+    "evaluation": EvaluationConfig,
+    "paths": PathsConfig,
+}
+
+
+def register() -> None:
+    """Register the schema in Hydra's ConfigStore (called by hydra_plugins/ and compose)."""
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(name=SCHEMA_NAME, node=Config)
+
+
+# --- composition -----------------------------------------------------------------------
+def project_root(start: Path | None = None) -> Path:
+    """The nearest folder holding `conf/` (the project), from `start` or the cwd up."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / CONF_DIR / "config.yaml").is_file():
+            return folder
+    raise ConfigError(f"no {CONF_DIR}/config.yaml in {here} or any parent: run mlsys inside a project")
+
+
+def compose_yaml(root: Path, overrides: list[str] | tuple[str, ...] = ()) -> str:
+    """Compose `conf/` + overrides into params.yaml text with DVC's own function.
+
+    DVC's `compose_and_dump` is what `dvc exp run` calls, so the CLI, the stale-params
+    guard and the tests produce byte-for-byte what DVC would.
+    """
+    import tempfile
+
+    from dvc.utils.hydra import compose_and_dump
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    register()
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / PARAMS_FILE
+        try:
+            compose_and_dump(out, str(root / CONF_DIR), None, "config", str(root), list(overrides))
+        except (HydraException, OmegaConfBaseException) as exc:
+            raise ConfigError(f"{CONF_DIR}/: {_hydra_message(exc)}") from exc
+        finally:
+            from hydra.core.global_hydra import GlobalHydra
+
+            GlobalHydra.instance().clear()
+        return out.read_text(encoding="utf-8")
+
+
+def _hydra_message(exc: BaseException) -> str:
+    """Hydra wraps the useful OmegaConf message (with the full key) in its cause."""
+    parts = [str(exc).strip()]
+    cause = exc.__cause__
+    while cause is not None:
+        text = str(cause).strip()
+        if text and text not in parts[-1]:
+            parts.append(text)
+        cause = cause.__cause__
+    return "\n".join(parts)
+
+
+def write_params(root: Path, overrides: list[str] | tuple[str, ...] = ()) -> Path:
+    """Compose, check and write params.yaml; returns its path."""
+    text = compose_yaml(root, overrides)
+    check(load_sections(OmegaConf.create(text), tuple(SECTIONS), source=f"{CONF_DIR}/"))
+    path = root / PARAMS_FILE
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def guard(root: Path) -> str:
+    """Stop a plain `dvc repro` from running on params.yaml that is stale against `conf/`.
+
+    Under `dvc exp run` (DVC sets DVC_EXP_BASELINE_REV), DVC has just composed
+    params.yaml from `conf/` + `-S` overrides, so it is fresh by construction.
+    """
+    params = read_params(root)
+    check(load_sections(params, tuple(SECTIONS), source=PARAMS_FILE))
+    if os.environ.get("DVC_EXP_BASELINE_REV"):
+        return "params.yaml composed by dvc exp run"
+    if (root / PARAMS_FILE).read_text(encoding="utf-8") != compose_yaml(root):
+        raise StaleParamsError(
+            f"{PARAMS_FILE} is stale: it differs from the composition of {CONF_DIR}/.\n"
+            "  Run `mlsys compose` (then `dvc repro`), or `dvc exp run` which composes first."
+        )
+    return "params.yaml matches conf/"
+
+
+def read_params(root: Path) -> DictConfig:
+    path = root / PARAMS_FILE
+    if not path.is_file():
+        raise ConfigError(f"{path} not found: run `mlsys compose` to create it from {CONF_DIR}/")
+    return OmegaConf.load(path)  # type: ignore[return-value]
+
+
+def load_sections(raw: DictConfig, sections: tuple[str, ...], source: str) -> DictConfig:
+    """Merge the given top-level sections of `raw` onto their typed schema."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    out = {}
+    for name in sections:
+        if name not in SECTIONS:
+            raise ConfigError(f"{source}: unknown section {name!r}; known: {sorted(SECTIONS)}")
+        if name not in raw:
+            raise ConfigError(f"{source}: section {name!r} is missing")
+        try:
+            node = OmegaConf.merge(OmegaConf.structured(SECTIONS[name]), raw[name])
+            OmegaConf.to_container(node, throw_on_missing=True)
+        except OmegaConfBaseException as exc:
+            raise ConfigError(f"{source}: {name}.{_omegaconf_key(exc)}") from exc
+        out[name] = node
+    return OmegaConf.create(out)
+
+
+def _omegaconf_key(exc: Exception) -> str:
+    key = getattr(exc, "full_key", "") or ""
+    msg = getattr(exc, "msg", str(exc)).split("\n")[0]
+    return f"{key}: {msg}" if key else msg
+
+
+def stage_config(stage: str, overrides: list[str] | tuple[str, ...] = ()) -> tuple[DictConfig, Path]:
+    """The sections `stage` declares, from params.yaml or, with overrides, from `conf/`."""
+    from mlsys.stages import STAGES
+
+    root = project_root()
+    sections = STAGES[stage].sections
+    if overrides:
+        raw = OmegaConf.create(compose_yaml(root, overrides))
+        source = f"{CONF_DIR}/ + {' '.join(overrides)}"
+    else:
+        raw = read_params(root)
+        source = PARAMS_FILE
+    cfg = load_sections(raw, sections, source)
+    check(cfg)
+    return cfg, root
+
+
+def config_hash(cfg: DictConfig) -> str:
+    """Hash of exactly the sections a stage received (sorted JSON)."""
+    blob = json.dumps(OmegaConf.to_container(cfg, resolve=True), sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+# --- semantic checks -------------------------------------------------------------------
+def _duration(value: str, key: str) -> None:
+    import re
+
+    import pandas as pd
+
+    ok = isinstance(value, str) and re.fullmatch(r"\d+(\.\d+)?\s*[a-zA-Z]+", value.strip())
+    try:
+        if ok:
+            pd.Timedelta(value)
+    except (ValueError, TypeError):
+        ok = None
+    if not ok:
+        raise ConfigError(f"{key}: {value!r} is not a non-negative duration with a unit (e.g. '2h', '30min')")
+
+
+def _one_of(value: str, allowed: tuple[str, ...], key: str) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{key}: {value!r} is not one of {list(allowed)}")
+
+
+def check(cfg: DictConfig) -> None:
+    """Checks beyond types, on whichever sections `cfg` holds."""
+    if "data" in cfg:
+        _check_data(cfg.data)
+    if "contract" in cfg:
+        for name, table in cfg.contract.tables.items():
+            _one_of(table.policy, ("fail", "quarantine"), f"contract.tables.{name}.policy")
+    if "features" in cfg:
+        _check_features(cfg.features, cfg.data if "data" in cfg else None)
+    if "model" in cfg:
+        check_lightgbm_params(cfg.model.params, "model.params")
+    if "training" in cfg:
+        _one_of(cfg.training.mode, ("static",), "training.mode")
+        _one_of(cfg.training.force, ("row_wise", "col_wise"), "training.force")
+
+
+def _check_data(data: DictConfig) -> None:
+    if data.primary not in data.sources:
+        raise ConfigError(f"data.primary: {data.primary!r} is not a source; sources: {list(data.sources)}")
+    for name, src in data.sources.items():
+        _one_of(src.kind, ("package", "csv", "parquet"), f"data.sources.{name}.kind")
+        if src.kind == "package" and not src.package:
+            raise ConfigError(f"data.sources.{name}.package: required when kind is 'package'")
+    _duration(data.prediction_lead, "data.prediction_lead")
+    _one_of(data.label.op, ("gt", "ge", "lt", "le", "eq", "ne"), "data.label.op")
+    _one_of(data.label.missing, ("exclude", "fail"), "data.label.missing")
+    _one_of(data.on_upstream_change, ("adopt", "fail"), "data.on_upstream_change")
+    for i, join in enumerate(data.asof_joins):
+        key = f"data.asof_joins[{i}]"
+        if join.source not in data.sources:
+            raise ConfigError(f"{key}.source: {join.source!r} is not a source; sources: {list(data.sources)}")
+        if join.time not in data.sources[join.source].time_columns:
+            raise ConfigError(f"{key}.time: {join.time!r} must be declared in data.sources.{join.source}.time_columns")
+        _duration(join.lag, f"{key}.lag")
+        _duration(join.tolerance, f"{key}.tolerance")
+    for i, join in enumerate(data.lookup_joins):
+        if join.source not in data.sources:
+            raise ConfigError(f"data.lookup_joins[{i}].source: {join.source!r} is not a source")
+    for name, agg in data.aggregates.items():
+        key = f"data.aggregates.{name}"
+        _one_of(agg.stat, ("mean", "sum", "count", "last"), f"{key}.stat")
+        _one_of(agg.known, ("past", "schedule"), f"{key}.known")
+        _duration(agg.window, f"{key}.window")
+        if agg.known == "past" and not agg.observed_after:
+            raise ConfigError(f"{key}.observed_after: required for known=past (minutes after the event time)")
+        if agg.stat != "count" and not agg.value:
+            raise ConfigError(f"{key}.value: required for stat={agg.stat!r}")
+
+
+def after_outcome_columns(data: DictConfig) -> dict[str, str]:
+    """Columns of the built dataset known only after the outcome -> why."""
+    primary = data.sources[data.primary]
+    out = {c: f"data.sources.{data.primary}.after_outcome lists {c!r}" for c in primary.after_outcome}
+    out[data.label.column] = f"it is the label column (data.label.column={data.label.column!r})"
+    out["label"] = "it is the label"
+    return out
+
+
+def _check_features(features: DictConfig, data: DictConfig | None) -> None:
+    leaky = after_outcome_columns(data) if data is not None else {}
+    for name, feat in features.columns.items():
+        key = f"features.columns.{name}"
+        _one_of(feat.type, ("numeric", "categorical"), f"{key}.type")
+        from mlsys.features.transforms import TRANSFORMS
+
+        _one_of(feat.transform, tuple(TRANSFORMS), f"{key}.transform")
+        if (feat.type == "categorical") != (feat.transform == "vocab"):
+            raise ConfigError(f"{key}: categorical features use transform 'vocab' and only they do")
+        _one_of(feat.availability, ("at_prediction", "after_outcome"), f"{key}.availability")
+        if feat.availability == "after_outcome":
+            raise ConfigError(
+                f"{key}: declared availability 'after_outcome' - a model input must be known at "
+                "the prediction time; drop it or derive a point-in-time aggregate instead"
+            )
+        if feat.source in leaky:
+            raise ConfigError(
+                f"{key}.source: {feat.source!r} is known only after the outcome ({leaky[feat.source]}),"
+                " so it cannot be a model input at the prediction time; use a point-in-time"
+                " aggregate (data.aggregates) instead"
+            )
+
+
+def check_lightgbm_params(params: DictConfig | dict, key: str) -> None:
+    """Every key must be a LightGBM parameter or alias (LightGBM only warns)."""
+    from lightgbm.basic import _ConfigAliases
+
+    known = {alias for aliases in _ConfigAliases._get_all_param_aliases().values() for alias in aliases}
+    for name in params:
+        if name not in known:
+            import difflib
+
+            close = difflib.get_close_matches(name, sorted(known), n=3)
+            hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+            raise ConfigError(f"{key}.{name}: not a LightGBM parameter{hint}")

@@ -1,0 +1,186 @@
+"""Contracts: typed YAML (conf/contract/) compiled to Pandera, validated lazily.
+
+`validate_table` returns every failure at once, splits failing rows into a quarantine
+frame with their reasons (policy `quarantine`), and reconciles rows in = passed +
+quarantined. Frame-level failures (missing column, wrong dtype, row count, missing
+fraction) always fail, whatever the policy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+from omegaconf import DictConfig, OmegaConf
+from pandera.extensions import register_check_method
+
+from mlsys.errors import ConfigError
+
+REASONS = "_reasons"
+
+
+@register_check_method(statistics=["max_fraction"], supported_types=[pd.Series])
+def max_missing(series: pd.Series, *, max_fraction: float) -> bool:
+    """Fraction of nulls in the column is at most `max_fraction` (frame-level)."""
+    return bool(series.isna().mean() <= max_fraction)
+
+
+@register_check_method(statistics=["min_rows", "max_rows"], supported_types=[pd.DataFrame])
+def row_count(frame: pd.DataFrame, *, min_rows: int | None, max_rows: int | None) -> bool:
+    """Row count within bounds (frame-level)."""
+    n = len(frame)
+    return (min_rows is None or n >= min_rows) and (max_rows is None or n <= max_rows)
+
+
+def compile_schema(name: str, table: DictConfig) -> pa.DataFrameSchema:
+    """Build the Pandera schema a `contract.tables.<name>` entry declares."""
+    columns = {}
+    for col, spec in table.columns.items():
+        checks = []
+        if spec.min is not None or spec.max is not None:
+            if spec.min is not None and spec.max is not None:
+                checks.append(pa.Check.in_range(spec.min, spec.max))
+            elif spec.min is not None:
+                checks.append(pa.Check.ge(spec.min))
+            else:
+                checks.append(pa.Check.le(spec.max))
+        if spec.isin is not None:
+            checks.append(pa.Check.isin(list(spec.isin)))
+        if spec.regex is not None:
+            checks.append(pa.Check.str_matches(spec.regex))
+        if spec.max_missing is not None:
+            checks.append(pa.Check.max_missing(max_fraction=spec.max_missing, ignore_na=False))
+        try:
+            columns[col] = pa.Column(
+                spec.dtype, checks=checks, nullable=spec.nullable, unique=spec.unique,
+                required=spec.required, report_duplicates="exclude_first",
+            )
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"contract.tables.{name}.columns.{col}: {exc}") from exc
+    frame_checks = []
+    if table.min_rows is not None or table.max_rows is not None:
+        frame_checks.append(pa.Check.row_count(min_rows=table.min_rows, max_rows=table.max_rows))
+    return pa.DataFrameSchema(
+        columns, checks=frame_checks, unique=list(table.unique) or None, strict=table.strict,
+        report_duplicates="exclude_first", name=name,
+    )
+
+
+def python_schema(name: str, table: DictConfig) -> pa.DataFrameSchema | None:
+    """The escape hatch: `python_schema: {_target_: pkg.module.fn}` returning a schema."""
+    if table.python_schema is None:
+        return None
+    from hydra.utils import instantiate
+
+    try:
+        schema = instantiate(table.python_schema)
+    except Exception as exc:  # noqa: BLE001 - any import/call error is a config error here
+        raise ConfigError(f"contract.tables.{name}.python_schema: {exc}") from exc
+    if not isinstance(schema, pa.DataFrameSchema):
+        raise ConfigError(f"contract.tables.{name}.python_schema: must return a pandera DataFrameSchema")
+    return schema
+
+
+@dataclass
+class ValidationResult:
+    passed: pd.DataFrame
+    quarantined: pd.DataFrame
+    report: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def frame_failed(self) -> bool:
+        return bool(self.report["frame_failures"])
+
+
+def _failure_cases(schema: pa.DataFrameSchema, frame: pd.DataFrame) -> pd.DataFrame:
+    try:
+        schema.validate(frame, lazy=True)
+    except pa.errors.SchemaErrors as exc:
+        return exc.failure_cases
+    return pd.DataFrame(columns=["schema_context", "column", "check", "failure_case", "index"])
+
+
+def validate_table(name: str, table: DictConfig, frame: pd.DataFrame,
+                   extra_failures: pd.DataFrame | None = None,
+                   raw: pd.DataFrame | None = None) -> ValidationResult:
+    """Validate `frame` lazily; split passed / quarantined rows; build the report.
+
+    `extra_failures` are row failures found before Pandera (e.g. unparseable timestamps),
+    in the same shape as Pandera's failure cases; quarantined rows are taken from `raw`
+    (the frame as read, before parsing) when given, so nothing is lost.
+    """
+    frame = frame.reset_index(drop=True)
+    raw = frame if raw is None else raw.reset_index(drop=True)
+    cases = [_failure_cases(compile_schema(name, table), frame)]
+    if (extra := python_schema(name, table)) is not None:
+        cases.append(_failure_cases(extra, frame))
+    if extra_failures is not None and len(extra_failures):
+        cases.append(extra_failures)
+    fc = pd.concat([c for c in cases if len(c)], ignore_index=True) if any(len(c) for c in cases) else cases[0]
+    fc = fc.assign(column=fc["column"].astype(object).where(fc["column"].notna(), "<frame>"))
+    is_row = fc["index"].notna()
+    frame_fc, row_fc = fc[~is_row], fc[is_row]
+
+    frame_failures = [
+        {"column": str(r.column), "check": str(r.check), "failure_case": _plain(r.failure_case)}
+        for r in frame_fc.itertuples()
+    ]
+    row_failures = []
+    for (col, check), grp in row_fc.groupby(["column", "check"], sort=True):
+        examples = grp.drop_duplicates("failure_case").head(table.examples)
+        row_failures.append({
+            "column": str(col), "check": str(check), "rows": int(grp["index"].nunique()),
+            "examples": [{"row": int(i), "value": _plain(v)} for i, v in zip(examples["index"], examples["failure_case"])],
+        })
+
+    idx = row_fc["index"].astype(np.int64).to_numpy()
+    reasons = (row_fc.assign(index=idx, reason=row_fc["column"].astype(str) + ": " + row_fc["check"].astype(str))
+               .groupby("index")["reason"].agg(lambda r: "; ".join(sorted(set(r)))))
+    bad = np.zeros(len(frame), dtype=bool)
+    bad[reasons.index.to_numpy()] = True
+    quarantined = raw[bad].copy()
+    quarantined[REASONS] = reasons.reindex(quarantined.index).to_numpy()
+    quarantined.insert(0, "_row", quarantined.index.to_numpy())
+    passed = frame[~bad].reset_index(drop=True)
+    assert len(passed) + len(quarantined) == len(frame), "row reconciliation broken"
+
+    if frame_failures:
+        status = "failed"
+    elif len(quarantined):
+        status = "failed" if table.policy == "fail" else "quarantined"
+    else:
+        status = "passed"
+    report = {
+        "table": name, "policy": table.policy, "status": status,
+        "rows_in": len(frame), "rows_passed": len(passed), "rows_quarantined": len(quarantined),
+        "frame_failures": frame_failures, "row_failures": row_failures,
+        "contract": OmegaConf.to_container(table, resolve=True),
+    }
+    return ValidationResult(passed=passed, quarantined=quarantined, report=report)
+
+
+def _plain(value: Any) -> Any:
+    """JSON-friendly scalar."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return None
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (int, float, str, bool)):
+        return value
+    return str(value)
+
+
+def summary(report: dict[str, Any]) -> str:
+    """Human-readable lines for one table's report."""
+    lines = [f"contract {report['table']}: {report['status']} - {report['rows_in']} rows in, "
+             f"{report['rows_passed']} passed, {report['rows_quarantined']} quarantined "
+             f"(policy {report['policy']})"]
+    for f in report["frame_failures"]:
+        lines.append(f"  frame  {f['column']}: {f['check']} (got {f['failure_case']})")
+    for f in report["row_failures"]:
+        ex = ", ".join(repr(e["value"]) for e in f["examples"])
+        lines.append(f"  rows   {f['column']}: {f['check']} x{f['rows']} (e.g. {ex})")
+    return "\n".join(lines)

@@ -1,0 +1,156 @@
+"""Feature transforms. Each is fitted on the training window only (`fit` -> JSON state) and
+then applied by one object to a whole column (`column`) or to one value (`value`).
+
+The value path avoids pandas entirely (a one-row DataFrame costs ~1.5 ms against ~35 us
+for the model); tests prove both paths give identical numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+State = dict[str, Any]
+
+
+def _is_null(v: Any) -> bool:
+    return v is None or v is pd.NA or v is pd.NaT or (isinstance(v, float) and math.isnan(v))
+
+
+class Encoder:
+    """Applies fitted state; subclasses define `_column` and `_value` on non-null input."""
+
+    def __init__(self, state: State) -> None:
+        self.state = state
+        fill = state.get("fill")
+        self.fill = np.nan if fill is None else float(fill)
+
+    def column(self, s: pd.Series) -> np.ndarray:
+        out = self._column(s).astype(np.float64, copy=False)
+        return np.where(np.isnan(out), self.fill, out) if not np.isnan(self.fill) else out
+
+    def value(self, v: Any) -> float:
+        out = np.nan if _is_null(v) else self._value(v)
+        return self.fill if math.isnan(out) else out
+
+    def _column(self, s: pd.Series) -> np.ndarray:
+        return s.to_numpy(np.float64, na_value=np.nan)
+
+    def _value(self, v: Any) -> float:
+        return float(v)
+
+
+class Clip(Encoder):
+    def __init__(self, state: State) -> None:
+        super().__init__(state)
+        self.lo, self.hi = state["lo"], state["hi"]
+
+    def _column(self, s: pd.Series) -> np.ndarray:
+        return np.clip(s.to_numpy(np.float64, na_value=np.nan), self.lo, self.hi)
+
+    def _value(self, v: Any) -> float:
+        return min(max(float(v), self.lo), self.hi)
+
+
+class Vocab(Encoder):
+    """Category -> code by the training vocabulary; unknown and rare -> missing (NaN),
+    which LightGBM routes like any missing value, the same in training and serving."""
+
+    def __init__(self, state: State) -> None:
+        super().__init__(state)
+        self.categories = list(state["categories"])
+        self.codes = {c: float(i) for i, c in enumerate(self.categories)}
+        self.index = pd.Index(self.categories, dtype="str")
+
+    def _column(self, s: pd.Series) -> np.ndarray:
+        codes = self.index.get_indexer(s.astype("str")).astype(np.float64)
+        codes[codes < 0] = np.nan
+        return codes
+
+    def _value(self, v: Any) -> float:
+        return self.codes.get(str(v), np.nan)
+
+
+class HhmmMinutes(Encoder):
+    """Clock time written as HHMM (e.g. 819) -> minutes after midnight (499)."""
+
+    def _column(self, s: pd.Series) -> np.ndarray:
+        x = s.to_numpy(np.float64, na_value=np.nan)
+        return np.floor(x / 100) * 60 + np.mod(x, 100)
+
+    def _value(self, v: Any) -> float:
+        x = float(v)
+        return math.floor(x / 100) * 60 + math.fmod(x, 100)
+
+
+def _calendar(attr: str) -> type[Encoder]:
+    """An encoder reading one field of a (local, tz-aware) timestamp."""
+
+    class Calendar(Encoder):
+        def _column(self, s: pd.Series) -> np.ndarray:
+            return getattr(s.dt, attr).to_numpy(np.float64, na_value=np.nan)
+
+        def _value(self, v: Any) -> float:
+            return float(getattr(v, attr))
+
+    Calendar.__name__ = f"Calendar_{attr}"
+    return Calendar
+
+
+class MinuteOfDay(Encoder):
+    def _column(self, s: pd.Series) -> np.ndarray:
+        return (s.dt.hour * 60 + s.dt.minute).to_numpy(np.float64, na_value=np.nan)
+
+    def _value(self, v: Any) -> float:
+        return float(v.hour * 60 + v.minute)
+
+
+def _fit_none(s: pd.Series, cfg: Any) -> State:
+    return {}
+
+
+def _fit_clip(s: pd.Series, cfg: Any) -> State:
+    x = s.to_numpy(np.float64, na_value=np.nan)
+    lo, hi = np.nanquantile(x, list(cfg.clip_quantiles)) if np.isfinite(x).any() else (np.nan, np.nan)
+    return {"lo": float(lo), "hi": float(hi)}
+
+
+def _fit_vocab(s: pd.Series, cfg: Any) -> State:
+    counts = s.astype("str").value_counts(dropna=True)
+    counts = counts[counts >= cfg.min_count]
+    # Most frequent first, ties by value: deterministic across runs.
+    ordered = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[: cfg.max_categories]
+    return {"categories": [k for k, _ in ordered]}
+
+
+# name -> (encoder class, fit function)
+TRANSFORMS: dict[str, tuple[type[Encoder], Callable[[pd.Series, Any], State]]] = {
+    "identity": (Encoder, _fit_none),
+    "clip": (Clip, _fit_clip),
+    "vocab": (Vocab, _fit_vocab),
+    "hhmm_minutes": (HhmmMinutes, _fit_none),
+    "day_of_week": (_calendar("dayofweek"), _fit_none),
+    "day_of_year": (_calendar("dayofyear"), _fit_none),
+    "month": (_calendar("month"), _fit_none),
+    "day": (_calendar("day"), _fit_none),
+    "hour": (_calendar("hour"), _fit_none),
+    "minute_of_day": (MinuteOfDay, _fit_none),
+}
+
+
+def fit(transform: str, s: pd.Series, cfg: Any) -> State:
+    """Fit one transform on the training column; add the imputation value if asked."""
+    encoder_cls, fit_fn = TRANSFORMS[transform]
+    state = fit_fn(s, cfg)
+    if cfg.impute is not None:
+        encoded = encoder_cls({**state, "fill": None}).column(s)
+        state["fill"] = 0.0 if cfg.impute == "zero" else float(np.nanmedian(encoded)) if np.isfinite(encoded).any() else 0.0
+    return state
+
+
+def encoder(transform: str, state: State) -> Encoder:
+    return TRANSFORMS[transform][0](state)

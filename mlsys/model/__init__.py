@@ -1,0 +1,111 @@
+"""LightGBM training and the model bundle behind one `load_model`."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from omegaconf import DictConfig, OmegaConf
+
+from mlsys.features import FeaturePipeline
+from mlsys.io import atomic_write, read_json, require, write_json
+
+MODEL_FILE = "model.txt"
+FEATURES_FILE = "feature_state.json"
+META_FILE = "meta.json"
+
+
+def lgb_params(model: DictConfig, training: DictConfig) -> dict[str, Any]:
+    """Model params + the determinism settings from `training` (which always win)."""
+    params = dict(OmegaConf.to_container(model.params, resolve=True))
+    params.update({
+        "seed": training.seed, "deterministic": training.deterministic,
+        "num_threads": training.num_threads, "verbosity": -1,
+        f"force_{training.force}": True,
+    })
+    return params
+
+
+@dataclass
+class TrainResult:
+    booster: Any
+    best_iteration: int
+    history: dict[str, list[float]] = field(default_factory=dict)
+
+
+def train(x: np.ndarray, y: np.ndarray, xv: np.ndarray, yv: np.ndarray, pipeline: FeaturePipeline,
+          model: DictConfig, training: DictConfig, callbacks: list | None = None) -> TrainResult:
+    """Train with early stopping on the validation window."""
+    import lightgbm as lgb
+
+    params = lgb_params(model, training)
+    kw = {"feature_name": pipeline.names, "categorical_feature": pipeline.categorical, "free_raw_data": False}
+    dtrain = lgb.Dataset(x, label=y, params=params, **kw)
+    dvalid = lgb.Dataset(xv, label=yv, reference=dtrain, **kw)
+    history: dict = {}
+    booster = lgb.train(
+        params, dtrain, num_boost_round=model.num_boost_round, valid_sets=[dtrain, dvalid],
+        valid_names=["train", "valid"],
+        callbacks=[lgb.early_stopping(model.early_stopping_rounds, verbose=False),
+                   lgb.record_evaluation(history), *(callbacks or [])],
+    )
+    return TrainResult(booster=booster, best_iteration=booster.best_iteration or booster.current_iteration(),
+                       history={f"{k}/{m}": list(v) for k, d in history.items() for m, v in d.items()})
+
+
+def save_model_dir(directory: Path, booster: Any, best_iteration: int, pipeline: FeaturePipeline,
+                   meta: Mapping[str, Any]) -> Path:
+    """model.txt (best iteration only) + feature_state.json + meta.json."""
+    directory = Path(directory)
+    text = booster.model_to_string(num_iteration=best_iteration)
+    atomic_write(directory / MODEL_FILE, lambda p: p.write_text(text, encoding="utf-8"))
+    write_json(directory / FEATURES_FILE, pipeline.state())
+    write_json(directory / META_FILE, dict(meta))
+    return directory
+
+
+def bundle_version(directory: Path) -> str:
+    """Content address of a model: hash of the model file and its feature state."""
+    digest = hashlib.sha256()
+    for name in (MODEL_FILE, FEATURES_FILE):
+        digest.update((Path(directory) / name).read_bytes())
+    return digest.hexdigest()[:12]
+
+
+@dataclass
+class Model:
+    """A loaded bundle: scores frames or single records through the one feature path."""
+
+    booster: Any
+    pipeline: FeaturePipeline
+    version: str
+    meta: dict[str, Any]
+
+    def predict_frame(self, frame: pd.DataFrame, num_threads: int = 0) -> np.ndarray:
+        return self.booster.predict(self.pipeline.transform_frame(frame), num_threads=num_threads)
+
+    def predict_record(self, record: Mapping[str, Any]) -> float:
+        return float(self.booster.predict(self.pipeline.transform_record(record), num_threads=1)[0])
+
+
+def load_model(directory: Path) -> Model:
+    """Load a model directory or bundle (model.txt + feature_state.json [+ meta/card])."""
+    import lightgbm as lgb
+
+    directory = require(Path(directory), "a model directory: run `dvc repro` (train stage)")
+    booster = lgb.Booster(model_file=str(require(directory / MODEL_FILE, "the LightGBM model file")))
+    pipeline = FeaturePipeline.from_state(read_json(directory / FEATURES_FILE, "the fitted feature state"))
+    # A packaged bundle carries its card; a training output its meta.
+    meta_path = next((directory / n for n in ("card.json", META_FILE) if (directory / n).exists()), None)
+    meta = json.loads(meta_path.read_text()) if meta_path else {}
+    if booster.feature_name() != pipeline.names:
+        from mlsys.errors import ContractError
+
+        raise ContractError(f"{directory}: model features {booster.feature_name()} != feature state {pipeline.names}")
+    return Model(booster=booster, pipeline=pipeline, version=bundle_version(directory), meta=meta)

@@ -1,0 +1,55 @@
+"""Assemble the model bundle: model file, feature state and the model card."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import shutil
+from datetime import datetime, timezone
+from importlib.metadata import version
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from mlsys.io import read_json, require, write_json
+from mlsys.model import FEATURES_FILE, META_FILE, MODEL_FILE, bundle_version
+
+CARD_FILE = "card.json"
+LIBRARIES = ("lightgbm", "pandas", "numpy", "pyarrow", "pandera", "scikit-learn", "hydra-core", "dvc")
+
+
+def run(cfg: DictConfig, root: Path) -> None:
+    p = cfg.paths
+    model_dir, bundle = root / p.model, root / p.bundle
+    meta = read_json(model_dir / META_FILE, "model meta: run train")
+    snapshot = read_json(root / p.raw / "snapshot.json", "snapshot manifest: run snapshot")
+    validation = read_json(root / p.reports / "validation.json", "validation report: run validate")
+    build = read_json(root / p.reports / "build.json", "build report: run build")
+    windows = read_json(root / p.features / "windows.json", "windows: run featurize")
+    metrics = read_json(root / p.metrics / "metrics.json", "metrics: run evaluate")
+    features = read_json(model_dir / FEATURES_FILE, "feature state: run train")["features"]
+
+    stage_hashes = {r["stage"]: r["config_hash"] for r in (snapshot, validation, build, windows, meta)}
+    config_hash = hashlib.sha256(json.dumps(stage_hashes, sort_keys=True).encode()).hexdigest()[:16]
+    bundle.mkdir(parents=True, exist_ok=True)
+    for name in (MODEL_FILE, FEATURES_FILE):
+        shutil.copyfile(require(model_dir / name, "model artifacts: run train"), bundle / name)
+    card = {
+        "version": bundle_version(bundle),
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "config_hash": config_hash, "stage_config_hashes": stage_hashes,
+        "snapshot_time": snapshot["snapshot_time"],
+        "data": {name: {"fingerprint": s["fingerprint"], "rows": s["rows"]} for name, s in snapshot["sources"].items()},
+        "validation": {name: {k: t[k] for k in ("status", "rows_in", "rows_passed", "rows_quarantined")}
+                       for name, t in validation["tables"].items()},
+        "dataset": {k: build[k] for k in ("rows_in", "rows_labelled", "rows_excluded_no_label", "exclusion_reason")},
+        "windows": windows["periods"], "roles": windows["roles"],
+        "features": [{k: f[k] for k in ("name", "source", "type", "transform", "availability")} for f in features],
+        "training": {k: meta[k] for k in ("best_iteration", "train_rows", "valid_rows", "train_seconds", "best_valid")},
+        "model_params": meta["config"]["model"], "determinism": meta["config"]["training"],
+        "metrics": metrics,
+        "libraries": {lib: version(lib) for lib in LIBRARIES} | {"python": platform.python_version()},
+    }
+    write_json(bundle / CARD_FILE, card)
+    print(f"package: bundle {card['version']} at {bundle} (test AUC {metrics['auc']:.4f})")

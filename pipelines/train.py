@@ -1,0 +1,59 @@
+"""Train LightGBM on the encoded train window with early stopping on valid."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from omegaconf import DictConfig
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from mlsys.data.build import LABEL
+from mlsys.features import FeaturePipeline
+from mlsys.io import read_json, read_parquet
+from mlsys.model import FEATURES_FILE, save_model_dir, train
+from mlsys.stages import provenance
+
+
+class _ProgressCallback:
+    """A progress bar over boosting rounds, with the latest validation loss."""
+
+    def __init__(self, progress: Progress, task: int) -> None:
+        self.progress, self.task = progress, task
+
+    def __call__(self, env: object) -> None:
+        results = env.evaluation_result_list  # type: ignore[attr-defined]
+        valid = next((r for r in results if r[0] == "valid"), None)
+        label = f"{valid[1]}={valid[2]:.4f}" if valid else ""
+        self.progress.update(self.task, advance=1, metric=label)
+
+
+def run(cfg: DictConfig, root: Path) -> None:
+    from dvclive import Live
+    from dvclive.lgbm import DVCLiveCallback
+
+    feats = root / cfg.paths.features
+    pipeline = FeaturePipeline.from_state(read_json(feats / FEATURES_FILE, "feature state: run featurize"))
+    tr = read_parquet(feats / "train.parquet", "encoded train window: run featurize")
+    va = read_parquet(feats / "valid.parquet", "encoded valid window: run featurize")
+    x, y = tr[pipeline.names].to_numpy("float64"), tr[LABEL].to_numpy()
+    xv, yv = va[pipeline.names].to_numpy("float64"), va[LABEL].to_numpy()
+
+    live = Live(str(root / cfg.paths.reports / "train"), dvcyaml=False, save_dvc_exp=False, report=None)
+    start = time.perf_counter()
+    with Progress(TextColumn("train"), BarColumn(), TextColumn("{task.completed}/{task.total} {task.fields[metric]}"),
+                  TimeElapsedColumn(), transient=True) as progress:
+        task = progress.add_task("train", total=cfg.model.num_boost_round, metric="")
+        result = train(x, y, xv, yv, pipeline, cfg.model, cfg.training,
+                       callbacks=[DVCLiveCallback(live=live), _ProgressCallback(progress, task)])
+    seconds = time.perf_counter() - start
+    live.end()
+    save_model_dir(root / cfg.paths.model, result.booster, result.best_iteration, pipeline, {
+        "best_iteration": result.best_iteration, "train_seconds": round(seconds, 2),
+        "train_rows": len(tr), "valid_rows": len(va),
+        "best_valid": {k.split("/", 1)[1]: v[result.best_iteration - 1]
+                       for k, v in result.history.items() if k.startswith("valid/")},
+        **provenance("train", cfg),
+    })
+    print(f"train: {result.best_iteration} rounds (early stopping) on {len(tr):,} rows x "
+          f"{x.shape[1]} features in {seconds:.1f}s")
