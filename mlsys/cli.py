@@ -18,8 +18,7 @@ EPILOG = """exit codes: 0 ok | 1 internal error | 2 usage | 3 config error | 4 s
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mlsys",
-        description="Declarative tabular ML in production: Hydra config, Pandera contracts, "
-        "LightGBM, DVC stages.",
+        description="Declarative tabular ML in production: Hydra config, Pandera contracts, LightGBM, DVC stages.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -31,9 +30,13 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("stage", choices=sorted(STAGES))
     show.add_argument("overrides", nargs="*")
     for name, stage in STAGES.items():
-        p = sub.add_parser(name, help=stage.help, description=f"{stage.help}. Reads params "
-                           f"sections: {', '.join(stage.sections)}. Without overrides the config "
-                           "comes from params.yaml; with overrides, from conf/ + overrides.")
+        p = sub.add_parser(
+            name,
+            help=stage.help,
+            description=f"{stage.help}. Reads params "
+            f"sections: {', '.join(stage.sections)}. Without overrides the config "
+            "comes from params.yaml; with overrides, from conf/ + overrides.",
+        )
         p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model.params.num_leaves=15")
     return parser
 

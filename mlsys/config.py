@@ -14,7 +14,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from omegaconf import MISSING, DictConfig, OmegaConf
 
@@ -40,7 +40,7 @@ class SourceConfig:
 
     kind: str = MISSING  # package | csv | parquet
     path: str = MISSING  # file path, or a resource path inside `package`
-    package: Optional[str] = None
+    package: str | None = None
     time_columns: dict[str, TimeColumn] = field(default_factory=dict)
     # Columns whose value is known only after the outcome (leakage if used as input).
     after_outcome: list[str] = field(default_factory=list)
@@ -51,7 +51,7 @@ class EventTime:
     """How the event timestamp is built: from local date/time parts in `tz`."""
 
     parts: dict[str, str] = field(default_factory=dict)  # year/month/day/hour/minute -> column
-    column: Optional[str] = None  # or an existing timestamp column (declared in time_columns)
+    column: str | None = None  # or an existing timestamp column (declared in time_columns)
     tz: str = "UTC"
 
 
@@ -91,17 +91,19 @@ class Aggregate:
     """Point-in-time aggregate over the primary table's own rows.
 
     `known: past` aggregates rows observed in (prediction time - window, prediction time],
-    a row being observed at its event time plus `observed_after` minutes (a column);
+    a row being observed at its event time plus `observed_after` minutes (a column, e.g.
+    the departure delay: a departure is seen when it happens) plus `observed_lag`;
     `known: schedule` counts rows whose event time is within +-window of this event
     (schedules are published in advance).
     """
 
     by: list[str] = field(default_factory=list)
-    value: Optional[str] = None
+    value: str | None = None
     stat: str = "mean"  # mean | sum | count | last
     window: str = "3h"
     known: str = "past"  # past | schedule
-    observed_after: Optional[str] = None
+    observed_after: str | None = None
+    observed_lag: str = "0h"
 
 
 @dataclass
@@ -122,27 +124,27 @@ class DataConfig:
 # --- contracts -------------------------------------------------------------------------
 @dataclass
 class ColumnContract:
-    dtype: Optional[str] = None  # int64, float64, str, bool, datetime64[us, UTC], ...
+    dtype: str | None = None  # int64, float64, str, bool, datetime64[us, UTC], ...
     nullable: bool = True
     required: bool = True
-    min: Optional[float] = None
-    max: Optional[float] = None
-    isin: Optional[list[Any]] = None
-    regex: Optional[str] = None
+    min: float | None = None
+    max: float | None = None
+    isin: list[Any] | None = None
+    regex: str | None = None
     unique: bool = False
-    max_missing: Optional[float] = None  # fraction of nulls allowed (frame-level)
+    max_missing: float | None = None  # fraction of nulls allowed (frame-level)
 
 
 @dataclass
 class TableContract:
     policy: str = "fail"  # fail | quarantine
-    min_rows: Optional[int] = None
-    max_rows: Optional[int] = None
+    min_rows: int | None = None
+    max_rows: int | None = None
     unique: list[str] = field(default_factory=list)  # columns unique together
     strict: bool = False  # extra columns are an error
     columns: dict[str, ColumnContract] = field(default_factory=dict)
     # Escape hatch: a Python function returning a pandera DataFrameSchema, applied after.
-    python_schema: Optional[str] = None
+    python_schema: dict[str, Any] | None = None
     examples: int = 5
 
 
@@ -161,7 +163,7 @@ class FeatureConfig:
     transform: str = "identity"  # identity | clip | vocab | hhmm_minutes | day_of_week | ...
     availability: str = "at_prediction"  # at_prediction | after_outcome
     clip_quantiles: list[float] = field(default_factory=lambda: [0.001, 0.999])
-    impute: Optional[str] = None  # median | zero | None (LightGBM handles missing)
+    impute: str | None = None  # median | zero | None (LightGBM handles missing)
     min_count: int = 1  # vocab: rarer categories are treated as unknown
     max_categories: int = 1000
 
@@ -398,18 +400,12 @@ def config_hash(cfg: DictConfig) -> str:
 
 # --- semantic checks -------------------------------------------------------------------
 def _duration(value: str, key: str) -> None:
-    import re
+    from mlsys.durations import parse_duration
 
-    import pandas as pd
-
-    ok = isinstance(value, str) and re.fullmatch(r"\d+(\.\d+)?\s*[a-zA-Z]+", value.strip())
     try:
-        if ok:
-            pd.Timedelta(value)
-    except (ValueError, TypeError):
-        ok = None
-    if not ok:
-        raise ConfigError(f"{key}: {value!r} is not a non-negative duration with a unit (e.g. '2h', '30min')")
+        parse_duration(value)
+    except ValueError as exc:
+        raise ConfigError(f"{key}: {exc}") from exc
 
 
 def _one_of(value: str, allowed: tuple[str, ...], key: str) -> None:
@@ -460,8 +456,7 @@ def _check_data(data: DictConfig) -> None:
         _one_of(agg.stat, ("mean", "sum", "count", "last"), f"{key}.stat")
         _one_of(agg.known, ("past", "schedule"), f"{key}.known")
         _duration(agg.window, f"{key}.window")
-        if agg.known == "past" and not agg.observed_after:
-            raise ConfigError(f"{key}.observed_after: required for known=past (minutes after the event time)")
+        _duration(agg.observed_lag, f"{key}.observed_lag")
         if agg.stat != "count" and not agg.value:
             raise ConfigError(f"{key}.value: required for stat={agg.stat!r}")
 

@@ -27,13 +27,26 @@ def _table(rows: list[dict[str, Any]]) -> str:
         return ""
     head = "".join(f"<th>{html.escape(str(k))}</th>" for k in rows[0])
     body = "".join(
-        "<tr>" + "".join(f"<td>{v:.4f}</td>" if isinstance(v, float) else f"<td>{html.escape(str(v))}</td>"
-                         for v in r.values()) + "</tr>" for r in rows)
+        "<tr>"
+        + "".join(
+            f"<td>{v:.4f}</td>" if isinstance(v, float) else f"<td>{html.escape(str(v))}</td>" for v in r.values()
+        )
+        + "</tr>"
+        for r in rows
+    )
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def evaluation_html(path: Path, *, metrics: dict[str, Any], roc: pd.DataFrame, calibration: pd.DataFrame,
-                    importance: pd.DataFrame, slices: dict[str, dict[str, Any]], title: str) -> Path:
+def evaluation_html(
+    path: Path,
+    *,
+    metrics: dict[str, Any],
+    roc: pd.DataFrame,
+    calibration: pd.DataFrame,
+    importance: pd.DataFrame,
+    slices: dict[str, dict[str, Any]],
+    title: str,
+) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -60,14 +73,27 @@ def evaluation_html(path: Path, *, metrics: dict[str, Any], roc: pd.DataFrame, c
     imp_img = _png(fig)
 
     names = ("auc", "pr_auc", "logloss", "brier", "ece")
-    rows = [{"model": "lightgbm", **{k: metrics[k] for k in names}},
-            {"model": "logistic baseline", **{k: metrics["baseline_logreg"][k] for k in names}},
-            {"model": "base rate", **{k: metrics["baseline_base_rate"][k] for k in names}}]
+    rows = [
+        {"model": "lightgbm", **{k: metrics[k] for k in names}},
+        {"model": "logistic baseline", **{k: metrics["baseline_logreg"][k] for k in names}},
+        {"model": "base rate", **{k: metrics["baseline_base_rate"][k] for k in names}},
+    ]
     slice_html = "".join(
         f"<h3>by {html.escape(col)}</h3>"
-        + _table([{"value": v, "rows": e["rows"], "positive_rate": e["positive_rate"],
-                   "auc": e.get("auc", "-"), "logloss": e.get("logloss", "-")} for v, e in values.items()])
-        for col, values in slices.items())
+        + _table(
+            [
+                {
+                    "value": v,
+                    "rows": e["rows"],
+                    "positive_rate": e["positive_rate"],
+                    "auc": e.get("auc", "-"),
+                    "logloss": e.get("logloss", "-"),
+                }
+                for v, e in values.items()
+            ]
+        )
+        for col, values in slices.items()
+    )
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1100px}} table{{border-collapse:collapse;margin:1em 0}}
 td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}} img{{margin:0.5em}}</style></head><body>

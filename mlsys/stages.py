@@ -35,5 +35,8 @@ def provenance(stage: str, cfg: object) -> dict[str, object]:
 
     from mlsys.config import config_hash
 
-    return {"stage": stage, "config_hash": config_hash(cfg),  # type: ignore[arg-type]
-            "config": OmegaConf.to_container(cfg, resolve=True)}  # type: ignore[arg-type]
+    return {
+        "stage": stage,
+        "config_hash": config_hash(cfg),  # type: ignore[arg-type]
+        "config": OmegaConf.to_container(cfg, resolve=True),
+    }  # type: ignore[arg-type]

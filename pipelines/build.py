@@ -22,6 +22,8 @@ def run(cfg: DictConfig, root: Path) -> None:
     write_parquet(out / "unlabelled.parquet", result.unlabelled)
     write_json(root / cfg.paths.reports / "build.json", {**result.report, **provenance("build", cfg)})
     r = result.report
-    print(f"build: {r['rows_in']:,} rows -> {r['rows_labelled']:,} labelled, "
-          f"{r['rows_excluded_no_label']:,} set aside ({r['exclusion_reason']}); "
-          f"positive rate {r['positive_rate']:.3f}")
+    print(
+        f"build: {r['rows_in']:,} rows -> {r['rows_labelled']:,} labelled, "
+        f"{r['rows_excluded_no_label']:,} set aside ({r['exclusion_reason']}); "
+        f"positive rate {r['positive_rate']:.3f}"
+    )

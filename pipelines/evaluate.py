@@ -36,8 +36,11 @@ def run(cfg: DictConfig, root: Path) -> None:
     logreg = scores(y, p_logreg, ev.calibration_bins)
     constant = scores(y, np.full(len(y), base_rate), ev.calibration_bins)
     metrics = {
-        **overall, "test_rows": len(y), "test_positive_rate": float(y.mean()),
-        "baseline_logreg": logreg, "baseline_base_rate": constant,
+        **overall,
+        "test_rows": len(y),
+        "test_positive_rate": float(y.mean()),
+        "baseline_logreg": logreg,
+        "baseline_base_rate": constant,
         "auc_lift_over_logreg": overall["auc"] - logreg["auc"],
     }
     out_metrics, out_plots = root / cfg.paths.metrics, root / cfg.paths.plots
@@ -55,8 +58,19 @@ def run(cfg: DictConfig, root: Path) -> None:
     importance.to_csv(out_plots / "importance.csv", index=False)
 
     report = root / cfg.paths.reports / "evaluation.html"
-    evaluation_html(report, metrics=metrics, roc=roc, calibration=calib, importance=importance, slices=slices,
-                    title=f"mlsys evaluation - model {model.version}")
-    write_json(root / cfg.paths.reports / "evaluate.json", {"model_version": model.version, **provenance("evaluate", cfg)})
-    print(f"evaluate: test AUC {overall['auc']:.4f} (logreg {logreg['auc']:.4f}), log loss {overall['logloss']:.4f}, "
-          f"Brier {overall['brier']:.4f}, ECE {overall['ece']:.4f} on {len(y):,} rows; report {report}")
+    evaluation_html(
+        report,
+        metrics=metrics,
+        roc=roc,
+        calibration=calib,
+        importance=importance,
+        slices=slices,
+        title=f"mlsys evaluation - model {model.version}",
+    )
+    write_json(
+        root / cfg.paths.reports / "evaluate.json", {"model_version": model.version, **provenance("evaluate", cfg)}
+    )
+    print(
+        f"evaluate: test AUC {overall['auc']:.4f} (logreg {logreg['auc']:.4f}), log loss {overall['logloss']:.4f}, "
+        f"Brier {overall['brier']:.4f}, ECE {overall['ece']:.4f} on {len(y):,} rows; report {report}"
+    )

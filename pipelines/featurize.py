@@ -22,8 +22,9 @@ def run(cfg: DictConfig, root: Path) -> None:
     if train.empty or periods[cfg.split.valid].empty:
         from mlsys.errors import ContractError
 
-        raise ContractError(f"split: the train or valid window is empty (rows per period: "
-                            f"{ {k: len(v) for k, v in periods.items()} })")
+        raise ContractError(
+            f"split: the train or valid window is empty (rows per period: { {k: len(v) for k, v in periods.items()} })"
+        )
     pipeline = fit_pipeline(cfg.features, train)
     out = root / cfg.paths.features
     write_json(out / FEATURES_FILE, pipeline.state())
@@ -33,13 +34,24 @@ def run(cfg: DictConfig, root: Path) -> None:
         matrix[LABEL] = frame[LABEL].to_numpy("int8")
         write_parquet(out / f"{role}.parquet", matrix)
     bounds = period_bounds(cfg.split)
-    write_json(out / "windows.json", {
-        "periods": {name: {"start": str(bounds[name][0]), "end": str(bounds[name][1]), "rows": len(f),
-                           "positive_rate": float(f[LABEL].mean()) if len(f) else None}
-                    for name, f in periods.items()},
-        "roles": {r: cfg.split[r] for r in ("train", "valid", "test")},
-        "rows_outside_periods": len(dataset) - sum(len(f) for f in periods.values()),
-        **provenance("featurize", cfg),
-    })
-    print(f"featurize: {len(pipeline.names)} features fitted on {len(train):,} train rows; "
-          + ", ".join(f"{k}={len(v):,}" for k, v in periods.items()))
+    write_json(
+        out / "windows.json",
+        {
+            "periods": {
+                name: {
+                    "start": str(bounds[name][0]),
+                    "end": str(bounds[name][1]),
+                    "rows": len(f),
+                    "positive_rate": float(f[LABEL].mean()) if len(f) else None,
+                }
+                for name, f in periods.items()
+            },
+            "roles": {r: cfg.split[r] for r in ("train", "valid", "test")},
+            "rows_outside_periods": len(dataset) - sum(len(f) for f in periods.values()),
+            **provenance("featurize", cfg),
+        },
+    )
+    print(
+        f"featurize: {len(pipeline.names)} features fitted on {len(train):,} train rows; "
+        + ", ".join(f"{k}={len(v):,}" for k, v in periods.items())
+    )

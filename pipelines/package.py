@@ -6,7 +6,7 @@ import hashlib
 import json
 import platform
 import shutil
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 
@@ -37,17 +37,22 @@ def run(cfg: DictConfig, root: Path) -> None:
         shutil.copyfile(require(model_dir / name, "model artifacts: run train"), bundle / name)
     card = {
         "version": bundle_version(bundle),
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "config_hash": config_hash, "stage_config_hashes": stage_hashes,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "config_hash": config_hash,
+        "stage_config_hashes": stage_hashes,
         "snapshot_time": snapshot["snapshot_time"],
         "data": {name: {"fingerprint": s["fingerprint"], "rows": s["rows"]} for name, s in snapshot["sources"].items()},
-        "validation": {name: {k: t[k] for k in ("status", "rows_in", "rows_passed", "rows_quarantined")}
-                       for name, t in validation["tables"].items()},
+        "validation": {
+            name: {k: t[k] for k in ("status", "rows_in", "rows_passed", "rows_quarantined")}
+            for name, t in validation["tables"].items()
+        },
         "dataset": {k: build[k] for k in ("rows_in", "rows_labelled", "rows_excluded_no_label", "exclusion_reason")},
-        "windows": windows["periods"], "roles": windows["roles"],
+        "windows": windows["periods"],
+        "roles": windows["roles"],
         "features": [{k: f[k] for k in ("name", "source", "type", "transform", "availability")} for f in features],
         "training": {k: meta[k] for k in ("best_iteration", "train_rows", "valid_rows", "train_seconds", "best_valid")},
-        "model_params": meta["config"]["model"], "determinism": meta["config"]["training"],
+        "model_params": meta["config"]["model"],
+        "determinism": meta["config"]["training"],
         "metrics": metrics,
         "libraries": {lib: version(lib) for lib in LIBRARIES} | {"python": platform.python_version()},
     }

@@ -7,7 +7,7 @@ nothing downstream reruns.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from omegaconf import DictConfig
@@ -53,7 +53,11 @@ def run(cfg: DictConfig, root: Path) -> None:
     for stale in raw.glob("*.parquet"):
         if stale.stem not in sources:
             stale.unlink()
-    write_json(manifest_path, {
-        "snapshot_time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "sources": sources, **provenance("snapshot", cfg),
-    })
+    write_json(
+        manifest_path,
+        {
+            "snapshot_time": datetime.now(UTC).isoformat(timespec="seconds"),
+            "sources": sources,
+            **provenance("snapshot", cfg),
+        },
+    )

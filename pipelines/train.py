@@ -41,19 +41,45 @@ def run(cfg: DictConfig, root: Path) -> None:
 
     live = Live(str(root / cfg.paths.reports / "train"), dvcyaml=False, save_dvc_exp=False, report=None)
     start = time.perf_counter()
-    with Progress(TextColumn("train"), BarColumn(), TextColumn("{task.completed}/{task.total} {task.fields[metric]}"),
-                  TimeElapsedColumn(), transient=True) as progress:
+    with Progress(
+        TextColumn("train"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} {task.fields[metric]}"),
+        TimeElapsedColumn(),
+        transient=True,
+    ) as progress:
         task = progress.add_task("train", total=cfg.model.num_boost_round, metric="")
-        result = train(x, y, xv, yv, pipeline, cfg.model, cfg.training,
-                       callbacks=[DVCLiveCallback(live=live), _ProgressCallback(progress, task)])
+        result = train(
+            x,
+            y,
+            xv,
+            yv,
+            pipeline,
+            cfg.model,
+            cfg.training,
+            callbacks=[DVCLiveCallback(live=live), _ProgressCallback(progress, task)],
+        )
     seconds = time.perf_counter() - start
     live.end()
-    save_model_dir(root / cfg.paths.model, result.booster, result.best_iteration, pipeline, {
-        "best_iteration": result.best_iteration, "train_seconds": round(seconds, 2),
-        "train_rows": len(tr), "valid_rows": len(va),
-        "best_valid": {k.split("/", 1)[1]: v[result.best_iteration - 1]
-                       for k, v in result.history.items() if k.startswith("valid/")},
-        **provenance("train", cfg),
-    })
-    print(f"train: {result.best_iteration} rounds (early stopping) on {len(tr):,} rows x "
-          f"{x.shape[1]} features in {seconds:.1f}s")
+    save_model_dir(
+        root / cfg.paths.model,
+        result.booster,
+        result.best_iteration,
+        pipeline,
+        {
+            "best_iteration": result.best_iteration,
+            "train_seconds": round(seconds, 2),
+            "train_rows": len(tr),
+            "valid_rows": len(va),
+            "best_valid": {
+                k.split("/", 1)[1]: v[result.best_iteration - 1]
+                for k, v in result.history.items()
+                if k.startswith("valid/")
+            },
+            **provenance("train", cfg),
+        },
+    )
+    print(
+        f"train: {result.best_iteration} rounds (early stopping) on {len(tr):,} rows x "
+        f"{x.shape[1]} features in {seconds:.1f}s"
+    )

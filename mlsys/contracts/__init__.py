@@ -55,8 +55,12 @@ def compile_schema(name: str, table: DictConfig) -> pa.DataFrameSchema:
             checks.append(pa.Check.max_missing(max_fraction=spec.max_missing, ignore_na=False))
         try:
             columns[col] = pa.Column(
-                spec.dtype, checks=checks, nullable=spec.nullable, unique=spec.unique,
-                required=spec.required, report_duplicates="exclude_first",
+                spec.dtype,
+                checks=checks,
+                nullable=spec.nullable,
+                unique=spec.unique,
+                required=spec.required,
+                report_duplicates="exclude_first",
             )
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"contract.tables.{name}.columns.{col}: {exc}") from exc
@@ -64,8 +68,12 @@ def compile_schema(name: str, table: DictConfig) -> pa.DataFrameSchema:
     if table.min_rows is not None or table.max_rows is not None:
         frame_checks.append(pa.Check.row_count(min_rows=table.min_rows, max_rows=table.max_rows))
     return pa.DataFrameSchema(
-        columns, checks=frame_checks, unique=list(table.unique) or None, strict=table.strict,
-        report_duplicates="exclude_first", name=name,
+        columns,
+        checks=frame_checks,
+        unique=list(table.unique) or None,
+        strict=table.strict,
+        report_duplicates="exclude_first",
+        name=name,
     )
 
 
@@ -77,7 +85,7 @@ def python_schema(name: str, table: DictConfig) -> pa.DataFrameSchema | None:
 
     try:
         schema = instantiate(table.python_schema)
-    except Exception as exc:  # noqa: BLE001 - any import/call error is a config error here
+    except Exception as exc:
         raise ConfigError(f"contract.tables.{name}.python_schema: {exc}") from exc
     if not isinstance(schema, pa.DataFrameSchema):
         raise ConfigError(f"contract.tables.{name}.python_schema: must return a pandera DataFrameSchema")
@@ -103,9 +111,13 @@ def _failure_cases(schema: pa.DataFrameSchema, frame: pd.DataFrame) -> pd.DataFr
     return pd.DataFrame(columns=["schema_context", "column", "check", "failure_case", "index"])
 
 
-def validate_table(name: str, table: DictConfig, frame: pd.DataFrame,
-                   extra_failures: pd.DataFrame | None = None,
-                   raw: pd.DataFrame | None = None) -> ValidationResult:
+def validate_table(
+    name: str,
+    table: DictConfig,
+    frame: pd.DataFrame,
+    extra_failures: pd.DataFrame | None = None,
+    raw: pd.DataFrame | None = None,
+) -> ValidationResult:
     """Validate `frame` lazily; split passed / quarantined rows; build the report.
 
     `extra_failures` are row failures found before Pandera (e.g. unparseable timestamps),
@@ -131,14 +143,24 @@ def validate_table(name: str, table: DictConfig, frame: pd.DataFrame,
     row_failures = []
     for (col, check), grp in row_fc.groupby(["column", "check"], sort=True):
         examples = grp.drop_duplicates("failure_case").head(table.examples)
-        row_failures.append({
-            "column": str(col), "check": str(check), "rows": int(grp["index"].nunique()),
-            "examples": [{"row": int(i), "value": _plain(v)} for i, v in zip(examples["index"], examples["failure_case"])],
-        })
+        row_failures.append(
+            {
+                "column": str(col),
+                "check": str(check),
+                "rows": int(grp["index"].nunique()),
+                "examples": [
+                    {"row": int(i), "value": _plain(v)}
+                    for i, v in zip(examples["index"], examples["failure_case"], strict=True)
+                ],
+            }
+        )
 
     idx = row_fc["index"].astype(np.int64).to_numpy()
-    reasons = (row_fc.assign(index=idx, reason=row_fc["column"].astype(str) + ": " + row_fc["check"].astype(str))
-               .groupby("index")["reason"].agg(lambda r: "; ".join(sorted(set(r)))))
+    reasons = (
+        row_fc.assign(index=idx, reason=row_fc["column"].astype(str) + ": " + row_fc["check"].astype(str))
+        .groupby("index")["reason"]
+        .agg(lambda r: "; ".join(sorted(set(r))))
+    )
     bad = np.zeros(len(frame), dtype=bool)
     bad[reasons.index.to_numpy()] = True
     quarantined = raw[bad].copy()
@@ -154,9 +176,14 @@ def validate_table(name: str, table: DictConfig, frame: pd.DataFrame,
     else:
         status = "passed"
     report = {
-        "table": name, "policy": table.policy, "status": status,
-        "rows_in": len(frame), "rows_passed": len(passed), "rows_quarantined": len(quarantined),
-        "frame_failures": frame_failures, "row_failures": row_failures,
+        "table": name,
+        "policy": table.policy,
+        "status": status,
+        "rows_in": len(frame),
+        "rows_passed": len(passed),
+        "rows_quarantined": len(quarantined),
+        "frame_failures": frame_failures,
+        "row_failures": row_failures,
         "contract": OmegaConf.to_container(table, resolve=True),
     }
     return ValidationResult(passed=passed, quarantined=quarantined, report=report)
@@ -175,9 +202,11 @@ def _plain(value: Any) -> Any:
 
 def summary(report: dict[str, Any]) -> str:
     """Human-readable lines for one table's report."""
-    lines = [f"contract {report['table']}: {report['status']} - {report['rows_in']} rows in, "
-             f"{report['rows_passed']} passed, {report['rows_quarantined']} quarantined "
-             f"(policy {report['policy']})"]
+    lines = [
+        f"contract {report['table']}: {report['status']} - {report['rows_in']} rows in, "
+        f"{report['rows_passed']} passed, {report['rows_quarantined']} quarantined "
+        f"(policy {report['policy']})"
+    ]
     for f in report["frame_failures"]:
         lines.append(f"  frame  {f['column']}: {f['check']} (got {f['failure_case']})")
     for f in report["row_failures"]:

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig
 
+from mlsys.durations import parse_duration
 from mlsys.errors import ContractError
 
 EVENT_TIME = "event_time"  # UTC
@@ -24,8 +25,7 @@ def event_times(frame: pd.DataFrame, spec: DictConfig) -> pd.Series:
     parts = {unit: frame[col] for unit, col in spec.parts.items()}
     naive = pd.to_datetime(pd.DataFrame(parts))
     # The repeated hour when clocks fall back is read as the first (DST) one: deterministic.
-    local = naive.dt.tz_localize(spec.tz, ambiguous=np.ones(len(naive), dtype=bool),
-                                 nonexistent="shift_forward")
+    local = naive.dt.tz_localize(spec.tz, ambiguous=np.ones(len(naive), dtype=bool), nonexistent="shift_forward")
     return local.dt.tz_convert("UTC").astype("datetime64[us, UTC]")
 
 
@@ -41,15 +41,23 @@ def asof_join(left: pd.DataFrame, right: pd.DataFrame, join: DictConfig) -> pd.D
     """Add `join.columns` of the latest `right` row (same `by`) available by prediction time."""
     avail = "_available_at"
     r = right[[*join.by, join.time, *join.columns]].copy()
-    r[avail] = r[join.time] + pd.Timedelta(join.lag)
+    r[avail] = r[join.time] + parse_duration(join.lag)
     r = r.dropna(subset=[avail]).sort_values(avail, kind="stable")
     r = r.drop(columns=[join.time]).rename(columns={c: join.prefix + c for c in join.columns})
     order = left[PREDICTION_TIME].argsort(kind="stable")
-    merged = pd.merge_asof(
-        left.iloc[order][[PREDICTION_TIME, *join.by]].reset_index(), r,
-        left_on=PREDICTION_TIME, right_on=avail, by=list(join.by),
-        tolerance=pd.Timedelta(join.tolerance), direction="backward",
-    ).set_index("index").reindex(left.index)
+    merged = (
+        pd.merge_asof(
+            left.iloc[order][[PREDICTION_TIME, *join.by]].reset_index(),
+            r,
+            left_on=PREDICTION_TIME,
+            right_on=avail,
+            by=list(join.by),
+            tolerance=parse_duration(join.tolerance),
+            direction="backward",
+        )
+        .set_index("index")
+        .reindex(left.index)
+    )
     out = left.copy()
     for c in join.columns:
         out[join.prefix + c] = merged[join.prefix + c]
@@ -74,11 +82,13 @@ def aggregate(frame: pd.DataFrame, agg: DictConfig) -> np.ndarray:
     schedule: over rows of the same group with event time in [event - window, event + window].
     """
     groups = _group_codes(frame, list(agg.by))
-    window = pd.Timedelta(agg.window).total_seconds()
+    window = parse_duration(agg.window).total_seconds()
     event = frame[EVENT_TIME].to_numpy("datetime64[s]").astype(np.int64).astype(np.float64)
     value = frame[agg.value].to_numpy(np.float64, na_value=np.nan) if agg.value else np.ones(len(frame))
     if agg.known == "past":
-        observed = event + frame[agg.observed_after].to_numpy(np.float64, na_value=np.nan) * 60.0
+        observed = event + parse_duration(agg.observed_lag).total_seconds()
+        if agg.observed_after:
+            observed = observed + frame[agg.observed_after].to_numpy(np.float64, na_value=np.nan) * 60.0
         query_hi = frame[PREDICTION_TIME].to_numpy("datetime64[s]").astype(np.int64).astype(np.float64)
         query_lo = query_hi - window
         lo_side, hi_side = "right", "right"  # (lo, hi]
@@ -124,7 +134,7 @@ def build(tables: dict[str, pd.DataFrame], data: DictConfig) -> BuildResult:
     frame = tables[data.primary].copy()
     frame[EVENT_TIME] = event_times(frame, data.event_time)
     frame[EVENT_LOCAL] = frame[EVENT_TIME].dt.tz_convert(data.event_time.tz)
-    frame[PREDICTION_TIME] = frame[EVENT_TIME] - pd.Timedelta(data.prediction_lead)
+    frame[PREDICTION_TIME] = frame[EVENT_TIME] - parse_duration(data.prediction_lead)
     for join in data.asof_joins:
         frame = asof_join(frame, tables[join.source], join)
     for join in data.lookup_joins:
@@ -141,13 +151,22 @@ def build(tables: dict[str, pd.DataFrame], data: DictConfig) -> BuildResult:
     labelled = frame[~missing].reset_index(drop=True)
     unlabelled = frame[missing].reset_index(drop=True)
     report = {
-        "rows_in": len(frame), "rows_labelled": len(labelled),
+        "rows_in": len(frame),
+        "rows_labelled": len(labelled),
         "rows_excluded_no_label": len(unlabelled),
         "exclusion_reason": f"{data.label.column} is null (data.label.missing=exclude)",
         "positive_rate": float(labelled[LABEL].mean()) if len(labelled) else None,
         "join_coverage": {
-            **{f"asof:{j.source}": float(frame[j.prefix + j.columns[0]].notna().mean()) for j in data.asof_joins if j.columns},
-            **{f"lookup:{j.source}": float(frame[j.prefix + j.columns[0]].notna().mean()) for j in data.lookup_joins if j.columns},
+            **{
+                f"asof:{j.source}": float(frame[j.prefix + j.columns[0]].notna().mean())
+                for j in data.asof_joins
+                if j.columns
+            },
+            **{
+                f"lookup:{j.source}": float(frame[j.prefix + j.columns[0]].notna().mean())
+                for j in data.lookup_joins
+                if j.columns
+            },
         },
     }
     assert report["rows_labelled"] + report["rows_excluded_no_label"] == report["rows_in"]

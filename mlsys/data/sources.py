@@ -65,9 +65,15 @@ def parse_times(frame: pd.DataFrame, src: DictConfig) -> tuple[pd.DataFrame, pd.
         frame[col] = parsed.astype("datetime64[us, UTC]")
         bad = raw.notna() & parsed.isna()
         if bad.any():
-            failures.append(pd.DataFrame({
-                "schema_context": "Column", "column": col,
-                "check": f"parse_timestamp(format={spec.format!r}, tz={spec.tz!r})",
-                "failure_case": raw[bad].astype(str).to_numpy(), "index": frame.index[bad].to_numpy(),
-            }))
+            failures.append(
+                pd.DataFrame(
+                    {
+                        "schema_context": "Column",
+                        "column": col,
+                        "check": f"parse_timestamp(format={spec.format!r}, tz={spec.tz!r})",
+                        "failure_case": raw[bad].astype(str).to_numpy(),
+                        "index": frame.index[bad].to_numpy(),
+                    }
+                )
+            )
     return frame, (pd.concat(failures, ignore_index=True) if failures else pd.DataFrame())

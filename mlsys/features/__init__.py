@@ -26,7 +26,7 @@ class FeaturePipeline:
         self.sources = [s["source"] for s in self.specs]
         self.encoders: list[Encoder] = [encoder(s["transform"], s["state"]) for s in self.specs]
         self.categorical = [i for i, s in enumerate(self.specs) if s["type"] == "categorical"]
-        self._pairs = list(zip(self.sources, self.encoders))
+        self._pairs = list(zip(self.sources, self.encoders, strict=True))
 
     def transform_frame(self, frame: pd.DataFrame) -> np.ndarray:
         """(n, k) float64 matrix, row-major (what LightGBM predicts fastest from)."""
@@ -58,9 +58,15 @@ def fit_pipeline(features: DictConfig, train: pd.DataFrame) -> FeaturePipeline:
         raise ContractError(f"features.columns: source columns {missing} are not in the built dataset")
     specs = []
     for name, feat in features.columns.items():
-        specs.append({
-            "name": name, "source": feat.source, "type": feat.type, "transform": feat.transform,
-            "availability": feat.availability, "config": OmegaConf.to_container(feat, resolve=True),
-            "state": fit(feat.transform, train[feat.source], feat),
-        })
+        specs.append(
+            {
+                "name": name,
+                "source": feat.source,
+                "type": feat.type,
+                "transform": feat.transform,
+                "availability": feat.availability,
+                "config": OmegaConf.to_container(feat, resolve=True),
+                "state": fit(feat.transform, train[feat.source], feat),
+            }
+        )
     return FeaturePipeline(specs=specs)

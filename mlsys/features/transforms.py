@@ -133,8 +133,8 @@ TRANSFORMS: dict[str, tuple[type[Encoder], Callable[[pd.Series, Any], State]]] =
     "clip": (Clip, _fit_clip),
     "vocab": (Vocab, _fit_vocab),
     "hhmm_minutes": (HhmmMinutes, _fit_none),
-    "day_of_week": (_calendar("dayofweek"), _fit_none),
-    "day_of_year": (_calendar("dayofyear"), _fit_none),
+    "day_of_week": (_calendar("day_of_week"), _fit_none),
+    "day_of_year": (_calendar("day_of_year"), _fit_none),
     "month": (_calendar("month"), _fit_none),
     "day": (_calendar("day"), _fit_none),
     "hour": (_calendar("hour"), _fit_none),
@@ -148,7 +148,9 @@ def fit(transform: str, s: pd.Series, cfg: Any) -> State:
     state = fit_fn(s, cfg)
     if cfg.impute is not None:
         encoded = encoder_cls({**state, "fill": None}).column(s)
-        state["fill"] = 0.0 if cfg.impute == "zero" else float(np.nanmedian(encoded)) if np.isfinite(encoded).any() else 0.0
+        state["fill"] = (
+            0.0 if cfg.impute == "zero" else float(np.nanmedian(encoded)) if np.isfinite(encoded).any() else 0.0
+        )
     return state
 
 

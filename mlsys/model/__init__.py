@@ -24,11 +24,15 @@ META_FILE = "meta.json"
 def lgb_params(model: DictConfig, training: DictConfig) -> dict[str, Any]:
     """Model params + the determinism settings from `training` (which always win)."""
     params = dict(OmegaConf.to_container(model.params, resolve=True))
-    params.update({
-        "seed": training.seed, "deterministic": training.deterministic,
-        "num_threads": training.num_threads, "verbosity": -1,
-        f"force_{training.force}": True,
-    })
+    params.update(
+        {
+            "seed": training.seed,
+            "deterministic": training.deterministic,
+            "num_threads": training.num_threads,
+            "verbosity": -1,
+            f"force_{training.force}": True,
+        }
+    )
     return params
 
 
@@ -39,8 +43,16 @@ class TrainResult:
     history: dict[str, list[float]] = field(default_factory=dict)
 
 
-def train(x: np.ndarray, y: np.ndarray, xv: np.ndarray, yv: np.ndarray, pipeline: FeaturePipeline,
-          model: DictConfig, training: DictConfig, callbacks: list | None = None) -> TrainResult:
+def train(
+    x: np.ndarray,
+    y: np.ndarray,
+    xv: np.ndarray,
+    yv: np.ndarray,
+    pipeline: FeaturePipeline,
+    model: DictConfig,
+    training: DictConfig,
+    callbacks: list | None = None,
+) -> TrainResult:
     """Train with early stopping on the validation window."""
     import lightgbm as lgb
 
@@ -50,17 +62,27 @@ def train(x: np.ndarray, y: np.ndarray, xv: np.ndarray, yv: np.ndarray, pipeline
     dvalid = lgb.Dataset(xv, label=yv, reference=dtrain, **kw)
     history: dict = {}
     booster = lgb.train(
-        params, dtrain, num_boost_round=model.num_boost_round, valid_sets=[dtrain, dvalid],
+        params,
+        dtrain,
+        num_boost_round=model.num_boost_round,
+        valid_sets=[dtrain, dvalid],
         valid_names=["train", "valid"],
-        callbacks=[lgb.early_stopping(model.early_stopping_rounds, verbose=False),
-                   lgb.record_evaluation(history), *(callbacks or [])],
+        callbacks=[
+            lgb.early_stopping(model.early_stopping_rounds, verbose=False),
+            lgb.record_evaluation(history),
+            *(callbacks or []),
+        ],
     )
-    return TrainResult(booster=booster, best_iteration=booster.best_iteration or booster.current_iteration(),
-                       history={f"{k}/{m}": list(v) for k, d in history.items() for m, v in d.items()})
+    return TrainResult(
+        booster=booster,
+        best_iteration=booster.best_iteration or booster.current_iteration(),
+        history={f"{k}/{m}": list(v) for k, d in history.items() for m, v in d.items()},
+    )
 
 
-def save_model_dir(directory: Path, booster: Any, best_iteration: int, pipeline: FeaturePipeline,
-                   meta: Mapping[str, Any]) -> Path:
+def save_model_dir(
+    directory: Path, booster: Any, best_iteration: int, pipeline: FeaturePipeline, meta: Mapping[str, Any]
+) -> Path:
     """model.txt (best iteration only) + feature_state.json + meta.json."""
     directory = Path(directory)
     text = booster.model_to_string(num_iteration=best_iteration)

@@ -6,7 +6,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from omegaconf import DictConfig
 from sklearn import metrics as skm
 
 
@@ -43,8 +42,9 @@ def roc_points(y: np.ndarray, p: np.ndarray, n: int = 200) -> pd.DataFrame:
     return pd.DataFrame({"fpr": fpr[keep], "tpr": tpr[keep]})
 
 
-def slice_metrics(frame: pd.DataFrame, y: np.ndarray, p: np.ndarray, columns: list[str],
-                  min_rows: int) -> dict[str, dict[str, Any]]:
+def slice_metrics(
+    frame: pd.DataFrame, y: np.ndarray, p: np.ndarray, columns: list[str], min_rows: int
+) -> dict[str, dict[str, Any]]:
     """Per slice value: rows, positive rate, AUC and log loss; small slices are reported only."""
     out: dict[str, dict[str, Any]] = {}
     for col in columns:
@@ -62,8 +62,9 @@ def slice_metrics(frame: pd.DataFrame, y: np.ndarray, p: np.ndarray, columns: li
     return out
 
 
-def logistic_baseline(train: pd.DataFrame, test: pd.DataFrame, features: list[str], label: str,
-                      max_iter: int) -> np.ndarray:
+def logistic_baseline(
+    train: pd.DataFrame, test: pd.DataFrame, features: list[str], label: str, max_iter: int
+) -> np.ndarray:
     """Logistic regression on a few raw numeric columns (median-imputed, standardized)."""
     from sklearn.impute import SimpleImputer
     from sklearn.linear_model import LogisticRegression

