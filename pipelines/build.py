@@ -21,9 +21,10 @@ def run(cfg: DictConfig, root: Path) -> None:
     write_parquet(out / "labelled.parquet", result.labelled)
     write_parquet(out / "unlabelled.parquet", result.unlabelled)
     write_json(root / cfg.paths.reports / "build.json", {**result.report, **provenance("build", cfg)})
+    write_json(root / cfg.paths.metrics / "build.json", result.report)
     r = result.report
     print(
         f"build: {r['rows_in']:,} rows -> {r['rows_labelled']:,} labelled, "
-        f"{r['rows_excluded_no_label']:,} set aside ({r['exclusion_reason']}); "
+        f"{r['rows_excluded_no_label']:,} set aside (no {cfg.data.label.column}: data.label.missing=exclude); "
         f"positive rate {r['positive_rate']:.3f}"
     )

@@ -53,7 +53,8 @@ def run(cfg: DictConfig, root: Path) -> None:
     gain = model.booster.feature_importance(importance_type="gain")
     importance = pd.DataFrame({"feature": model.pipeline.names, "gain": gain / gain.sum()}).sort_values("gain")
     out_plots.mkdir(parents=True, exist_ok=True)
-    roc.to_csv(out_plots / "roc.csv", index=False)
+    roc[roc["model"] == "lightgbm"].drop(columns="model").to_csv(out_plots / "roc.csv", index=False)
+    roc[roc["model"] == "logreg"].drop(columns="model").to_csv(out_plots / "roc_baseline.csv", index=False)
     calib.to_csv(out_plots / "calibration.csv", index=False)
     importance.to_csv(out_plots / "importance.csv", index=False)
 

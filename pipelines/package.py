@@ -46,7 +46,7 @@ def run(cfg: DictConfig, root: Path) -> None:
             name: {k: t[k] for k in ("status", "rows_in", "rows_passed", "rows_quarantined")}
             for name, t in validation["tables"].items()
         },
-        "dataset": {k: build[k] for k in ("rows_in", "rows_labelled", "rows_excluded_no_label", "exclusion_reason")},
+        "dataset": {k: build[k] for k in ("rows_in", "rows_labelled", "rows_excluded_no_label", "positive_rate")},
         "windows": windows["periods"],
         "roles": windows["roles"],
         "features": [{k: f[k] for k in ("name", "source", "type", "transform", "availability")} for f in features],

@@ -31,5 +31,9 @@ def run(cfg: DictConfig, root: Path) -> None:
             failed.append(name)
     report_path = root / cfg.paths.reports / "validation.json"
     write_json(report_path, {"tables": reports, **provenance("validate", cfg)})
+    counts = ("rows_in", "rows_passed", "rows_quarantined")
+    write_json(
+        root / cfg.paths.metrics / "validation.json", {name: {k: r[k] for k in counts} for name, r in reports.items()}
+    )
     if failed:
         raise ContractError(f"contract violated for {failed}; full report in {report_path}")

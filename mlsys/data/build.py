@@ -108,8 +108,12 @@ def aggregate(frame: pd.DataFrame, agg: DictConfig) -> np.ndarray:
     order = np.argsort(key, kind="stable")
     key, vals = key[order], value[ok][order]
     csum = np.concatenate([[0.0], np.cumsum(vals)])
-    lo = np.searchsorted(key, band(groups, query_lo), side=lo_side)
-    hi = np.searchsorted(key, band(groups, query_hi), side=hi_side)
+    # Needles in sorted order search faster; lo and hi keys share one order (same group band).
+    q_hi = band(groups, query_hi)
+    order_q = np.argsort(q_hi, kind="stable")
+    lo, hi = np.empty(len(frame), dtype=np.int64), np.empty(len(frame), dtype=np.int64)
+    lo[order_q] = np.searchsorted(key, band(groups, query_lo)[order_q], side=lo_side)
+    hi[order_q] = np.searchsorted(key, q_hi[order_q], side=hi_side)
     count = (hi - lo).astype(np.float64)
     if agg.stat == "count":
         return count
@@ -154,7 +158,6 @@ def build(tables: dict[str, pd.DataFrame], data: DictConfig) -> BuildResult:
         "rows_in": len(frame),
         "rows_labelled": len(labelled),
         "rows_excluded_no_label": len(unlabelled),
-        "exclusion_reason": f"{data.label.column} is null (data.label.missing=exclude)",
         "positive_rate": float(labelled[LABEL].mean()) if len(labelled) else None,
         "join_coverage": {
             **{

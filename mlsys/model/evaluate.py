@@ -56,8 +56,7 @@ def slice_metrics(
             if m.sum() >= min_rows and len(np.unique(y[m])) == 2:
                 s = scores(y[m], p[m])
                 entry.update(auc=s["auc"], logloss=s["logloss"])
-            else:
-                entry["note"] = f"fewer than {min_rows} rows or one class: not scored"
+            # else: too few rows or one class: counted, not scored
             out[col][str(value)] = entry
     return out
 

@@ -1,4 +1,4 @@
-"""A different dataset with YAML only: generated orders and customers CSVs, no code."""
+"""A different dataset with YAML only: generated orders (CSV) and customers (Parquet), no code."""
 
 from __future__ import annotations
 
@@ -23,8 +23,8 @@ sources:
       ts: {tz: UTC, format: ISO8601}
     after_outcome: [refund_amount]
   customers:
-    kind: csv
-    path: upstream/customers.csv
+    kind: parquet
+    path: upstream/customers.parquet
 event_time:
   column: ts
   tz: Europe/Paris
@@ -113,7 +113,7 @@ def _generate(up: Path, n: int = 6000, seed: int = 3) -> pd.DataFrame:
     orders.loc[7, "region"] = "moon"  # one bad row: quarantined, not dropped
     up.mkdir(parents=True, exist_ok=True)
     orders.to_csv(up / "orders.csv", index=False)
-    customers.to_csv(up / "customers.csv", index=False)
+    customers.to_parquet(up / "customers.parquet", index=False)
     return orders
 
 
