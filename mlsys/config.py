@@ -150,7 +150,8 @@ class TableContract:
 
 @dataclass
 class ContractConfig:
-    tables: dict[str, TableContract] = field(default_factory=dict)
+    tables: dict[str, TableContract] = field(default_factory=dict)  # one per source
+    dataset: TableContract | None = None  # the built modelling table (build stage output)
 
 
 # --- features --------------------------------------------------------------------------
@@ -420,6 +421,8 @@ def check(cfg: DictConfig) -> None:
     if "contract" in cfg:
         for name, table in cfg.contract.tables.items():
             _one_of(table.policy, ("fail", "quarantine"), f"contract.tables.{name}.policy")
+        if cfg.contract.dataset is not None:
+            _one_of(cfg.contract.dataset.policy, ("fail", "quarantine"), "contract.dataset.policy")
     if "features" in cfg:
         _check_features(cfg.features, cfg.data if "data" in cfg else None)
     if "model" in cfg:

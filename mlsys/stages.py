@@ -21,7 +21,7 @@ class Stage:
 STAGES: dict[str, Stage] = {
     "snapshot": Stage(("data", "paths"), "copy upstream sources into a versioned raw snapshot"),
     "validate": Stage(("data", "contract", "paths"), "check each raw table against its contract"),
-    "build": Stage(("data", "paths"), "join sources as of the prediction time; label; aggregates"),
+    "build": Stage(("data", "contract", "paths"), "join sources as of the prediction time; label; aggregates"),
     "featurize": Stage(("features", "split", "paths"), "fit feature state on train; encode all periods"),
     "train": Stage(("features", "model", "training", "paths"), "train LightGBM with early stopping"),
     "evaluate": Stage(("evaluation", "split", "paths"), "test metrics, slices, baseline, plots"),

@@ -1,4 +1,5 @@
-"""Join the validated tables as of the prediction time; label; point-in-time aggregates."""
+"""Join the validated tables as of the prediction time; label; point-in-time aggregates;
+then check the built table against `contract.dataset`."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from mlsys.contracts import summary, validate_table
 from mlsys.data.build import build
+from mlsys.errors import ContractError
 from mlsys.io import read_parquet, write_json, write_parquet
 from mlsys.stages import provenance
 
@@ -17,14 +20,25 @@ def run(cfg: DictConfig, root: Path) -> None:
         for name in cfg.data.sources
     }
     result = build(tables, cfg.data)
+    report = dict(result.report)
+    labelled = result.labelled
+    if cfg.contract.dataset is not None:
+        checked = validate_table("dataset", cfg.contract.dataset, labelled)
+        write_parquet(root / cfg.paths.quarantine / "dataset.parquet", checked.quarantined)
+        report["contract"] = checked.report
+        print(summary(checked.report))
+        if checked.report["status"] == "failed":
+            write_json(root / cfg.paths.reports / "build.json", {**report, **provenance("build", cfg)})
+            raise ContractError(f"contract.dataset violated; report in {cfg.paths.reports}/build.json")
+        labelled = checked.passed
+        report["rows_quarantined"] = checked.report["rows_quarantined"]
+        report["rows_labelled"] = len(labelled)
     out = root / cfg.paths.dataset
-    write_parquet(out / "labelled.parquet", result.labelled)
+    write_parquet(out / "labelled.parquet", labelled)
     write_parquet(out / "unlabelled.parquet", result.unlabelled)
-    write_json(root / cfg.paths.reports / "build.json", {**result.report, **provenance("build", cfg)})
-    write_json(root / cfg.paths.metrics / "build.json", result.report)
-    r = result.report
-    print(
-        f"build: {r['rows_in']:,} rows -> {r['rows_labelled']:,} labelled, "
-        f"{r['rows_excluded_no_label']:,} set aside (no {cfg.data.label.column}: data.label.missing=exclude); "
-        f"positive rate {r['positive_rate']:.3f}"
-    )
+    write_json(root / cfg.paths.reports / "build.json", {**report, **provenance("build", cfg)})
+    write_json(root / cfg.paths.metrics / "build.json", {k: v for k, v in report.items() if k != "contract"})
+    print(f"build: {report['rows_in']:,} rows -> {report['rows_labelled']:,} labelled, "
+          f"{report['rows_excluded_no_label']:,} set aside (no {cfg.data.label.column}: data.label.missing=exclude), "
+          f"{report.get('rows_quarantined', 0):,} quarantined by contract.dataset; "
+          f"positive rate {report['positive_rate']:.3f}")

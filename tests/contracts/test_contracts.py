@@ -148,3 +148,15 @@ def test_generated_bad_rows_are_exactly_the_quarantined_rows(flights, full_confi
     result = validate_table("flights", table, bad)
     assert set(result.quarantined["_row"]) == set(rows)
     assert result.report["rows_passed"] + result.report["rows_quarantined"] == len(bad)
+
+
+def test_built_dataset_contract(built, full_config):
+    table = full_config.contract.dataset
+    assert validate_table("dataset", table, built.labelled).report["status"] == "passed"
+    bad = built.labelled.copy()
+    bad.loc[[0, 1], "label"] = 2
+    bad["prediction_time"] = bad["prediction_time"].dt.tz_convert("Europe/Paris")
+    report = validate_table("dataset", table, bad).report
+    assert report["status"] == "failed"
+    assert any(f["column"] == "prediction_time" and "dtype" in f["check"] for f in report["frame_failures"])
+    assert any(f["column"] == "label" and f["rows"] == 2 for f in report["row_failures"])

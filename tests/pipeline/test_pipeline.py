@@ -33,7 +33,9 @@ def test_repro_builds_a_validated_evaluated_bundle(sample_project):
         passed = pd.read_parquet(p / f"data/validated/{name}.parquet")
         assert t["rows_in"] == len(passed) + len(quarantined) == t["rows_passed"] + t["rows_quarantined"]
     build = json.loads((p / "reports/build.json").read_text())
-    assert build["rows_labelled"] + build["rows_excluded_no_label"] == validation["tables"]["flights"]["rows_passed"]
+    accounted = build["rows_labelled"] + build["rows_excluded_no_label"] + build.get("rows_quarantined", 0)
+    assert accounted == build["rows_in"] == validation["tables"]["flights"]["rows_passed"]
+    assert build["contract"]["status"] == "passed"
     for plot in ("roc.csv", "calibration.csv", "importance.csv"):
         assert len(pd.read_csv(p / "plots" / plot)) > 3
     assert (p / "reports/train/plots/metrics/valid/binary_logloss.tsv").exists()
