@@ -137,8 +137,9 @@ def main() -> None:
     data_no_aggs.aggregates = {}
     rows = []
 
-    t_ml, t_raw, joined_ml, joined_raw = pair(lambda: mlsys_ingest_join(cfg, data_no_aggs),
-                                              lambda: raw_ingest_join(cfg), args.repeat)
+    t_ml, t_raw, joined_ml, joined_raw = pair(
+        lambda: mlsys_ingest_join(cfg, data_no_aggs), lambda: raw_ingest_join(cfg), args.repeat
+    )
     assert len(joined_ml) == joined_raw["arr_delay"].notna().sum()
     rows.append(("ingest + as-of join (3 CSVs, no aggregates)", t_ml, t_raw))
 
@@ -155,8 +156,9 @@ def main() -> None:
 
     flights = tables["flights"]
     table = cfg.contract.tables.flights
-    t_ml, t_raw, res, mask = pair(lambda: validate_table("flights", table, flights),
-                                  lambda: raw_contract(flights), args.repeat)
+    t_ml, t_raw, res, mask = pair(
+        lambda: validate_table("flights", table, flights), lambda: raw_contract(flights), args.repeat
+    )
     assert int(mask.sum()) == res.report["rows_quarantined"]
     rows.append((f"contract: flights ({len(flights):,} rows, {len(table.columns)} columns)", t_ml, t_raw))
 
@@ -176,20 +178,25 @@ def main() -> None:
         dvalid = lgb.Dataset(xv, yv, reference=dtrain, **kw)
         return lgb.train(params, dtrain, 200, valid_sets=[dtrain, dvalid], valid_names=["train", "valid"])
 
-    t_ml, t_raw, result, booster = pair(lambda: train(x, y, xv, yv, pipeline, model_cfg, cfg.training),
-                                        raw_train, args.repeat)
+    t_ml, t_raw, result, booster = pair(
+        lambda: train(x, y, xv, yv, pipeline, model_cfg, cfg.training), raw_train, args.repeat
+    )
     assert result.booster.model_to_string() == booster.model_to_string()  # the same work, the same model
     rows.append((f"train: 200 rounds, {x.shape[0]:,} x {x.shape[1]}", t_ml, t_raw))
 
     xt = pipeline.transform_frame(test_df)
-    t_ml, t_raw, _, _ = pair(lambda: booster.predict(pipeline.transform_frame(test_df)),
-                             lambda: booster.predict(xt), args.repeat)
+    t_ml, t_raw, _, _ = pair(
+        lambda: booster.predict(pipeline.transform_frame(test_df)), lambda: booster.predict(xt), args.repeat
+    )
     rows.append((f"batch score: encode + predict vs Booster.predict ({len(test_df):,} rows)", t_ml, t_raw))
 
     records = test_df.head(2000).to_dict("records")
     one_rows = [xt[i : i + 1] for i in range(2000)]
-    t_ml, t_raw, _, _ = pair(lambda: [booster.predict(pipeline.transform_record(r), num_threads=1) for r in records],
-                             lambda: [booster.predict(r, num_threads=1) for r in one_rows], args.repeat)
+    t_ml, t_raw, _, _ = pair(
+        lambda: [booster.predict(pipeline.transform_record(r), num_threads=1) for r in records],
+        lambda: [booster.predict(r, num_threads=1) for r in one_rows],
+        args.repeat,
+    )
     rows.append(("one record: encode + predict vs Booster.predict on 1-row numpy (per row)", t_ml / 2000, t_raw / 2000))
 
     out = Table(title="mlsys vs raw libraries (best of runs, seconds)")

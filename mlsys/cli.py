@@ -23,8 +23,7 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    compose = sub.add_parser("compose", help="compose conf/ (+ overrides) into params.yaml")
-    compose.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model.params.num_leaves=15")
+    sub.add_parser("compose", help="compose conf/ into params.yaml (overrides: dvc exp run -S ...)")
     sub.add_parser("guard", help="fail if params.yaml is stale against conf/ (first DVC stage)")
     show = sub.add_parser("show", help="print the config a stage would receive")
     show.add_argument("stage", choices=sorted(STAGES))
@@ -34,7 +33,7 @@ def _parser() -> argparse.ArgumentParser:
             name,
             help=stage.help,
             description=f"{stage.help}. Reads params "
-            f"sections: {', '.join(stage.sections)}. Without overrides the config "
+            f"keys: {', '.join(stage.params)}. Without overrides the config "
             "comes from params.yaml; with overrides, from conf/ + overrides.",
         )
         p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model.params.num_leaves=15")
@@ -45,7 +44,7 @@ def _run(args: argparse.Namespace) -> None:
     from mlsys import config
 
     if args.command == "compose":
-        path = config.write_params(config.project_root(), args.overrides)
+        path = config.write_params(config.project_root())
         print(f"wrote {path}")
     elif args.command == "guard":
         from mlsys.io import write_json
@@ -62,7 +61,7 @@ def _run(args: argparse.Namespace) -> None:
         print(OmegaConf.to_yaml(cfg), end="")
     else:
         cfg, root = config.stage_config(args.command, args.overrides)
-        module = importlib.import_module(STAGES[args.command].module(args.command))
+        module = importlib.import_module(f"pipelines.{args.command}")
         start = time.perf_counter()
         module.run(cfg, root)
         print(f"{args.command}: done in {time.perf_counter() - start:.1f}s", file=sys.stderr)

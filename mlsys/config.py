@@ -36,11 +36,18 @@ class TimeColumn:
 
 @dataclass
 class SourceConfig:
-    """One upstream table: a file, or a file shipped inside an installed package."""
+    """One upstream table: a file, or a file shipped inside an installed package.
+
+    `available` says when its values are known: `at_prediction` (the primary table: one
+    row per event, known at prediction time except the `after_outcome` columns),
+    `timestamped` (each row known from one of its time columns + lag: joined only as of the
+    prediction time), or `static` (reference data known in advance: plain lookups).
+    """
 
     kind: str = MISSING  # package | csv | parquet
     path: str = MISSING  # file path, or a resource path inside `package`
     package: str | None = None
+    available: str = MISSING  # at_prediction | timestamped | static
     time_columns: dict[str, TimeColumn] = field(default_factory=dict)
     # Columns whose value is known only after the outcome (leakage if used as input).
     after_outcome: list[str] = field(default_factory=list)
@@ -317,9 +324,13 @@ def _hydra_message(exc: BaseException) -> str:
     return "\n".join(parts)
 
 
-def write_params(root: Path, overrides: list[str] | tuple[str, ...] = ()) -> Path:
-    """Compose, check and write params.yaml; returns its path."""
-    text = compose_yaml(root, overrides)
+def write_params(root: Path) -> Path:
+    """Compose `conf/`, check and write params.yaml; returns its path.
+
+    No overrides on purpose: params.yaml must stay the composition of `conf/` (the guard
+    checks it); one-off variants are `dvc exp run -S key=value` or `mlsys <stage> key=value`.
+    """
+    text = compose_yaml(root)
     check(load_sections(OmegaConf.create(text), tuple(SECTIONS), source=f"{CONF_DIR}/"))
     path = root / PARAMS_FILE
     path.write_text(text, encoding="utf-8")
@@ -377,20 +388,36 @@ def _omegaconf_key(exc: Exception) -> str:
 
 
 def stage_config(stage: str, overrides: list[str] | tuple[str, ...] = ()) -> tuple[DictConfig, Path]:
-    """The sections `stage` declares, from params.yaml or, with overrides, from `conf/`."""
+    """The params keys `stage` declares, from params.yaml or, with overrides, from `conf/`.
+
+    The whole config is checked first (a leaky feature is an error whichever stage runs),
+    then the stage receives only its declared keys.
+    """
     from mlsys.stages import STAGES
 
     root = project_root()
-    sections = STAGES[stage].sections
+    keys = STAGES[stage].params
     if overrides:
         raw = OmegaConf.create(compose_yaml(root, overrides))
         source = f"{CONF_DIR}/ + {' '.join(overrides)}"
     else:
         raw = read_params(root)
         source = PARAMS_FILE
-    cfg = load_sections(raw, sections, source)
-    check(cfg)
-    return cfg, root
+    full = load_sections(raw, tuple(SECTIONS), source)
+    check(full, lightgbm="model" in {k.split(".")[0] for k in keys})
+    return select(full, keys), root
+
+
+def select(full: DictConfig, keys: tuple[str, ...]) -> DictConfig:
+    """Only the given (dotted) keys of `full`, nested as in params.yaml."""
+    out: dict = {}
+    for key in keys:
+        *parents, leaf = key.split(".")
+        node, target = full, out
+        for part in parents:
+            node, target = node[part], target.setdefault(part, {})
+        target[leaf] = node[leaf]
+    return OmegaConf.create(out)
 
 
 def config_hash(cfg: DictConfig) -> str:
@@ -414,22 +441,21 @@ def _one_of(value: str, allowed: tuple[str, ...], key: str) -> None:
         raise ConfigError(f"{key}: {value!r} is not one of {list(allowed)}")
 
 
-def check(cfg: DictConfig) -> None:
-    """Checks beyond types, on whichever sections `cfg` holds."""
-    if "data" in cfg:
-        _check_data(cfg.data)
-    if "contract" in cfg:
-        for name, table in cfg.contract.tables.items():
-            _one_of(table.policy, ("fail", "quarantine"), f"contract.tables.{name}.policy")
-        if cfg.contract.dataset is not None:
-            _one_of(cfg.contract.dataset.policy, ("fail", "quarantine"), "contract.dataset.policy")
-    if "features" in cfg:
-        _check_features(cfg.features, cfg.data if "data" in cfg else None)
-    if "model" in cfg:
+def check(cfg: DictConfig, lightgbm: bool = True) -> None:
+    """Checks beyond types on a whole config (`lightgbm=False` skips importing LightGBM)."""
+    _check_data(cfg.data)
+    for name, table in cfg.contract.tables.items():
+        _one_of(table.policy, ("fail", "quarantine"), f"contract.tables.{name}.policy")
+    missing = sorted(set(cfg.data.sources) - set(cfg.contract.tables))
+    if missing:
+        raise ConfigError(f"contract.tables: no contract for sources {missing}; every boundary needs one")
+    if cfg.contract.dataset is not None:
+        _one_of(cfg.contract.dataset.policy, ("fail", "quarantine"), "contract.dataset.policy")
+    _check_features(cfg.features, cfg.data)
+    _one_of(cfg.training.mode, ("static",), "training.mode")
+    _one_of(cfg.training.force, ("row_wise", "col_wise"), "training.force")
+    if lightgbm:
         check_lightgbm_params(cfg.model.params, "model.params")
-    if "training" in cfg:
-        _one_of(cfg.training.mode, ("static",), "training.mode")
-        _one_of(cfg.training.force, ("row_wise", "col_wise"), "training.force")
 
 
 def _check_data(data: DictConfig) -> None:
@@ -439,6 +465,12 @@ def _check_data(data: DictConfig) -> None:
         _one_of(src.kind, ("package", "csv", "parquet"), f"data.sources.{name}.kind")
         if src.kind == "package" and not src.package:
             raise ConfigError(f"data.sources.{name}.package: required when kind is 'package'")
+        _one_of(src.available, ("at_prediction", "timestamped", "static"), f"data.sources.{name}.available")
+        if (src.available == "at_prediction") != (name == data.primary):
+            raise ConfigError(
+                f"data.sources.{name}.available: only the primary source "
+                f"({data.primary!r}) is 'at_prediction'; others are 'timestamped' or 'static'"
+            )
     _duration(data.prediction_lead, "data.prediction_lead")
     _one_of(data.label.op, ("gt", "ge", "lt", "le", "eq", "ne"), "data.label.op")
     _one_of(data.label.missing, ("exclude", "fail"), "data.label.missing")
@@ -449,11 +481,22 @@ def _check_data(data: DictConfig) -> None:
             raise ConfigError(f"{key}.source: {join.source!r} is not a source; sources: {list(data.sources)}")
         if join.time not in data.sources[join.source].time_columns:
             raise ConfigError(f"{key}.time: {join.time!r} must be declared in data.sources.{join.source}.time_columns")
+        if data.sources[join.source].available != "timestamped":
+            raise ConfigError(
+                f"{key}.source: as-of joins read 'timestamped' sources; "
+                f"data.sources.{join.source}.available is {data.sources[join.source].available!r}"
+            )
         _duration(join.lag, f"{key}.lag")
         _duration(join.tolerance, f"{key}.tolerance")
     for i, join in enumerate(data.lookup_joins):
         if join.source not in data.sources:
             raise ConfigError(f"data.lookup_joins[{i}].source: {join.source!r} is not a source")
+        if data.sources[join.source].available != "static":
+            raise ConfigError(
+                f"data.lookup_joins[{i}].source: a plain lookup would see future rows of "
+                f"{join.source!r}; lookups read 'static' sources (use an as-of join)"
+            )
+    leaky = after_outcome_columns(data)
     for name, agg in data.aggregates.items():
         key = f"data.aggregates.{name}"
         _one_of(agg.stat, ("mean", "sum", "count", "last"), f"{key}.stat")
@@ -462,24 +505,42 @@ def _check_data(data: DictConfig) -> None:
         _duration(agg.observed_lag, f"{key}.observed_lag")
         if agg.stat != "count" and not agg.value:
             raise ConfigError(f"{key}.value: required for stat={agg.stat!r}")
+        if agg.known == "schedule" and agg.value in leaky:
+            raise ConfigError(f"{key}: a schedule aggregate cannot read {agg.value!r}: {leaky[agg.value]}")
+        from mlsys.durations import parse_duration
+
+        observed_late = bool(agg.observed_after) or parse_duration(agg.observed_lag).total_seconds() > 0
+        if agg.known == "past" and agg.value in leaky and not observed_late:
+            raise ConfigError(
+                f"{key}: {agg.value!r} is known only after the outcome ({leaky[agg.value]}), so a row "
+                "is observed later than its event: set observed_after (a minutes column) or observed_lag"
+            )
 
 
 def after_outcome_columns(data: DictConfig) -> dict[str, str]:
-    """Columns of the built dataset known only after the outcome -> why."""
-    primary = data.sources[data.primary]
-    out = {c: f"data.sources.{data.primary}.after_outcome lists {c!r}" for c in primary.after_outcome}
+    """Columns of the built dataset known only after the outcome -> why (every source,
+    with the prefix its join gives it)."""
+    prefixes = {data.primary: [""]}
+    for join in [*data.asof_joins, *data.lookup_joins]:
+        prefixes.setdefault(join.source, []).append(join.prefix)
+    out = {}
+    for name, src in data.sources.items():
+        for col in src.after_outcome:
+            for prefix in prefixes.get(name, []):
+                out[prefix + col] = f"data.sources.{name}.after_outcome lists {col!r}"
     out[data.label.column] = f"it is the label column (data.label.column={data.label.column!r})"
     out["label"] = "it is the label"
     return out
 
 
-def _check_features(features: DictConfig, data: DictConfig | None) -> None:
-    leaky = after_outcome_columns(data) if data is not None else {}
+def _check_features(features: DictConfig, data: DictConfig) -> None:
+    from mlsys.features.transforms import TRANSFORMS
+
+    leaky = after_outcome_columns(data)
     for name, feat in features.columns.items():
         key = f"features.columns.{name}"
         _one_of(feat.type, ("numeric", "categorical"), f"{key}.type")
-        from mlsys.features.transforms import TRANSFORMS
-
+        _one_of(feat.impute, (None, "median", "zero"), f"{key}.impute")
         _one_of(feat.transform, tuple(TRANSFORMS), f"{key}.transform")
         if (feat.type == "categorical") != (feat.transform == "vocab"):
             raise ConfigError(f"{key}: categorical features use transform 'vocab' and only they do")
@@ -498,14 +559,18 @@ def _check_features(features: DictConfig, data: DictConfig | None) -> None:
 
 
 def check_lightgbm_params(params: DictConfig | dict, key: str) -> None:
-    """Every key must be a LightGBM parameter or alias (LightGBM only warns)."""
+    """Every key must be a LightGBM parameter or alias (LightGBM itself only warns).
+
+    The names come from LightGBM's own table (`LGBM_DumpParamAliases`, exposed in 4.x as
+    `lightgbm.basic._ConfigAliases`); the range pin `lightgbm<5` in pyproject keeps it there.
+    """
+    import difflib
+
     from lightgbm.basic import _ConfigAliases
 
     known = {alias for aliases in _ConfigAliases._get_all_param_aliases().values() for alias in aliases}
     for name in params:
         if name not in known:
-            import difflib
-
             close = difflib.get_close_matches(name, sorted(known), n=3)
             hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
             raise ConfigError(f"{key}.{name}: not a LightGBM parameter{hint}")

@@ -11,20 +11,19 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Stage:
-    sections: tuple[str, ...]
-    help: str
-
-    def module(self, name: str) -> str:
-        return f"pipelines.{name}"
+    params: tuple[str, ...]  # params.yaml keys (dotted), exactly as in dvc.yaml
+    help: str  # the code lives in pipelines/<stage name>.py
 
 
 STAGES: dict[str, Stage] = {
-    "snapshot": Stage(("data", "paths"), "copy upstream sources into a versioned raw snapshot"),
-    "validate": Stage(("data", "contract", "paths"), "check each raw table against its contract"),
-    "build": Stage(("data", "contract", "paths"), "join sources as of the prediction time; label; aggregates"),
-    "featurize": Stage(("features", "split", "paths"), "fit feature state on train; encode all periods"),
-    "train": Stage(("features", "model", "training", "paths"), "train LightGBM with early stopping"),
-    "evaluate": Stage(("evaluation", "split", "paths"), "test metrics, slices, baseline, plots"),
+    "snapshot": Stage(
+        ("data.sources", "data.on_upstream_change", "paths"), "copy upstream sources into a versioned raw snapshot"
+    ),
+    "validate": Stage(("data.sources", "contract.tables", "paths"), "check each raw table against its contract"),
+    "build": Stage(("data", "contract.dataset", "paths"), "join sources as of the prediction time; label; aggregates"),
+    "featurize": Stage(("features", "split", "paths"), "fit feature state on train; encode windows"),
+    "train": Stage(("model", "training", "paths"), "LightGBM with early stopping on valid"),
+    "evaluate": Stage(("evaluation", "split", "paths"), "test metrics, slices, baselines, plots"),
     "package": Stage(("paths",), "assemble the model bundle and its card"),
 }
 

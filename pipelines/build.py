@@ -15,6 +15,7 @@ from mlsys.stages import provenance
 
 
 def run(cfg: DictConfig, root: Path) -> None:
+    """Validated tables -> labelled / unlabelled modelling tables (+ dataset quarantine)."""
     tables = {
         name: read_parquet(root / cfg.paths.validated / f"{name}.parquet", "validated table: run validate")
         for name in cfg.data.sources
@@ -24,7 +25,7 @@ def run(cfg: DictConfig, root: Path) -> None:
     labelled = result.labelled
     if cfg.contract.dataset is not None:
         checked = validate_table("dataset", cfg.contract.dataset, labelled)
-        write_parquet(root / cfg.paths.quarantine / "dataset.parquet", checked.quarantined)
+        write_parquet(root / cfg.paths.dataset / "quarantined.parquet", checked.quarantined)
         report["contract"] = checked.report
         print(summary(checked.report))
         if checked.report["status"] == "failed":
@@ -33,12 +34,16 @@ def run(cfg: DictConfig, root: Path) -> None:
         labelled = checked.passed
         report["rows_quarantined"] = checked.report["rows_quarantined"]
         report["rows_labelled"] = len(labelled)
+    accounted = report["rows_labelled"] + report["rows_excluded_no_label"] + report.get("rows_quarantined", 0)
+    assert accounted == report["rows_in"], f"build lost rows: {accounted} != {report['rows_in']}"
     out = root / cfg.paths.dataset
     write_parquet(out / "labelled.parquet", labelled)
     write_parquet(out / "unlabelled.parquet", result.unlabelled)
     write_json(root / cfg.paths.reports / "build.json", {**report, **provenance("build", cfg)})
     write_json(root / cfg.paths.metrics / "build.json", {k: v for k, v in report.items() if k != "contract"})
-    print(f"build: {report['rows_in']:,} rows -> {report['rows_labelled']:,} labelled, "
-          f"{report['rows_excluded_no_label']:,} set aside (no {cfg.data.label.column}: data.label.missing=exclude), "
-          f"{report.get('rows_quarantined', 0):,} quarantined by contract.dataset; "
-          f"positive rate {report['positive_rate']:.3f}")
+    print(
+        f"build: {report['rows_in']:,} rows -> {report['rows_labelled']:,} labelled, "
+        f"{report['rows_excluded_no_label']:,} set aside (no {cfg.data.label.column}: data.label.missing=exclude), "
+        f"{report.get('rows_quarantined', 0):,} quarantined by contract.dataset; "
+        f"positive rate {report['positive_rate']:.3f}"
+    )

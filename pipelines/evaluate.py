@@ -9,6 +9,7 @@ import pandas as pd
 from omegaconf import DictConfig
 
 from mlsys.data.build import EVENT_TIME, LABEL
+from mlsys.errors import ConfigError, ContractError
 from mlsys.io import read_parquet, write_json
 from mlsys.model import load_model
 from mlsys.model.evaluate import calibration_table, logistic_baseline, roc_points, scores, slice_metrics
@@ -18,16 +19,19 @@ from mlsys.stages import provenance
 
 
 def run(cfg: DictConfig, root: Path) -> None:
+    """Model + test window -> metrics (overall, slices, baselines), plot data, HTML report."""
     ev = cfg.evaluation
     model = load_model(root / cfg.paths.model)
     dataset = read_parquet(root / cfg.paths.dataset / "labelled.parquet", "built dataset: run build")
     train = select(dataset, EVENT_TIME, cfg.split, cfg.split.train)
     test = select(dataset, EVENT_TIME, cfg.split, cfg.split.test)
+    for key, columns in (("evaluation.baseline.features", ev.baseline.features), ("evaluation.slices", ev.slices)):
+        missing = sorted(set(columns) - set(test.columns))
+        if missing:
+            raise ConfigError(f"{key}: {missing} are not columns of the built dataset")
     y = test[LABEL].to_numpy("int8")
     p = model.predict_frame(test)
     if not np.isfinite(p).all():
-        from mlsys.errors import ContractError
-
         raise ContractError(f"evaluate: {int((~np.isfinite(p)).sum())} non-finite predictions on the test window")
 
     base_rate = float(train[LABEL].mean())

@@ -8,6 +8,7 @@ import pandas as pd
 from omegaconf import DictConfig
 
 from mlsys.data.build import EVENT_TIME, LABEL
+from mlsys.errors import ConfigError
 from mlsys.features import fit_pipeline
 from mlsys.io import read_parquet, write_json, write_parquet
 from mlsys.model import FEATURES_FILE
@@ -16,15 +17,16 @@ from mlsys.stages import provenance
 
 
 def run(cfg: DictConfig, root: Path) -> None:
+    """Built dataset -> feature state (train window only) + encoded train / valid."""
     dataset = read_parquet(root / cfg.paths.dataset / "labelled.parquet", "built dataset: run build")
     periods = {p.name: select(dataset, EVENT_TIME, cfg.split, p.name) for p in cfg.split.periods}
     train = periods[cfg.split.train]
-    if train.empty or periods[cfg.split.valid].empty:
-        from mlsys.errors import ContractError
-
-        raise ContractError(
-            f"split: the train or valid window is empty (rows per period: { {k: len(v) for k, v in periods.items()} })"
-        )
+    counts = {name: len(frame) for name, frame in periods.items()}
+    for role in ("train", "valid", "test"):
+        if not counts[cfg.split[role]]:
+            raise ConfigError(
+                f"split.periods: the {role} window {cfg.split[role]!r} holds no rows (rows per period: {counts})"
+            )
     pipeline = fit_pipeline(cfg.features, train)
     out = root / cfg.paths.features
     write_json(out / FEATURES_FILE, pipeline.state())

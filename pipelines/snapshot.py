@@ -7,6 +7,7 @@ nothing downstream reruns.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -21,19 +22,19 @@ MANIFEST = "snapshot.json"
 
 
 def run(cfg: DictConfig, root: Path) -> None:
+    """Fingerprint every source; copy them into `paths.raw` only when one changed."""
     raw = root / cfg.paths.raw
     prints = {name: fingerprint(name, src, root) for name, src in cfg.data.sources.items()}
     manifest_path = raw / MANIFEST
-    previous = None
-    if manifest_path.exists():
-        import json
-
-        previous = json.loads(manifest_path.read_text())
+    previous = json.loads(manifest_path.read_text()) if manifest_path.exists() else None
     if previous is not None:
         before = {n: s["fingerprint"] for n, s in previous["sources"].items()}
         files_ok = all((raw / f"{n}.parquet").exists() for n in prints)
         if before == prints and files_ok:
             print(f"snapshot: upstream unchanged since {previous['snapshot_time']} ({len(prints)} sources)")
+            stage = provenance("snapshot", cfg)
+            if previous["config_hash"] != stage["config_hash"]:  # same data, new config: record it
+                write_json(manifest_path, {**previous, **stage})
             return
         changed = sorted(n for n in prints if before.get(n) != prints[n])
         for n in changed:

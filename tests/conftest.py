@@ -64,9 +64,9 @@ def built(parsed_tables, full_config):
 def init_project(dest: Path, config_defaults: dict[str, str] | None = None) -> Path:
     """A fresh git + DVC project with this repo's conf/, dvc.yaml and hydra_plugins/."""
     dest.mkdir(parents=True, exist_ok=True)
-    # mlsys/ is copied only because dvc.yaml lists its code as stage deps (the installed
-    # package is what runs).
-    for item in ("conf", "hydra_plugins", "mlsys"):
+    # mlsys/ and pipelines/ are copied only because dvc.yaml lists their code as stage deps
+    # (the installed package is what runs).
+    for item in ("conf", "hydra_plugins", "mlsys", "pipelines"):
         shutil.copytree(REPO / item, dest / item, ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True)
     shutil.copy(REPO / "dvc.yaml", dest / "dvc.yaml")
     if config_defaults:

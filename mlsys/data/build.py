@@ -65,14 +65,17 @@ def asof_join(left: pd.DataFrame, right: pd.DataFrame, join: DictConfig) -> pd.D
 
 
 def lookup_join(left: pd.DataFrame, right: pd.DataFrame, join: DictConfig) -> pd.DataFrame:
+    """Add `join.columns` of the `right` row with the same key (at most one: many-to-one)."""
     r = right[[join.key, *join.columns]].rename(columns={c: join.prefix + c for c in join.columns})
     return left.merge(r, on=join.key, how="left", validate="many_to_one")
 
 
 def _group_codes(frame: pd.DataFrame, by: list[str]) -> np.ndarray:
+    """Group number per row; -1 where a key is null (such rows form no group)."""
     if not by:
         return np.zeros(len(frame), dtype=np.int64)
-    return frame.groupby(list(by), sort=True, dropna=False).ngroup().to_numpy(np.int64)
+    codes = frame.groupby(list(by), sort=True, dropna=True).ngroup()
+    return codes.fillna(-1).to_numpy(np.int64)
 
 
 def aggregate(frame: pd.DataFrame, agg: DictConfig) -> np.ndarray:
@@ -96,7 +99,7 @@ def aggregate(frame: pd.DataFrame, agg: DictConfig) -> np.ndarray:
         observed = event
         query_lo, query_hi = event - window, event + window
         lo_side, hi_side = "left", "right"  # [lo, hi]
-    ok = ~np.isnan(observed) & ~np.isnan(value)
+    ok = ~np.isnan(observed) & ~np.isnan(value) & (groups >= 0)
     # A group's rows occupy one band of an int64 key: group * 2**40 + seconds since `base`.
     base = np.floor(min(np.min(observed[ok], initial=np.inf), np.min(query_lo, initial=np.inf)))
     base = 0.0 if not np.isfinite(base) else base
@@ -115,22 +118,23 @@ def aggregate(frame: pd.DataFrame, agg: DictConfig) -> np.ndarray:
     lo[order_q] = np.searchsorted(key, band(groups, query_lo)[order_q], side=lo_side)
     hi[order_q] = np.searchsorted(key, q_hi[order_q], side=hi_side)
     count = (hi - lo).astype(np.float64)
-    if agg.stat == "count":
-        return count
-    if agg.stat == "sum":
-        return csum[hi] - csum[lo]
-    if agg.stat == "mean":
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(count > 0, (csum[hi] - csum[lo]) / count, np.nan)
-    last = np.where(count > 0, vals[np.maximum(hi - 1, 0)] if len(vals) else np.nan, np.nan)
-    return last
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if agg.stat == "count":
+            out = count
+        elif agg.stat == "sum":
+            out = csum[hi] - csum[lo]
+        elif agg.stat == "mean":
+            out = np.where(count > 0, (csum[hi] - csum[lo]) / count, np.nan)
+        else:  # last
+            out = np.where(count > 0, vals[np.maximum(hi - 1, 0)] if len(vals) else np.nan, np.nan)
+    return np.where(groups >= 0, out, np.nan)  # a null key (e.g. no tail number) has no group
 
 
 @dataclass
 class BuildResult:
     labelled: pd.DataFrame
     unlabelled: pd.DataFrame
-    report: dict
+    report: dict[str, object]
 
 
 def build(tables: dict[str, pd.DataFrame], data: DictConfig) -> BuildResult:

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from mlsys.errors import ContractError
+from mlsys.errors import ConfigError, ContractError
 from mlsys.features.transforms import Encoder, encoder, fit
 
 
@@ -53,9 +53,12 @@ class FeaturePipeline:
 
 def fit_pipeline(features: DictConfig, train: pd.DataFrame) -> FeaturePipeline:
     """Fit every declared feature on the training frame only."""
-    missing = sorted({f.source for f in features.columns.values()} - set(train.columns))
-    if missing:
-        raise ContractError(f"features.columns: source columns {missing} are not in the built dataset")
+    for name, feat in features.columns.items():
+        if feat.source not in train.columns:
+            raise ConfigError(
+                f"features.columns.{name}.source: {feat.source!r} is not a column of the built "
+                f"dataset (columns: {sorted(map(str, train.columns))})"
+            )
     specs = []
     for name, feat in features.columns.items():
         specs.append(

@@ -47,7 +47,9 @@ class Encoder:
 class Clip(Encoder):
     def __init__(self, state: State) -> None:
         super().__init__(state)
-        self.lo, self.hi = state["lo"], state["hi"]
+        # No finite training value: no bound (None in the JSON state).
+        self.lo = -math.inf if state["lo"] is None else state["lo"]
+        self.hi = math.inf if state["hi"] is None else state["hi"]
 
     def _column(self, s: pd.Series) -> np.ndarray:
         return np.clip(s.to_numpy(np.float64, na_value=np.nan), self.lo, self.hi)
@@ -115,7 +117,9 @@ def _fit_none(s: pd.Series, cfg: Any) -> State:
 
 def _fit_clip(s: pd.Series, cfg: Any) -> State:
     x = s.to_numpy(np.float64, na_value=np.nan)
-    lo, hi = np.nanquantile(x, list(cfg.clip_quantiles)) if np.isfinite(x).any() else (np.nan, np.nan)
+    if not np.isfinite(x).any():
+        return {"lo": None, "hi": None}
+    lo, hi = np.nanquantile(x[np.isfinite(x)], list(cfg.clip_quantiles))
     return {"lo": float(lo), "hi": float(hi)}
 
 

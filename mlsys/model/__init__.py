@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
+from mlsys.errors import ContractError
 from mlsys.features import FeaturePipeline
 from mlsys.io import atomic_write, read_json, require, write_json
 
@@ -127,7 +128,5 @@ def load_model(directory: Path) -> Model:
     meta_path = next((directory / n for n in ("card.json", META_FILE) if (directory / n).exists()), None)
     meta = json.loads(meta_path.read_text()) if meta_path else {}
     if booster.feature_name() != pipeline.names:
-        from mlsys.errors import ContractError
-
         raise ContractError(f"{directory}: model features {booster.feature_name()} != feature state {pipeline.names}")
     return Model(booster=booster, pipeline=pipeline, version=bundle_version(directory), meta=meta)

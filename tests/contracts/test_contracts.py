@@ -98,6 +98,15 @@ def test_frame_level_failures_always_fail(flights, full_config, mutate, check):
     assert any(check in f["check"] for f in result.report["frame_failures"])
 
 
+def test_strict_contract_rejects_extra_columns_and_max_rows_bounds(flights, full_config):
+    _, parsed = flights
+    strict = validate_table("flights", _table(full_config, strict=True), parsed.assign(extra=1)).report
+    assert strict["status"] == "failed"
+    assert any(f["check"] == "column_in_schema" for f in strict["frame_failures"])
+    capped = validate_table("flights", _table(full_config, max_rows=1000), parsed).report
+    assert any("row_count" in f["check"] for f in capped["frame_failures"])
+
+
 def test_fail_policy_fails_on_row_violations(flights, full_config):
     _, parsed = flights
     table = _table(full_config, policy="fail")

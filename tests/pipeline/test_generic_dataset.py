@@ -19,12 +19,14 @@ sources:
   orders:
     kind: csv
     path: upstream/orders.csv
+    available: at_prediction
     time_columns:
       ts: {tz: UTC, format: ISO8601}
     after_outcome: [refund_amount]
   customers:
     kind: parquet
     path: upstream/customers.parquet
+    available: static
 event_time:
   column: ts
   tz: Europe/Paris

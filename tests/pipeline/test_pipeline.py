@@ -9,7 +9,7 @@ import yaml
 
 from mlsys.errors import ExitCode
 from mlsys.model import load_model
-from tests.conftest import ENV, run
+from tests.conftest import run
 
 
 def _ran(output: str) -> set[str]:
@@ -94,6 +94,14 @@ def test_misspelled_parameter_fails_exp_run_naming_it(sample_copy):
     assert "model.params.num_leves: not a LightGBM parameter" in proc.stdout + proc.stderr
 
 
+def test_dvc_composition_uses_the_typed_schema(sample_copy):
+    """DVC composes through hydra_plugins/: a wrong type fails before any stage runs."""
+    proc = run(["dvc", "exp", "run", "-S", "model.num_boost_round=many"], sample_copy, check=False)
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert "model.num_boost_round" in out and "Running stage" not in out
+
+
 def test_changed_upstream_is_detected_and_flows_downstream(sample_copy):
     p = sample_copy
     csv = p / "upstream/flights.csv"
@@ -109,8 +117,10 @@ def test_changed_upstream_is_detected_and_flows_downstream(sample_copy):
 
 def test_upstream_change_can_be_refused(sample_copy):
     p = sample_copy
-    run(["mlsys", "compose", "data.on_upstream_change=fail"], p)
-    run(["dvc", "repro"], p, env={**ENV, "DVC_EXP_BASELINE_REV": "x"})  # params edited on purpose
+    with open(p / "conf/data/flights_sample.yaml", "a") as fh:
+        fh.write("on_upstream_change: fail\n")
+    run(["mlsys", "compose"], p)
+    run(["dvc", "repro"], p)
     csv = p / "upstream/planes.csv"
     csv.write_text(csv.read_text().replace("EMBRAER", "EMBRAER2", 1))
     proc = run(["mlsys", "snapshot"], p, check=False)
@@ -139,13 +149,23 @@ def test_missing_input_names_the_file(sample_copy):
     assert "upstream/weather.csv" in proc.stderr and "data.sources.weather.path" in proc.stderr
 
 
-def test_dvc_yaml_params_match_what_stages_receive(sample_project):
+def test_each_stage_saved_exactly_the_params_dvc_tracks(sample_project):
+    """dvc.lock records the params each stage depends on; the stage saved the same keys."""
     stages = yaml.safe_load((sample_project / "dvc.lock").read_text())["stages"]
-    for name in ("validate", "train"):
-        sections = set(stages[name]["params"]["params.yaml"])
-        saved = json.loads(
-            (
-                sample_project / ("reports/validation.json" if name == "validate" else "models/model/meta.json")
-            ).read_text()
-        )
-        assert set(saved["config"]) == sections
+    saved = {
+        "snapshot": "data/raw/snapshot.json",
+        "validate": "reports/validation.json",
+        "build": "reports/build.json",
+        "featurize": "data/features/windows.json",
+        "train": "models/model/meta.json",
+        "evaluate": "reports/evaluate.json",
+    }
+    for name, path in saved.items():
+        tracked: dict = {}
+        for key, value in stages[name]["params"]["params.yaml"].items():
+            *parents, leaf = key.split(".")
+            node = tracked
+            for part in parents:
+                node = node.setdefault(part, {})
+            node[leaf] = value
+        assert json.loads((sample_project / path).read_text())["config"] == tracked, name

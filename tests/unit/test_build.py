@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
-from mlsys.config import Aggregate, AsofJoin
+from mlsys.config import Aggregate
 from mlsys.data.build import EVENT_TIME, PREDICTION_TIME, aggregate, asof_join, event_times
 from mlsys.durations import parse_duration
 
@@ -18,26 +18,30 @@ def test_local_event_time_matches_the_utc_time_hour_column(parsed_tables, full_c
     flights = parsed_tables["flights"]
     utc = event_times(flights, full_config.data.event_time)
     assert str(utc.dtype) == "datetime64[us, UTC]"
-    assert (utc.dt.floor("h") == flights["time_hour"]).mean() > 0.999
+    assert (utc.dt.floor("h") == flights["time_hour"]).all()
 
 
 def test_weather_is_joined_as_of_the_prediction_time(parsed_tables, full_config):
+    """Hour h's report is taken at h:51, so it is available at time_hour + lag (1h)."""
     data = full_config.data
+    join = data.asof_joins[0]
+    assert parse_duration(join.lag) >= pd.Timedelta("51min")
     flights = parsed_tables["flights"].head(5000).copy()
     flights[EVENT_TIME] = event_times(flights, data.event_time)
     flights[PREDICTION_TIME] = flights[EVENT_TIME] - parse_duration(data.prediction_lead)
-    join = OmegaConf.merge(OmegaConf.structured(AsofJoin), data.asof_joins[0])
-    join.columns = ["temp", "time_hour"]
     weather = parsed_tables["weather"].assign(obs=parsed_tables["weather"]["time_hour"])
-    join.columns = ["temp", "obs"]
+    join = OmegaConf.merge(join, {"columns": ["temp", "obs"]})
     out = asof_join(flights, weather, join)
     seen = out["wx_obs"].dropna()
-    assert (seen <= out.loc[seen.index, PREDICTION_TIME]).all()  # nothing from after the prediction time
-    assert (out.loc[seen.index, PREDICTION_TIME] - seen <= parse_duration(join.tolerance)).all()
-    # brute force on a few rows: the latest observation at the origin by the prediction time
-    for i in seen.index[:50]:
-        w = weather[(weather["origin"] == out.at[i, "origin"]) & (weather["obs"] <= out.at[i, PREDICTION_TIME])]
-        assert w["obs"].max() == out.at[i, "wx_obs"]
+    available = seen + parse_duration(join.lag)
+    assert len(seen) > 4900
+    assert (available <= out.loc[seen.index, PREDICTION_TIME]).all()  # nothing known later
+    # brute force: the latest report at the origin available by the prediction time
+    for i in seen.index[:200]:
+        ok = (weather["origin"] == out.at[i, "origin"]) & (
+            weather["obs"] + parse_duration(join.lag) <= out.at[i, PREDICTION_TIME]
+        )
+        assert weather.loc[ok, "obs"].max() == out.at[i, "wx_obs"]
 
 
 def _brute(frame: pd.DataFrame, agg) -> np.ndarray:
@@ -46,10 +50,14 @@ def _brute(frame: pd.DataFrame, agg) -> np.ndarray:
     event, query = sec(EVENT_TIME), sec(PREDICTION_TIME)
     window = parse_duration(agg.window).total_seconds()
     vals = frame[agg.value].to_numpy(float) if agg.value else np.ones(len(frame))
-    obs = event + frame[agg.observed_after].to_numpy(float) * 60 if agg.known == "past" else event
+    lag = parse_duration(agg.observed_lag).total_seconds()
+    obs = event + lag + frame[agg.observed_after].to_numpy(float) * 60 if agg.known == "past" else event
     out = []
     for i in range(len(frame)):
         m = np.ones(len(frame), dtype=bool)
+        if frame[agg.by].iloc[i].isna().any():  # a null key has no group
+            out.append(np.nan)
+            continue
         for b in agg.by:
             m &= frame[b].to_numpy() == frame[b].iloc[i]
         if agg.known == "past":
@@ -75,18 +83,29 @@ def _brute(frame: pd.DataFrame, agg) -> np.ndarray:
     known=st.sampled_from(["past", "schedule"]),
     window_h=st.integers(1, 5),
     seed=st.integers(0, 10_000),
+    lag_min=st.sampled_from([0, 30, 24 * 60]),
 )
-def test_aggregate_matches_brute_force(n, stat, known, window_h, seed):
+def test_aggregate_matches_brute_force(n, stat, known, window_h, seed, lag_min):
     rng = np.random.default_rng(seed)
     start = pd.Timestamp("2013-03-01", tz="UTC")
     # minute-resolution times, many ties, a few missing delays
     event = start + pd.to_timedelta(rng.integers(0, 12 * 60, n) * 10, unit="min")
     delay = rng.integers(-10, 120, n).astype(float)
     delay[rng.random(n) < 0.2] = np.nan
-    frame = pd.DataFrame({"g": rng.integers(0, 3, n), EVENT_TIME: event, "delay": delay})
+    group = rng.integers(0, 3, n).astype(float)
+    group[rng.random(n) < 0.1] = np.nan  # rows without a key
+    frame = pd.DataFrame({"g": group, EVENT_TIME: event, "delay": delay})
     frame[PREDICTION_TIME] = frame[EVENT_TIME] - pd.Timedelta("2h")
     agg = OmegaConf.structured(
-        Aggregate(by=["g"], value="delay", stat=stat, window=f"{window_h}h", known=known, observed_after="delay")
+        Aggregate(
+            by=["g"],
+            value="delay",
+            stat=stat,
+            window=f"{window_h}h",
+            known=known,
+            observed_after="delay",
+            observed_lag=f"{lag_min}min",
+        )
     )
     got, want = aggregate(frame, agg), _brute(frame, agg)
     if stat == "last":  # ties in observation time make 'last' ambiguous: use distinct times

@@ -10,8 +10,14 @@ from tests.conftest import REPO, run
 
 
 def test_help_imports_no_heavy_library():
-    heavy = "('pandas', 'lightgbm', 'hydra', 'dvc', 'pandera', 'sklearn')"
-    code = f"import sys, mlsys.cli; print(sorted(m for m in {heavy} if m in sys.modules))"
+    heavy = "('pandas', 'lightgbm', 'hydra', 'dvc', 'pandera', 'sklearn', 'omegaconf')"
+    code = (
+        "import sys, contextlib, io\n"
+        "from mlsys.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+        "    main(['--help'])\n"
+        f"print(sorted(m for m in {heavy} if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 

@@ -87,26 +87,71 @@ def test_declared_after_outcome_availability_is_a_config_error():
         config.check(config.load_sections(OmegaConf.create(text), tuple(config.SECTIONS), "test"))
 
 
-def test_stage_sections_match_dvc_yaml():
+def test_stage_params_match_dvc_yaml():
     import yaml
 
     from mlsys.stages import STAGES
 
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
     declared = {name: tuple(s.get("params", [])) for name, s in stages.items() if name != "guard"}
-    assert declared == {name: s.sections for name, s in STAGES.items()}
+    assert declared == {name: s.params for name, s in STAGES.items()}
     for name, stage in stages.items():
         assert stage["cmd"] == f"mlsys {name}"
         if name != "guard":
             assert "${paths.guard}" in stage["deps"], f"stage {name} does not depend on the guard"
+            assert f"pipelines/{name}.py" in stage["deps"], f"stage {name} does not depend on its code"
 
 
-def test_config_hash_covers_exactly_the_declared_sections():
+def test_stage_receives_and_hashes_exactly_its_keys(monkeypatch):
+    """Through the CLI's own path: train sees model/training/paths only; a data edit does
+    not change its hash, a model edit does."""
+    from mlsys.stages import STAGES, provenance
+
+    monkeypatch.chdir(REPO)
+    train, _ = config.stage_config("train")
+    assert set(train) == {"model", "training", "paths"}
+    validate, _ = config.stage_config("validate")
+    assert set(validate) == {"data", "contract", "paths"}
+    assert set(validate.data) == {"sources"} and set(validate.contract) == {"tables"}
+    base = provenance("train", train)["config_hash"]
+    lead, _ = config.stage_config("train", ["data.prediction_lead=3h"])
+    rounds, _ = config.stage_config("train", ["model.num_boost_round=7"])
+    assert provenance("train", lead)["config_hash"] == base
+    assert provenance("train", rounds)["config_hash"] != base
+    assert STAGES["train"].params == ("model", "training", "paths")
+
+
+def test_leaky_feature_is_caught_whichever_stage_runs(monkeypatch):
+    monkeypatch.chdir(REPO)
+    with pytest.raises(ConfigError, match=r"features\.columns\.distance\.source: 'dep_delay'"):
+        config.stage_config("train", ["features.columns.distance.source=dep_delay"])
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        (
+            "data.aggregates.origin_dep_delay_3h.observed_after=null",
+            r"data\.aggregates\.origin_dep_delay_3h: 'dep_delay' is known only after the outcome",
+        ),
+        (
+            "data.aggregates.origin_scheduled_1h.value=arr_delay",
+            r"data\.aggregates\.origin_scheduled_1h: a schedule aggregate cannot read 'arr_delay'",
+        ),
+        ("data.sources.weather.available=static", r"data\.asof_joins\[0\]\.source: as-of joins read 'timestamped'"),
+        ("data.sources.planes.available=timestamped", r"data\.lookup_joins\[0\]\.source: a plain lookup would see"),
+        ("data.sources.planes.available=at_prediction", r"data\.sources\.planes\.available: only the primary"),
+    ],
+)
+def test_availability_rules(override, message):
+    with pytest.raises(ConfigError, match=message):
+        text = config.compose_yaml(REPO, [override])
+        config.check(config.load_sections(OmegaConf.create(text), tuple(config.SECTIONS), "test"))
+
+
+def test_joined_after_outcome_columns_are_leaky_under_their_prefix():
     raw = config.read_params(REPO)
-    train = config.load_sections(raw, ("features", "model", "training", "paths"), "t")
-    changed_data = OmegaConf.merge(raw, {"data": {"prediction_lead": "3h"}})
-    changed_model = OmegaConf.merge(raw, {"model": {"num_boost_round": 7}})
-    same = config.load_sections(changed_data, ("features", "model", "training", "paths"), "t")
-    other = config.load_sections(changed_model, ("features", "model", "training", "paths"), "t")
-    assert config.config_hash(train) == config.config_hash(same)
-    assert config.config_hash(train) != config.config_hash(other)
+    data = OmegaConf.merge(
+        config.load_sections(raw, ("data",), "t").data, {"sources": {"weather": {"after_outcome": ["visib"]}}}
+    )
+    assert "wx_visib" in config.after_outcome_columns(data)

@@ -63,9 +63,9 @@ def test_state_is_fitted_on_the_train_window_only(fitted):
     lo, hi = np.nanquantile(train["distance"].to_numpy(float), [0.001, 0.999])
     assert (spec["distance"]["state"]["lo"], spec["distance"]["state"]["hi"]) == (lo, hi)
     unseen = sorted(set(test["dest"]) - dest_vocab)
-    if unseen:
-        codes = pipeline.transform_frame(test[test["dest"] == unseen[0]].head(5))[:, pipeline.names.index("dest")]
-        assert np.isnan(codes).all()
+    assert unseen, "the test window should hold destinations rare or absent in training"
+    codes = pipeline.transform_frame(test[test["dest"].isin(unseen)])[:, pipeline.names.index("dest")]
+    assert np.isnan(codes).all()
 
 
 _values = st.one_of(
@@ -91,3 +91,15 @@ def test_generated_records_match_frame_path(fitted, data):
         else:
             record[src] = data.draw(_values, label=name)
     assert _same(pipeline.transform_record(record), pipeline.transform_frame(pd.DataFrame([record])))
+
+
+def test_clip_without_finite_training_values_has_no_bounds(fitted):
+    from omegaconf import OmegaConf
+
+    from mlsys.config import FeatureConfig
+    from mlsys.features.transforms import encoder, fit
+
+    cfg = OmegaConf.structured(FeatureConfig(source="x", transform="clip"))
+    state = fit("clip", pd.Series([np.nan, np.nan]), cfg)
+    enc = encoder("clip", state)
+    assert enc.value(5.0) == enc.column(pd.Series([5.0]))[0] == 5.0
