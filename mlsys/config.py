@@ -356,6 +356,7 @@ def guard(root: Path) -> str:
 
 
 def read_params(root: Path) -> DictConfig:
+    """params.yaml as written (untyped); `load_sections` types it."""
     path = root / PARAMS_FILE
     if not path.is_file():
         raise ConfigError(f"{path} not found: run `mlsys compose` to create it from {CONF_DIR}/")

@@ -39,11 +39,13 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
 
 
 def write_json(path: Path, obj: Any) -> Path:
+    """Sorted, indented JSON, written atomically (reports and cards diff cleanly)."""
     text = json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n"
     return atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
 
 
 def read_json(path: Path, what: str) -> Any:
+    """JSON from `path`, or MissingInputError saying `what` should have made it."""
     return json.loads(require(path, what).read_text(encoding="utf-8"))
 
 

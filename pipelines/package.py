@@ -20,6 +20,7 @@ LIBRARIES = ("lightgbm", "pandas", "numpy", "pyarrow", "pandera", "scikit-learn"
 
 
 def run(cfg: DictConfig, root: Path) -> None:
+    """Model dir + every stage's record -> models/bundle (model, feature state, card.json)."""
     p = cfg.paths
     model_dir, bundle = root / p.model, root / p.bundle
     meta = read_json(model_dir / META_FILE, "model meta: run train")

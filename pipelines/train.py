@@ -29,6 +29,7 @@ class _ProgressCallback:
 
 
 def run(cfg: DictConfig, root: Path) -> None:
+    """Encoded train / valid -> models/model (model.txt, feature state, meta) + dvclive curves."""
     from dvclive import Live
     from dvclive.lgbm import DVCLiveCallback
 

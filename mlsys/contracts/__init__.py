@@ -131,7 +131,8 @@ def validate_table(
         cases.append(_failure_cases(extra, frame))
     if extra_failures is not None and len(extra_failures):
         cases.append(extra_failures)
-    fc = pd.concat([c for c in cases if len(c)], ignore_index=True) if any(len(c) for c in cases) else cases[0]
+    found = [c for c in cases if len(c)]
+    fc = pd.concat(found, ignore_index=True) if found else cases[0]  # cases[0]: the empty schema
     fc = fc.assign(column=fc["column"].astype(object).where(fc["column"].notna(), "<frame>"))
     is_row = fc["index"].notna()
     frame_fc, row_fc = fc[~is_row], fc[is_row]

@@ -14,21 +14,26 @@ REPO = Path(__file__).resolve().parents[2]
 GROUPS = sorted(p.name for p in (REPO / "conf").iterdir() if p.is_dir() and p.name != "experiment")
 
 
+def _compose_and_check(overrides: list[str]) -> str:
+    """What `mlsys compose` does: DVC's composition, then the typed and semantic checks."""
+    text = config.compose_yaml(REPO, overrides)
+    config.check(config.load_sections(OmegaConf.create(text), tuple(config.SECTIONS), "test"))
+    return text
+
+
 def _options(group: str) -> list[str]:
     return sorted(p.stem for p in (REPO / "conf" / group).glob("*.yaml"))
 
 
 @pytest.mark.parametrize(("group", "option"), [(g, o) for g in GROUPS for o in _options(g)])
 def test_every_group_option_composes_and_checks(group, option):
-    cfg = OmegaConf.create(config.compose_yaml(REPO, [f"{group}={option}"]))
-    config.check(config.load_sections(cfg, tuple(config.SECTIONS), "test"))
+    _compose_and_check([f"{group}={option}"])
 
 
 @pytest.mark.parametrize("experiment", _options("experiment"))
 def test_every_experiment_composes_and_differs_from_default(experiment):
     default = config.compose_yaml(REPO)
-    text = config.compose_yaml(REPO, [f"experiment={experiment}"])
-    config.check(config.load_sections(OmegaConf.create(text), tuple(config.SECTIONS), "test"))
+    text = _compose_and_check([f"experiment={experiment}"])
     assert text != default, f"experiment {experiment} changes nothing"
 
 
@@ -70,21 +75,18 @@ def test_guard_passes_on_clean_checkout_and_stops_on_stale(tmp_path, monkeypatch
 )
 def test_bad_config_names_the_key(override, message):
     with pytest.raises(ConfigError, match=message):
-        text = config.compose_yaml(REPO, [override])
-        config.check(config.load_sections(OmegaConf.create(text), tuple(config.SECTIONS), "test"))
+        _compose_and_check([override])
 
 
 @pytest.mark.parametrize("column", ["dep_delay", "arr_time", "air_time", "dep_time", "arr_delay", "label"])
 def test_after_outcome_model_input_is_a_config_error(column):
     with pytest.raises(ConfigError, match=rf"features\.columns\.distance\.source: '{column}' is known only after"):
-        text = config.compose_yaml(REPO, [f"features.columns.distance.source={column}"])
-        config.check(config.load_sections(OmegaConf.create(text), tuple(config.SECTIONS), "test"))
+        _compose_and_check([f"features.columns.distance.source={column}"])
 
 
 def test_declared_after_outcome_availability_is_a_config_error():
     with pytest.raises(ConfigError, match=r"features\.columns\.distance: declared availability 'after_outcome'"):
-        text = config.compose_yaml(REPO, ["features.columns.distance.availability=after_outcome"])
-        config.check(config.load_sections(OmegaConf.create(text), tuple(config.SECTIONS), "test"))
+        _compose_and_check(["features.columns.distance.availability=after_outcome"])
 
 
 def test_stage_params_match_dvc_yaml():
@@ -145,8 +147,7 @@ def test_leaky_feature_is_caught_whichever_stage_runs(monkeypatch):
 )
 def test_availability_rules(override, message):
     with pytest.raises(ConfigError, match=message):
-        text = config.compose_yaml(REPO, [override])
-        config.check(config.load_sections(OmegaConf.create(text), tuple(config.SECTIONS), "test"))
+        _compose_and_check([override])
 
 
 def test_joined_after_outcome_columns_are_leaky_under_their_prefix():
