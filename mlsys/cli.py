@@ -28,6 +28,9 @@ def _parser() -> argparse.ArgumentParser:
     show = sub.add_parser("show", help="print the config a stage would receive")
     show.add_argument("stage", choices=sorted(STAGES))
     show.add_argument("overrides", nargs="*")
+    rollback = sub.add_parser("rollback", help="make the previous (or --to) released version live again")
+    rollback.add_argument("--to", metavar="VERSION", help="a kept version (see `mlsys release list`)")
+    rollback.add_argument("--reason", default="", help="recorded in the registry history")
     for name, stage in STAGES.items():
         p = sub.add_parser(
             name,
@@ -36,7 +39,12 @@ def _parser() -> argparse.ArgumentParser:
             f"keys: {', '.join(stage.params)}. Without overrides the config "
             "comes from params.yaml; with overrides, from conf/ + overrides.",
         )
-        p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model.params.num_leaves=15")
+        p.add_argument(
+            "overrides",
+            nargs="*",
+            help="Hydra overrides, e.g. model.params.num_leaves=15"
+            + ("; or `list`: the released versions" if name == "release" else ""),
+        )
     return parser
 
 
@@ -54,6 +62,15 @@ def _run(args: argparse.Namespace) -> None:
         params = config.load_sections(config.read_params(root), ("paths",), config.PARAMS_FILE)
         write_json(root / params.paths.guard, {"status": "ok"})
         print(f"guard: {status}")
+    elif args.command == "rollback" or (args.command == "release" and args.overrides[:1] == ["list"]):
+        from mlsys.release import cli as release_cli
+
+        root = config.project_root()
+        paths = config.load_sections(config.read_params(root), ("paths",), config.PARAMS_FILE).paths
+        if args.command == "rollback":
+            release_cli.rollback(root / paths.registry, args.to, args.reason)
+        else:
+            release_cli.show(root / paths.registry)
     elif args.command == "show":
         from omegaconf import OmegaConf
 

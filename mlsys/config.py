@@ -231,6 +231,49 @@ class EvaluationConfig:
 
 
 @dataclass
+class Bound:
+    min: float | None = None
+    max: float | None = None
+
+
+@dataclass
+class ChangeGate:
+    """How much worse than the released model a metric may get (by its better direction)."""
+
+    max_worsening: float = MISSING
+    relative: bool = False  # fraction of the released value, else absolute
+
+
+@dataclass
+class SliceGate:
+    metric: str = "auc"
+    bound: Bound = field(default_factory=Bound)
+    min_rows: int = 500  # smaller slices are reported, not gated
+
+
+@dataclass
+class BaselineGate:
+    metric: str = "auc"
+    margin: float = 0.0  # the model must beat the logistic baseline by this much
+
+
+@dataclass
+class InfraGate:
+    requests: int = 200  # sample requests answered by the candidate in a separate process
+    timeout_seconds: float = 120.0
+
+
+@dataclass
+class ReleaseConfig:
+    absolute: dict[str, Bound] = field(default_factory=dict)  # slow degradation
+    slices: SliceGate = field(default_factory=SliceGate)
+    change: dict[str, ChangeGate] = field(default_factory=dict)  # sudden degradation
+    baseline: BaselineGate = field(default_factory=BaselineGate)
+    min_prediction_std: float = 1e-4  # a constant model is not a model
+    infra: InfraGate = field(default_factory=InfraGate)
+
+
+@dataclass
 class PathsConfig:
     raw: str = "data/raw"
     validated: str = "data/validated"
@@ -243,6 +286,7 @@ class PathsConfig:
     plots: str = "plots"
     reports: str = "reports"
     guard: str = "reports/params_guard.json"
+    registry: str = "registry"  # released models; outside the DVC DAG, point it at shared storage
 
 
 @dataclass
@@ -254,6 +298,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    release: ReleaseConfig = field(default_factory=ReleaseConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
 
 
@@ -265,6 +310,7 @@ SECTIONS: dict[str, type] = {
     "model": ModelConfig,
     "training": TrainingConfig,
     "evaluation": EvaluationConfig,
+    "release": ReleaseConfig,
     "paths": PathsConfig,
 }
 
@@ -455,8 +501,21 @@ def check(cfg: DictConfig, lightgbm: bool = True) -> None:
     _check_features(cfg.features, cfg.data)
     _one_of(cfg.training.mode, ("static",), "training.mode")
     _one_of(cfg.training.force, ("row_wise", "col_wise"), "training.force")
+    _check_release(cfg.release)
     if lightgbm:
         check_lightgbm_params(cfg.model.params, "model.params")
+
+
+def _check_release(release: DictConfig) -> None:
+    from mlsys.release.gates import DIRECTIONS
+
+    metrics = tuple(DIRECTIONS)
+    for name in release.absolute:
+        _one_of(name, metrics, f"release.absolute.{name}")
+    for name in release.change:
+        _one_of(name, metrics, f"release.change.{name}")
+    _one_of(release.slices.metric, ("auc", "logloss"), "release.slices.metric")
+    _one_of(release.baseline.metric, metrics, "release.baseline.metric")
 
 
 def _check_data(data: DictConfig) -> None:

@@ -25,6 +25,7 @@ STAGES: dict[str, Stage] = {
     "train": Stage(("model", "training", "paths"), "LightGBM with early stopping on valid"),
     "evaluate": Stage(("evaluation", "split", "paths"), "test metrics, slices, baselines, plots"),
     "package": Stage(("paths",), "assemble the model bundle and its card"),
+    "release": Stage(("release", "split", "paths"), "gate the candidate; if blessed, register and make it live"),
 }
 
 

@@ -102,6 +102,12 @@ def write_flights_sample(dest: Path, config, frac: float = 0.06, seed: int = 0) 
     (dest / "conf" / "data" / "flights_sample.yaml").write_text(
         f"defaults:\n  - flights\n  - _self_\nname: flights_sample\nsources:\n{sources}\n"
     )
+    # A 6% sample scores lower than the full data: floors for it, the same change gates.
+    (dest / "conf" / "release").mkdir(parents=True, exist_ok=True)
+    (dest / "conf" / "release" / "sample.yaml").write_text(
+        "defaults:\n  - default\n  - _self_\nabsolute:\n  auc: {min: 0.62}\n  logloss: {max: 0.56}\n"
+        "slices: {bound: {min: 0.5}, min_rows: 300}\nbaseline: {margin: 0.0}\ninfra: {requests: 50}\n"
+    )
 
 
 @pytest.fixture(scope="session")
@@ -110,7 +116,7 @@ def sample_project(tmp_path_factory, full_config) -> Path:
     dest = tmp_path_factory.mktemp("sample") / "project"
     dest.mkdir()
     write_flights_sample(dest, full_config)
-    init_project(dest, {"data": "flights_sample"})
+    init_project(dest, {"data": "flights_sample", "release": "sample"})
     run(["dvc", "repro"], dest)
     run("git add -A && git commit -qm repro", dest)
     return dest

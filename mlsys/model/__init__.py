@@ -53,8 +53,10 @@ def train(
     model: DictConfig,
     training: DictConfig,
     callbacks: list | None = None,
+    init_model: Any = None,
 ) -> TrainResult:
-    """Train with early stopping on the validation window."""
+    """Train with early stopping on the validation window; `init_model` (a Booster)
+    warm-starts: boosting continues from its trees."""
     import lightgbm as lgb
 
     params = lgb_params(model, training)
@@ -68,6 +70,7 @@ def train(
         num_boost_round=model.num_boost_round,
         valid_sets=[dtrain, dvalid],
         valid_names=["train", "valid"],
+        init_model=init_model,
         callbacks=[
             lgb.early_stopping(model.early_stopping_rounds, verbose=False),
             lgb.record_evaluation(history),

@@ -9,7 +9,8 @@ import yaml
 
 from mlsys.errors import ExitCode
 from mlsys.model import load_model
-from tests.conftest import run
+from mlsys.release.registry import Registry
+from tests.conftest import ENV, run
 
 
 def _ran(output: str) -> set[str]:
@@ -169,3 +170,74 @@ def test_each_stage_saved_exactly_the_params_dvc_tracks(sample_project):
                 node = node.setdefault(part, {})
             node[leaf] = value
         assert json.loads((sample_project / path).read_text())["config"] == tracked, name
+
+
+def test_repro_released_the_blessed_candidate(sample_project):
+    p = sample_project
+    blessing = json.loads((p / "reports/blessing.json").read_text())
+    card = json.loads((p / "models/bundle/card.json").read_text())
+    assert blessing["blessed"] and blessing["candidate"] == card["version"]
+    assert any(g["gate"] == "change" and "no model is released" in g["reason"] for g in blessing["gates"])
+    infra = next(g for g in blessing["gates"] if g["gate"] == "infra")
+    assert infra["passed"] and infra["value"] <= 1e-9
+    pointer = json.loads((p / "registry/released.json").read_text())
+    assert pointer["live"] == card["version"]
+    kept = p / "registry/versions" / card["version"]
+    assert {"model.txt", "feature_state.json", "card.json", "blessing.json", "params.yaml"} <= {
+        f.name for f in kept.iterdir()
+    }
+
+
+def _use(project, group: str, option: str) -> None:
+    cfg = project / "conf/config.yaml"
+    lines = [
+        ln if not ln.strip().startswith(f"- {group}:") else f"  - {group}: {option}"
+        for ln in cfg.read_text().splitlines()
+    ]
+    cfg.write_text("\n".join(lines) + "\n")
+    run(["mlsys", "compose"], project)
+
+
+def test_degraded_candidate_is_vetoed_and_live_model_stays(sample_copy):
+    """Drop the strongest features (the point-in-time aggregates): the change gate blocks it."""
+    p = sample_copy
+    live = json.loads((p / "registry/released.json").read_text())["live"]
+    _use(p, "features", "reference")
+    proc = run(["dvc", "repro"], p, check=False)
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert "REJECTED" in out and f"live model stays {live}" in out
+    blessing = json.loads((p / "reports/blessing.json").read_text())
+    assert not blessing["blessed"] and any(f.startswith("change:auc") for f in blessing["failed"])
+    assert json.loads((p / "registry/released.json").read_text())["live"] == live
+    assert Registry(p / "registry").versions() == [live]  # the rejected candidate is not kept
+
+
+def test_release_then_rollback_through_the_cli(sample_copy):
+    p = sample_copy
+    first = json.loads((p / "registry/released.json").read_text())["live"]
+    release = p / "conf/release/sample.yaml"
+    release.write_text(release.read_text() + "change: {auc: {max_worsening: 0.05}}\n")
+    training = p / "conf/training/static.yaml"
+    training.write_text(training.read_text().replace("seed: 42", "seed: 7"))
+    run(["mlsys", "compose"], p)
+    run(["dvc", "repro"], p)
+    second = json.loads((p / "registry/released.json").read_text())["live"]
+    assert second != first
+    env = {**ENV, "MLSYS_USER": "oncall"}
+    out = run(["mlsys", "rollback", "--reason", "pager"], p, env=env).stdout
+    assert f"{first} is live (was {second})" in out
+    assert json.loads((p / "registry/released.json").read_text())["live"] == first
+    listing = run(["mlsys", "release", "list"], p).stdout
+    assert first in listing and second in listing
+    run(["mlsys", "rollback", "--to", second], p, env=env)
+    history = [json.loads(line) for line in (p / "registry/history.jsonl").read_text().splitlines()]
+    assert [(e["action"], e["to"]) for e in history] == [
+        ("release", first),
+        ("release", second),
+        ("rollback", first),
+        ("rollback", second),
+    ]
+    assert history[2]["by"] == "oncall" and history[2]["reason"] == "pager"
+    proc = run(["mlsys", "rollback", "--to", "nope"], p, check=False)
+    assert proc.returncode == ExitCode.MISSING_INPUT and "no such released version" in proc.stderr

@@ -1,0 +1,160 @@
+"""Release gates as pure functions: metrics in, a blessing record out.
+
+Every gate yields {gate, metric, value, threshold, passed, reason}; a gate that cannot
+apply (no live model yet, a slice too small) is recorded with `passed: null` and why.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from omegaconf import DictConfig
+
+# Better direction of each metric: +1 higher is better, -1 lower is better.
+DIRECTIONS = {"auc": 1, "pr_auc": 1, "logloss": -1, "brier": -1, "ece": -1}
+
+Gate = dict[str, Any]
+
+
+def make_gate(gate: str, metric: str, value: float | None, threshold: Any, passed: bool | None, reason: str) -> Gate:
+    return {"gate": gate, "metric": metric, "value": value, "threshold": threshold, "passed": passed, "reason": reason}
+
+
+def _bound(gate: str, metric: str, value: float, bound: DictConfig) -> Gate:
+    if value is None or not np.isfinite(value):
+        return make_gate(
+            gate, metric, None, f"min {bound.min}, max {bound.max}", False, f"{metric} is not a finite number"
+        )
+    if bound.min is not None and value < bound.min:
+        return make_gate(gate, metric, value, f">= {bound.min}", False, f"{metric} {value:.4f} < {bound.min}")
+    if bound.max is not None and value > bound.max:
+        return make_gate(gate, metric, value, f"<= {bound.max}", False, f"{metric} {value:.4f} > {bound.max}")
+    limits = " and ".join(f"{op} {v}" for op, v in ((">=", bound.min), ("<=", bound.max)) if v is not None)
+    return make_gate(gate, metric, value, limits, True, f"{metric} {value:.4f} within {limits}")
+
+
+def absolute_gates(metrics: dict[str, Any], release: DictConfig) -> list[Gate]:
+    return [_bound("absolute", name, metrics.get(name), bound) for name, bound in release.absolute.items()]
+
+
+def slice_gates(slices: dict[str, dict[str, Any]], release: DictConfig) -> list[Gate]:
+    out = []
+    spec = release.slices
+    for column, values in slices.items():
+        for value, entry in values.items():
+            name = f"{column}={value}:{spec.metric}"
+            if entry["rows"] < spec.min_rows or spec.metric not in entry:
+                out.append(
+                    make_gate(
+                        "slice",
+                        name,
+                        entry.get(spec.metric),
+                        f"min {spec.bound.min}",
+                        None,
+                        f"not gated: {entry['rows']} rows < release.slices.min_rows={spec.min_rows}"
+                        if entry["rows"] < spec.min_rows
+                        else "not gated: metric not computed",
+                    )
+                )
+            else:
+                out.append(_bound("slice", name, entry[spec.metric], spec.bound))
+    return out
+
+
+def change_gates(
+    metrics: dict[str, Any], live: dict[str, Any] | None, live_version: str | None, release: DictConfig
+) -> list[Gate]:
+    if live is None:
+        return [
+            make_gate("change", name, metrics.get(name), None, None, "skipped: no model is released yet")
+            for name in release.change
+        ]
+    out = []
+    for name, spec in release.change.items():
+        new, old = metrics[name], live[name]
+        worse = (old - new) * DIRECTIONS[name]  # > 0: the candidate is worse
+        allowed = spec.max_worsening * (abs(old) if spec.relative else 1.0)
+        kind = f"{spec.max_worsening:.1%} of live" if spec.relative else f"{spec.max_worsening}"
+        passed = bool(worse <= allowed)
+        out.append(
+            make_gate(
+                "change",
+                name,
+                new,
+                f"worsening <= {kind} ({allowed:.4f})",
+                passed,
+                f"{name} {new:.4f} vs live {live_version} {old:.4f}: "
+                f"{'worse' if worse > 0 else 'better or equal'} by {abs(worse):.4f}",
+            )
+        )
+    return out
+
+
+def baseline_gate(metrics: dict[str, Any], release: DictConfig) -> Gate:
+    spec = release.baseline
+    model, base = metrics[spec.metric], metrics["baseline_logreg"][spec.metric]
+    lift = (model - base) * DIRECTIONS[spec.metric]
+    return make_gate(
+        "baseline",
+        spec.metric,
+        model,
+        f"beats logistic baseline {base:.4f} by >= {spec.margin}",
+        bool(lift >= spec.margin),
+        f"lift over the logistic baseline {lift:+.4f}",
+    )
+
+
+def stability_gates(predictions: np.ndarray, release: DictConfig) -> list[Gate]:
+    finite = np.isfinite(predictions)
+    std = float(np.std(predictions[finite])) if finite.any() else 0.0
+    in_range = bool(((predictions[finite] >= 0) & (predictions[finite] <= 1)).all())
+    return [
+        make_gate(
+            "stability",
+            "non_finite_predictions",
+            int((~finite).sum()),
+            0,
+            bool(finite.all()),
+            f"{int((~finite).sum())} NaN/inf among {len(predictions)} test predictions",
+        ),
+        make_gate(
+            "stability",
+            "prediction_std",
+            std,
+            f"> {release.min_prediction_std}",
+            bool(std > release.min_prediction_std),
+            f"predictions vary with std {std:.5f}",
+        ),
+        make_gate(
+            "stability",
+            "predictions_in_[0,1]",
+            float(in_range),
+            True,
+            in_range,
+            "probabilities within [0, 1]" if in_range else "probabilities outside [0, 1]",
+        ),
+    ]
+
+
+def blessing(gates: list[Gate], candidate: str, live: str | None) -> dict[str, Any]:
+    failed = [g for g in gates if g["passed"] is False]
+    return {
+        "candidate": candidate,
+        "live_before": live,
+        "blessed": not failed,
+        "failed": [f"{g['gate']}:{g['metric']}: {g['reason']}" for g in failed],
+        "gates": gates,
+    }
+
+
+def summary(record: dict[str, Any]) -> str:
+    counts = {
+        k: sum(1 for g in record["gates"] if g["passed"] is v)
+        for k, v in (("passed", True), ("failed", False), ("not gated", None))
+    }
+    head = (
+        f"release: candidate {record['candidate']} {'BLESSED' if record['blessed'] else 'REJECTED'} "
+        f"({counts['passed']} gates passed, {counts['failed']} failed, {counts['not gated']} not gated)"
+    )
+    return "\n".join([head, *(f"  FAILED {line}" for line in record["failed"])])
