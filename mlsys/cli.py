@@ -28,6 +28,7 @@ def _parser() -> argparse.ArgumentParser:
     show = sub.add_parser("show", help="print the config a stage would receive")
     show.add_argument("stage", choices=sorted(STAGES))
     show.add_argument("overrides", nargs="*")
+    sub.add_parser("audit", help="score the project against the ML Test Score rubric (28 tests)")
     rollback = sub.add_parser("rollback", help="make the previous (or --to) released version live again")
     rollback.add_argument("--to", metavar="VERSION", help="a kept version (see `mlsys release list`)")
     rollback.add_argument("--reason", default="", help="recorded in the registry history")
@@ -71,6 +72,17 @@ def _run(args: argparse.Namespace) -> None:
             release_cli.rollback(root / paths.registry, args.to, args.reason)
         else:
             release_cli.show(root / paths.registry)
+    elif args.command == "audit":
+        from mlsys.audit import Project, markdown, score
+        from mlsys.io import atomic_write, write_json
+
+        root = config.project_root()
+        result = score(Project.load(root))
+        paths = config.load_sections(config.read_params(root), ("paths",), config.PARAMS_FILE).paths
+        write_json(root / paths.reports / "audit.json", result)
+        atomic_write(root / paths.reports / "audit.md", lambda p: p.write_text(markdown(result)))
+        _print_audit(result)
+        print(f"report: {paths.reports}/audit.json, {paths.reports}/audit.md")
     elif args.command == "show":
         from omegaconf import OmegaConf
 
@@ -82,6 +94,20 @@ def _run(args: argparse.Namespace) -> None:
         start = time.perf_counter()
         module.run(cfg, root)
         print(f"{args.command}: done in {time.perf_counter() - start:.1f}s", file=sys.stderr)
+
+
+def _print_audit(result: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="ML Test Score (Breck et al. 2017)")
+    for col in ("test", "points", "status", "evidence / note"):
+        table.add_column(col, overflow="fold")
+    for r in result["tests"]:
+        table.add_row(f"{r['id']} {r['test']}", str(r["points"]), r["status"], "\n".join(r["evidence"]) or r["note"])
+    Console().print(table)
+    sections = ", ".join(f"{s} {v}" for s, v in result["sections"].items())
+    print(f"sections: {sections}; final score (lowest section): {result['final']}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -20,7 +21,12 @@ from mlsys.stages import provenance
 
 
 def run(cfg: DictConfig, root: Path) -> None:
-    """Bundle + metrics + test window -> blessing record; blessed -> registry, live."""
+    """Bundle + metrics + test window -> blessing record; blessed -> registry, live.
+
+    Under `dvc exp run` (DVC_EXP_BASELINE_REV is set) the gates are evaluated and
+    recorded, but nothing is released and a rejection does not fail the experiment:
+    experiments are compared, and promoted on purpose (`dvc exp apply`, `mlsys release`).
+    """
     p, rel = cfg.paths, cfg.release
     bundle = root / p.bundle
     model = load_model(bundle)  # the loader the server uses; checks model vs feature state
@@ -59,8 +65,15 @@ def run(cfg: DictConfig, root: Path) -> None:
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
         **provenance("release", cfg),
     }
+    experiment = os.environ.get("DVC_EXP_BASELINE_REV")
+    if experiment:
+        record["not_released"] = "dvc exp run: gates evaluated only; to release: dvc exp apply, then mlsys release"
     write_json(root / p.reports / "blessing.json", record)
+    write_json(root / p.metrics / "release.json", {"blessed": record["blessed"], "gates_failed": len(record["failed"])})
     print(g.summary(record))
+    if experiment:
+        print(f"release: {record['not_released']}")
+        return
     if not record["blessed"]:
         raise GateError(
             f"candidate {model.version} rejected; live model stays {live or '(none)'}; "
@@ -75,7 +88,5 @@ def run(cfg: DictConfig, root: Path) -> None:
         },
     )
     event = registry.release(model.version, reason="blessed by the release stage")
-    print(
-        f"release: {model.version} is live (was {live or 'none'}); registry {registry.root}"
-        + (" (already live)" if event.get("noop") else "")
-    )
+    before = "already live" if event.get("noop") else f"was {live or 'none'}"
+    print(f"release: {model.version} is live ({before}); registry {registry.root}")

@@ -79,6 +79,19 @@ periods:
   - {name: valid, start: 2024-07-01, end: 2024-08-01}
   - {name: test, start: 2024-08-01, end: 2024-10-01}
 """,
+    "model/orders.yaml": """
+defaults: [lightgbm, _self_]
+params: {learning_rate: 0.1, num_leaves: 7, min_data_in_leaf: 50}
+early_stopping_rounds: 100
+""",
+    # The refunds are logistic by construction: the logistic baseline is the true model family.
+    "release/orders.yaml": """
+defaults: [default, _self_]
+absolute: {auc: {min: 0.7}, logloss: {max: 0.6}, ece: {max: 0.08}}
+slices: {bound: {min: 0.65}, min_rows: 200}
+baseline: {margin: -0.02}
+infra: {requests: 50}
+""",
     "evaluation/orders.yaml": """
 slices: [region, promo]
 min_slice_rows: 50
@@ -126,7 +139,16 @@ def test_pipeline_runs_on_a_yaml_only_dataset(tmp_path):
         (p / "conf" / rel).write_text(text.lstrip())
     orders = _generate(p / "upstream")
     init_project(
-        p, {"data": "orders", "contract": "orders", "features": "orders", "split": "orders2024", "evaluation": "orders"}
+        p,
+        {
+            "data": "orders",
+            "contract": "orders",
+            "features": "orders",
+            "split": "orders2024",
+            "evaluation": "orders",
+            "model": "orders",
+            "release": "orders",
+        },
     )
     run(["dvc", "repro"], p)
     validation = json.loads((p / "reports/validation.json").read_text())["tables"]["orders"]
@@ -137,5 +159,6 @@ def test_pipeline_runs_on_a_yaml_only_dataset(tmp_path):
     assert metrics["auc"] > 0.7
     card = json.loads((p / "models/bundle/card.json").read_text())
     assert {f["name"] for f in card["features"]} >= {"segment", "region_orders_2h"}
+    assert json.loads((p / "registry/released.json").read_text())["live"] == card["version"]
     slices = json.loads((p / "metrics/slices.json").read_text())
     assert set(slices["region"]) == {"north", "south", "east", "west"}

@@ -59,7 +59,7 @@ def test_model_change_reruns_training_not_ingestion(sample_copy):
     assert not (_ran(stale.stdout) - {"guard"})
     run(["mlsys", "compose"], p)
     out = run(["dvc", "repro"], p).stdout
-    assert _ran(out) == {"guard", "snapshot", "train", "evaluate", "package"}, out
+    assert _ran(out) == {"guard", "snapshot", "train", "evaluate", "package", "release"}, out
 
 
 def test_guard_exit_code_is_stale_params(sample_copy):
@@ -87,6 +87,10 @@ def test_exp_run_composes_and_shows_metrics(sample_copy):
     assert rows["ref"]["data"]["params"]["params.yaml"]["data"]["features"]["name"] == "reference"
     metric = rows["ref"]["data"]["metrics"]["metrics/metrics.json"]["data"]["auc"]
     assert 0.5 < metric < 1
+    # the weaker experiment is gated and recorded, not released, and does not fail the run
+    assert rows["ref"]["data"]["metrics"]["metrics/release.json"]["data"]["blessed"] is False
+    live = json.loads((p / "registry/released.json").read_text())["live"]
+    assert Registry(p / "registry").versions() == [live]
 
 
 def test_misspelled_parameter_fails_exp_run_naming_it(sample_copy):

@@ -103,3 +103,29 @@ def test_clip_without_finite_training_values_has_no_bounds(fitted):
     state = fit("clip", pd.Series([np.nan, np.nan]), cfg)
     enc = encoder("clip", state)
     assert enc.value(5.0) == enc.column(pd.Series([5.0]))[0] == 5.0
+
+
+@pytest.mark.parametrize("transform", sorted(__import__("mlsys.features.transforms", fromlist=["x"]).TRANSFORMS))
+def test_every_transform_row_path_equals_frame_path(transform):
+    """Each transform, fitted on one column, gives the same number per value and per column."""
+    from omegaconf import OmegaConf
+
+    from mlsys.config import FeatureConfig
+    from mlsys.features.transforms import encoder, fit
+
+    rng = np.random.default_rng(0)
+    if transform == "vocab":
+        s = pd.Series(rng.choice(["a", "b", "c", None], 500), dtype="str")
+        cfg = FeatureConfig(source="x", type="categorical", transform=transform, min_count=2)
+    elif transform in ("identity", "clip", "hhmm_minutes"):
+        s = pd.Series(np.where(rng.random(500) < 0.1, np.nan, rng.integers(0, 2359, 500).astype(float)))
+        cfg = FeatureConfig(source="x", transform=transform, impute="median")
+    else:
+        t = pd.Timestamp("2013-01-01", tz="America/New_York") + pd.to_timedelta(rng.integers(0, 10**7, 500), "min")
+        s = pd.Series(t)
+        cfg = FeatureConfig(source="x", transform=transform)
+    enc = encoder(transform, fit(transform, s, OmegaConf.structured(cfg)))
+    column = enc.column(s)
+    single = np.array([enc.value(v) for v in s.tolist()])
+    assert _same(column, single)
+    assert np.isfinite(column).any()
