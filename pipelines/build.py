@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 from omegaconf import DictConfig
 
-from mlsys.contracts import summary, validate_table
-from mlsys.data.build import build
+from mlsys.contracts import summary, validate_table, without_column
+from mlsys.data.build import LABEL, build
 from mlsys.errors import ContractError
 from mlsys.io import read_parquet, write_json, write_parquet
 from mlsys.stages import provenance
@@ -22,23 +23,30 @@ def run(cfg: DictConfig, root: Path) -> None:
     }
     result = build(tables, cfg.data)
     report = dict(result.report)
-    labelled = result.labelled
+    labelled, unlabelled = result.labelled, result.unlabelled
     if cfg.contract.dataset is not None:
-        checked = validate_table("dataset", cfg.contract.dataset, labelled)
-        write_parquet(root / cfg.paths.dataset / "quarantined.parquet", checked.quarantined)
-        report["contract"] = checked.report
-        print(summary(checked.report))
-        if checked.report["status"] == "failed":
+        # Labelled rows meet the whole contract; unlabelled ones (no outcome: like serving
+        # rows) the same contract minus the label.
+        checks = {
+            "labelled": validate_table("dataset", cfg.contract.dataset, labelled),
+            "unlabelled": validate_table("dataset", without_column(cfg.contract.dataset, LABEL), unlabelled),
+        }
+        quarantined = pd.concat([c.quarantined.assign(_part=part) for part, c in checks.items()], ignore_index=True)
+        write_parquet(root / cfg.paths.dataset / "quarantined.parquet", quarantined)
+        report["contract"] = {part: c.report for part, c in checks.items()}
+        for c in checks.values():
+            print(summary(c.report))
+        if any(c.report["status"] == "failed" for c in checks.values()):
             write_json(root / cfg.paths.reports / "build.json", {**report, **provenance("build", cfg)})
             raise ContractError(f"contract.dataset violated; report in {cfg.paths.reports}/build.json")
-        labelled = checked.passed
-        report["rows_quarantined"] = checked.report["rows_quarantined"]
-        report["rows_labelled"] = len(labelled)
+        labelled, unlabelled = checks["labelled"].passed, checks["unlabelled"].passed
+        report["rows_quarantined"] = len(quarantined)
+        report["rows_labelled"], report["rows_excluded_no_label"] = len(labelled), len(unlabelled)
     accounted = report["rows_labelled"] + report["rows_excluded_no_label"] + report.get("rows_quarantined", 0)
     assert accounted == report["rows_in"], f"build lost rows: {accounted} != {report['rows_in']}"
     out = root / cfg.paths.dataset
     write_parquet(out / "labelled.parquet", labelled)
-    write_parquet(out / "unlabelled.parquet", result.unlabelled)
+    write_parquet(out / "unlabelled.parquet", unlabelled)
     write_json(root / cfg.paths.reports / "build.json", {**report, **provenance("build", cfg)})
     write_json(root / cfg.paths.metrics / "build.json", {k: v for k, v in report.items() if k != "contract"})
     print(

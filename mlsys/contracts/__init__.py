@@ -77,6 +77,15 @@ def compile_schema(name: str, table: DictConfig) -> pa.DataFrameSchema:
     )
 
 
+def without_column(table: DictConfig, column: str) -> DictConfig:
+    """The same contract without `column` and without row-count bounds: the serving form
+    (e.g. rows that have no label yet)."""
+    out = table.copy()
+    out.columns = {k: v for k, v in table.columns.items() if k != column}
+    out.min_rows = out.max_rows = None
+    return out
+
+
 def python_schema(name: str, table: DictConfig) -> pa.DataFrameSchema | None:
     """The escape hatch: `python_schema: {_target_: pkg.module.fn}` returning a schema."""
     if table.python_schema is None:

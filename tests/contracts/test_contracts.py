@@ -169,3 +169,16 @@ def test_built_dataset_contract(built, full_config):
     assert report["status"] == "failed"
     assert any(f["column"] == "prediction_time" and "dtype" in f["check"] for f in report["frame_failures"])
     assert any(f["column"] == "label" and f["rows"] == 2 for f in report["row_failures"])
+
+
+def test_unlabelled_rows_meet_the_contract_minus_the_label(built, full_config):
+    from mlsys.contracts import without_column
+
+    table = full_config.contract.dataset
+    unlabelled = built.unlabelled
+    assert validate_table("dataset", table, unlabelled).report["status"] == "failed"  # label is null
+    serving = without_column(table, "label")
+    assert "label" not in serving.columns and "label" in table.columns
+    assert validate_table("dataset", serving, unlabelled).report["status"] == "passed"
+    bad = unlabelled.assign(origin_scheduled_1h=0.0)
+    assert validate_table("dataset", serving, bad).report["rows_quarantined"] == len(bad)
