@@ -42,15 +42,15 @@ RUBRIC: tuple[Rubric, ...] = (
         "data-2",
         "All features are beneficial",
         (),
-        ("file:plots/importance.csv", "readme:importance"),
-        "gain importance is plotted for review; no automated ablation yet (monitoring issue)",
+        ("file:plots/importance.csv", "readme:### Reviewing a change"),
+        "a documented review of the gain-importance chart; no automated ablation yet (monitoring issue)",
     ),
     Rubric(
         "data-3",
         "No feature's cost is too much",
         (),
-        ("file:bench/stages.py", "readme:bench/stages.py"),
-        "stage costs are benchmarked by hand; no per-feature cost budget",
+        (),
+        "stage costs are benchmarked (bench/stages.py), not the cost of each feature",
     ),
     Rubric(
         "data-4",
@@ -89,9 +89,9 @@ RUBRIC: tuple[Rubric, ...] = (
     Rubric(
         "model-1",
         "Model specs are reviewed and submitted",
-        ("git:conf", "git:params.yaml", "git:dvc.lock"),
         (),
-        "specs are versioned with git; the review itself is a team process",
+        ("git:conf", "git:params.yaml", "git:dvc.lock", "readme:### Reviewing a change"),
+        "specs are versioned with git; the review is a documented manual procedure",
     ),
     Rubric("model-2", "Offline and online metrics correlate", (), (), "no online serving or online metrics yet"),
     Rubric(
@@ -162,6 +162,7 @@ RUBRIC: tuple[Rubric, ...] = (
             "stage:release",
             "config:release.absolute",
             "config:release.change",
+            "blessed:reports/blessing.json",
             f"test:{T}pipeline/test_pipeline.py::test_degraded_candidate_is_vetoed_and_live_model_stays",
         ),
     ),
@@ -170,9 +171,9 @@ RUBRIC: tuple[Rubric, ...] = (
         "infra-6",
         "Models are canaried before serving",
         (),
-        ("config:release.infra", "stage:release"),
-        "the candidate answers sample requests in a separate process before release; "
-        "no canary on live traffic (no server yet)",
+        (),
+        "the candidate answers sample requests in a separate process before release (infra gate), "
+        "which is not a canary on live traffic (no server yet)",
     ),
     Rubric(
         "infra-7",
@@ -278,6 +279,11 @@ class Project:
             return any(f == what or f.startswith(what.rstrip("/") + "/") for f in self.tracked)
         if kind == "readme":
             return what in self.readme
+        if kind == "blessed":  # a release record on disk that says the candidate passed
+            import json
+
+            path = self.root / what
+            return path.is_file() and json.loads(path.read_text()).get("blessed") is True
         raise ValueError(f"unknown evidence kind {kind!r}")
 
 

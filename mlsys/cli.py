@@ -6,6 +6,8 @@ import argparse
 import importlib
 import sys
 import time
+from pathlib import Path
+from typing import Any
 
 from mlsys.errors import ExitCode, MlsysError
 from mlsys.stages import STAGES
@@ -60,14 +62,14 @@ def _run(args: argparse.Namespace) -> None:
 
         root = config.project_root()
         status = config.guard(root)
-        params = config.load_sections(config.read_params(root), ("paths",), config.PARAMS_FILE)
-        write_json(root / params.paths.guard, {"status": "ok"})
+        write_json(root / _project_paths()[1].guard, {"status": "ok"})
         print(f"guard: {status}")
     elif args.command == "rollback" or (args.command == "release" and args.overrides[:1] == ["list"]):
         from mlsys.release import cli as release_cli
 
-        root = config.project_root()
-        paths = config.load_sections(config.read_params(root), ("paths",), config.PARAMS_FILE).paths
+        if args.command == "release" and len(args.overrides) > 1:
+            raise UsageError(f"`mlsys release list` takes no arguments (got {' '.join(args.overrides[1:])})")
+        root, paths = _project_paths()
         if args.command == "rollback":
             release_cli.rollback(root / paths.registry, args.to, args.reason)
         else:
@@ -76,9 +78,8 @@ def _run(args: argparse.Namespace) -> None:
         from mlsys.audit import Project, markdown, score
         from mlsys.io import atomic_write, write_json
 
-        root = config.project_root()
+        root, paths = _project_paths()
         result = score(Project.load(root))
-        paths = config.load_sections(config.read_params(root), ("paths",), config.PARAMS_FILE).paths
         write_json(root / paths.reports / "audit.json", result)
         atomic_write(root / paths.reports / "audit.md", lambda p: p.write_text(markdown(result)))
         _print_audit(result)
@@ -94,6 +95,18 @@ def _run(args: argparse.Namespace) -> None:
         start = time.perf_counter()
         module.run(cfg, root)
         print(f"{args.command}: done in {time.perf_counter() - start:.1f}s", file=sys.stderr)
+
+
+class UsageError(MlsysError):
+    code = ExitCode.USAGE
+
+
+def _project_paths() -> tuple[Path, Any]:
+    """The project root and its typed `paths` section (from params.yaml)."""
+    from mlsys import config
+
+    root = config.project_root()
+    return root, config.load_sections(config.read_params(root), ("paths",), config.PARAMS_FILE).paths
 
 
 def _print_audit(result: dict) -> None:

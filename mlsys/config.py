@@ -246,8 +246,7 @@ class ChangeGate:
 
 @dataclass
 class SliceGate:
-    metric: str = "auc"
-    bound: Bound = field(default_factory=Bound)
+    bounds: dict[str, Bound] = field(default_factory=dict)  # per metric, for every slice
     min_rows: int = 500  # smaller slices are reported, not gated
 
 
@@ -502,6 +501,11 @@ def check(cfg: DictConfig, lightgbm: bool = True) -> None:
     _one_of(cfg.training.mode, ("static",), "training.mode")
     _one_of(cfg.training.force, ("row_wise", "col_wise"), "training.force")
     _check_release(cfg.release)
+    if cfg.release.slices.min_rows < cfg.evaluation.min_slice_rows:
+        raise ConfigError(
+            f"release.slices.min_rows: {cfg.release.slices.min_rows} is below "
+            f"evaluation.min_slice_rows={cfg.evaluation.min_slice_rows}: such slices have no metrics"
+        )
     if lightgbm:
         check_lightgbm_params(cfg.model.params, "model.params")
 
@@ -514,7 +518,8 @@ def _check_release(release: DictConfig) -> None:
         _one_of(name, metrics, f"release.absolute.{name}")
     for name in release.change:
         _one_of(name, metrics, f"release.change.{name}")
-    _one_of(release.slices.metric, ("auc", "logloss"), "release.slices.metric")
+    for name in release.slices.bounds:
+        _one_of(name, ("auc", "logloss"), f"release.slices.bounds.{name}")
     _one_of(release.baseline.metric, metrics, "release.baseline.metric")
 
 

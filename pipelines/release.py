@@ -6,18 +6,54 @@ import json
 import os
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import pandas as pd
 from omegaconf import DictConfig
 
-from mlsys.data.build import EVENT_TIME
-from mlsys.errors import GateError
+from mlsys.data.build import EVENT_TIME, LABEL
+from mlsys.errors import GateError, MlsysError
 from mlsys.io import read_json, read_parquet, write_json
-from mlsys.model import FEATURES_FILE, load_model
+from mlsys.model import FEATURES_FILE, Model, load_model
+from mlsys.model.evaluate import scores
 from mlsys.release import gates as g
 from mlsys.release.infra import infra_gate
 from mlsys.release.registry import Registry
 from mlsys.split import select
 from mlsys.stages import provenance
+
+
+def _live_metrics(registry: Registry, live: str | None, test: pd.DataFrame, bins: int) -> dict[str, Any] | None:
+    """The live model re-scored on the candidate's test rows: like is compared with like."""
+    if live is None:
+        return None
+    try:
+        model = load_model(registry.path(live))
+        return scores(test[LABEL].to_numpy("int8"), model.predict_frame(test), bins)
+    except (MlsysError, KeyError, ValueError) as exc:
+        return {"error": f"the live model {live} cannot score this test window: {exc}"}
+
+
+def _gates(cfg: DictConfig, root: Path, model: Model, registry: Registry, live: str | None) -> list[g.Gate]:
+    p, rel = cfg.paths, cfg.release
+    card = read_json(root / p.bundle / "card.json", "model card: run package")
+    metrics = card["metrics"]  # what is judged is exactly what would be released
+    slices = read_json(root / p.metrics / "slices.json", "slice metrics: run evaluate")
+    fitted = read_json(root / p.features / FEATURES_FILE, "feature state: run featurize")
+    dataset = read_parquet(root / p.dataset / "labelled.parquet", "built dataset: run build")
+    test = select(dataset, EVENT_TIME, cfg.split, cfg.split.test)
+    # Requests carry only what a caller sends: the model's source columns, no label.
+    sources = list(dict.fromkeys(model.pipeline.sources))
+    sample = test.sample(min(rel.infra.requests, len(test)), random_state=0)[sources]
+    return [
+        *g.absolute_gates(metrics, rel),
+        *g.slice_gates(slices, rel),
+        *g.change_gates(metrics, _live_metrics(registry, live, test, 10), live, rel),
+        g.baseline_gate(metrics, rel),
+        *g.stability_gates(model.predict_frame(test), rel),
+        g.feature_list_gate(model.pipeline.names, [f["name"] for f in fitted["features"]]),
+        infra_gate(root / p.bundle, sample, model.predict_frame(sample), rel.infra.timeout_seconds),
+    ]
 
 
 def run(cfg: DictConfig, root: Path) -> None:
@@ -27,41 +63,21 @@ def run(cfg: DictConfig, root: Path) -> None:
     recorded, but nothing is released and a rejection does not fail the experiment:
     experiments are compared, and promoted on purpose (`dvc exp apply`, `mlsys release`).
     """
-    p, rel = cfg.paths, cfg.release
-    bundle = root / p.bundle
-    model = load_model(bundle)  # the loader the server uses; checks model vs feature state
-    metrics = read_json(root / p.metrics / "metrics.json", "metrics: run evaluate")
-    slices = read_json(root / p.metrics / "slices.json", "slice metrics: run evaluate")
-    fitted = read_json(root / p.features / FEATURES_FILE, "feature state: run featurize")
-    dataset = read_parquet(root / p.dataset / "labelled.parquet", "built dataset: run build")
-    test = select(dataset, EVENT_TIME, cfg.split, cfg.split.test)
-    predictions = model.predict_frame(test)
-
+    p = cfg.paths
     registry = Registry(root / p.registry)
     live = registry.live()
-    live_metrics = registry.card(live)["metrics"] if live else None
-    fitted_names = [f["name"] for f in fitted["features"]]
-    sample = test.sample(min(rel.infra.requests, len(test)), random_state=0)
-    gates = [
-        *g.absolute_gates(metrics, rel),
-        *g.slice_gates(slices, rel),
-        *g.change_gates(metrics, live_metrics, live, rel),
-        g.baseline_gate(metrics, rel),
-        *g.stability_gates(predictions, rel),
-        g.make_gate(
-            "stability",
-            "feature_list",
-            len(model.pipeline.names),
-            "== feature artifact",
-            model.pipeline.names == fitted_names,
-            "model features match data/features/feature_state.json"
-            if model.pipeline.names == fitted_names
-            else "model features differ from the feature artifact",
-        ),
-        infra_gate(bundle, sample, model.predict_frame(sample), rel.infra.timeout_seconds),
-    ]
+    try:
+        model = load_model(root / p.bundle)  # the loader the server uses
+        version = model.version
+        gates = [
+            g.make_gate("stability", "loads", version, "load_model succeeds", True, "the bundle loads"),
+            *_gates(cfg, root, model, registry, live),
+        ]
+    except MlsysError as exc:
+        version = "unloadable"
+        gates = [g.make_gate("stability", "loads", None, "load_model succeeds", False, str(exc))]
     record = {
-        **g.blessing(gates, model.version, live),
+        **g.blessing(gates, version, live),
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
         **provenance("release", cfg),
     }
@@ -76,17 +92,16 @@ def run(cfg: DictConfig, root: Path) -> None:
         return
     if not record["blessed"]:
         raise GateError(
-            f"candidate {model.version} rejected; live model stays {live or '(none)'}; "
-            f"gates in {p.reports}/blessing.json"
+            f"candidate {version} rejected; live model stays {live or '(none)'}; gates in {p.reports}/blessing.json"
         )
     registry.add(
-        bundle,
-        model.version,
+        root / p.bundle,
+        version,
         {
             "blessing.json": json.dumps(record, indent=2, sort_keys=True, default=str),
             "params.yaml": (root / "params.yaml").read_text(encoding="utf-8"),
         },
     )
-    event = registry.release(model.version, reason="blessed by the release stage")
+    event = registry.release(version, reason="blessed by the release stage", expected_live=live)
     before = "already live" if event.get("noop") else f"was {live or 'none'}"
-    print(f"release: {model.version} is live ({before}); registry {registry.root}")
+    print(f"release: {version} is live ({before}); registry {registry.root}")

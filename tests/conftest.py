@@ -106,7 +106,8 @@ def write_flights_sample(dest: Path, config, frac: float = 0.06, seed: int = 0) 
     (dest / "conf" / "release").mkdir(parents=True, exist_ok=True)
     (dest / "conf" / "release" / "sample.yaml").write_text(
         "defaults:\n  - default\n  - _self_\nabsolute:\n  auc: {min: 0.62}\n  logloss: {max: 0.56}\n"
-        "slices: {bound: {min: 0.5}, min_rows: 300}\nbaseline: {margin: 0.0}\ninfra: {requests: 50}\n"
+        "slices: {bounds: {auc: {min: 0.5}, logloss: {max: 0.7}}, min_rows: 300}\nbaseline: {margin: 0.0}\n"
+        "infra: {requests: 50}\n"
     )
 
 

@@ -32,11 +32,14 @@ def show(root: Path) -> None:
             str(len(card["features"])),
             "\n".join(events.get(version, [])),
         )
-    Console().print(table)
+    Console(width=max(Console().width, 130)).print(table)
     if live is None:
         print("no model is released yet: `dvc repro` releases a blessed candidate")
 
 
 def rollback(root: Path, to: str | None, reason: str) -> None:
     event = Registry(root).rollback(to, reason)
-    print(f"rollback: {event['to']} is live (was {event['from']}); by {event['by']} at {event['at']}")
+    if event.get("noop"):
+        print(f"rollback: {event['to']} is already live; nothing changed")
+    else:
+        print(f"rollback: {event['to']} is live (was {event['from']}); by {event['by']} at {event['at']}")

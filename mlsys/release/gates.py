@@ -39,37 +39,54 @@ def absolute_gates(metrics: dict[str, Any], release: DictConfig) -> list[Gate]:
 
 
 def slice_gates(slices: dict[str, dict[str, Any]], release: DictConfig) -> list[Gate]:
+    """Every slice value with enough rows, every metric bound; small slices are listed."""
     out = []
     spec = release.slices
     for column, values in slices.items():
         for value, entry in values.items():
-            name = f"{column}={value}:{spec.metric}"
-            if entry["rows"] < spec.min_rows or spec.metric not in entry:
-                out.append(
-                    make_gate(
-                        "slice",
-                        name,
-                        entry.get(spec.metric),
-                        f"min {spec.bound.min}",
-                        None,
-                        f"not gated: {entry['rows']} rows < release.slices.min_rows={spec.min_rows}"
-                        if entry["rows"] < spec.min_rows
-                        else "not gated: metric not computed",
+            for metric, bound in spec.bounds.items():
+                name = f"{column}={value}:{metric}"
+                if entry["rows"] < spec.min_rows:
+                    out.append(
+                        make_gate(
+                            "slice",
+                            name,
+                            entry.get(metric),
+                            f"min {bound.min}, max {bound.max}",
+                            None,
+                            f"not gated: {entry['rows']} rows < release.slices.min_rows={spec.min_rows}",
+                        )
                     )
-                )
-            else:
-                out.append(_bound("slice", name, entry[spec.metric], spec.bound))
+                else:
+                    out.append(_bound("slice", name, entry.get(metric), bound))
     return out
+
+
+def feature_list_gate(model_names: list[str], artifact_names: list[str]) -> Gate:
+    same = model_names == artifact_names
+    return make_gate(
+        "stability",
+        "feature_list",
+        len(model_names),
+        "== feature artifact",
+        same,
+        "model features match the feature artifact"
+        if same
+        else f"model features differ from the feature artifact: {sorted(set(model_names) ^ set(artifact_names))}",
+    )
 
 
 def change_gates(
     metrics: dict[str, Any], live: dict[str, Any] | None, live_version: str | None, release: DictConfig
 ) -> list[Gate]:
+    """Candidate vs the live model, both scored on the same test rows."""
     if live is None:
         return [
             make_gate("change", name, metrics.get(name), None, None, "skipped: no model is released yet")
             for name in release.change
         ]
+    if "error" in live:
+        return [make_gate("change", name, metrics.get(name), None, False, live["error"]) for name in release.change]
     out = []
     for name, spec in release.change.items():
         new, old = metrics[name], live[name]
@@ -84,7 +101,7 @@ def change_gates(
                 new,
                 f"worsening <= {kind} ({allowed:.4f})",
                 passed,
-                f"{name} {new:.4f} vs live {live_version} {old:.4f}: "
+                f"{name} {new:.4f} vs live {live_version} {old:.4f} on the same rows: "
                 f"{'worse' if worse > 0 else 'better or equal'} by {abs(worse):.4f}",
             )
         )

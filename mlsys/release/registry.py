@@ -12,11 +12,14 @@ previous pointer, and so the previous model, live.
 
 from __future__ import annotations
 
+import fcntl
 import getpass
 import json
 import os
 import shutil
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,9 +32,15 @@ HISTORY = "history.jsonl"
 
 
 class RegistryError(MlsysError):
-    """A registry operation that cannot be done (nothing to roll back to)."""
+    """A registry operation that cannot be done (nothing to roll back to, a race)."""
 
     code = ExitCode.MISSING_INPUT
+
+
+class RevokedError(MlsysError):
+    """A blessed candidate that a rollback took away: not re-released automatically."""
+
+    code = ExitCode.GATE
 
 
 def _who() -> str:
@@ -74,8 +83,13 @@ class Registry:
         return json.loads((self.path(version) / "card.json").read_text())
 
     def history(self) -> list[dict[str, Any]]:
+        """Every release / rollback, oldest first (the pointer's own event if its line is missing)."""
         path = self.root / HISTORY
-        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+        events = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+        pointer = self.pointer()
+        if pointer and pointer.get("event") and pointer["event"] not in events:
+            events.append(pointer["event"])
+        return events
 
     # --- writing ---------------------------------------------------------------------
     def add(self, bundle: Path, version: str, extra: dict[str, str]) -> Path:
@@ -92,36 +106,74 @@ class Registry:
         os.replace(tmp, target)
         return target
 
-    def _switch(self, stack: list[str], action: str, reason: str) -> dict[str, Any]:
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Exclusive lock for a read-check-switch of the pointer (releases, rollbacks)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / ".lock", "w") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def revoked(self) -> dict[str, str]:
+        """Versions rolled away from -> when; they are not released again automatically."""
+        pointer = self.pointer()
+        return dict(pointer.get("revoked", {})) if pointer else {}
+
+    def _switch(self, stack: list[str], action: str, reason: str, revoked: dict[str, str]) -> dict[str, Any]:
         before = self.live()
         event = {"action": action, "from": before, "to": stack[-1], "at": _now(), "by": _who(), "reason": reason}
-        write_json(
-            self.root / POINTER,
-            {"live": stack[-1], "stack": stack, **{k: event[k] for k in ("at", "by")}, "action": action},
-        )
+        # The pointer carries its own event: if the process dies before the history line
+        # is appended, history() still reports who made the live version live.
+        write_json(self.root / POINTER, {"live": stack[-1], "stack": stack, "revoked": revoked, "event": event})
         with open(self.root / HISTORY, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(event, sort_keys=True) + "\n")
         return event
 
-    def release(self, version: str, reason: str = "") -> dict[str, Any]:
+    def release(self, version: str, reason: str = "", expected_live: str | None = None) -> dict[str, Any]:
+        """Make a blessed `version` live. Refuses a version a rollback took away (release
+        it again on purpose with `rollback --to`) and, if the live version changed since the
+        candidate was gated against it (`expected_live`), asks for a rerun."""
         self.path(version)
-        pointer = self.pointer()
-        stack = list(pointer["stack"]) if pointer else []
-        if stack and stack[-1] == version:
-            return {"action": "release", "from": version, "to": version, "noop": True}
-        return self._switch([*stack, version], "release", reason)
+        with self.lock():
+            pointer = self.pointer()
+            live = pointer["live"] if pointer else None
+            if expected_live != live:
+                raise RegistryError(
+                    f"the live version changed from {expected_live} to {live} while the "
+                    "candidate was gated; rerun the release"
+                )
+            if live == version:
+                return {"action": "release", "from": version, "to": version, "noop": True}
+            revoked = self.revoked()
+            if version in revoked:
+                raise RevokedError(
+                    f"{version} was rolled back at {revoked[version]}; it is not released again "
+                    f"automatically: `mlsys rollback --to {version}` makes it live on purpose"
+                )
+            stack = [*(pointer["stack"] if pointer else []), version]
+            return self._switch(stack, "release", reason, revoked)
 
     def rollback(self, to: str | None = None, reason: str = "") -> dict[str, Any]:
-        """Make the previously live version live again, or `to` (any kept version)."""
-        pointer = self.pointer()
-        if pointer is None:
-            raise RegistryError(f"{self.root}: nothing is released, nothing to roll back")
-        stack = list(pointer["stack"])
-        if to is None:
-            if len(stack) < 2:
-                raise RegistryError(f"{self.root}: {stack[-1]} is the only version ever live; use --to VERSION")
-            stack.pop()
-        else:
-            self.path(to)
-            stack.append(to)
-        return self._switch(stack, "rollback", reason)
+        """Make the previously live version live again, or `to` (any kept version).
+        The version rolled away from is revoked: the release stage will not re-release it."""
+        with self.lock():
+            pointer = self.pointer()
+            if pointer is None:
+                raise RegistryError(f"{self.root}: nothing is released, nothing to roll back")
+            stack, live = list(pointer["stack"]), pointer["live"]
+            revoked = self.revoked()
+            if to is None:
+                if len(stack) < 2:
+                    raise RegistryError(f"{self.root}: {live} is the only version ever live; use --to VERSION")
+                stack.pop()
+            else:
+                self.path(to)
+                if to == live:
+                    return {"action": "rollback", "from": live, "to": live, "noop": True, "at": _now(), "by": _who()}
+                stack = [v for v in stack if v != to] + [to]
+                revoked.pop(to, None)  # chosen by a person: no longer revoked
+            revoked[live] = _now()
+            return self._switch(stack, "rollback", reason, revoked)

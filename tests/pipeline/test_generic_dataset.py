@@ -88,7 +88,7 @@ early_stopping_rounds: 100
     "release/orders.yaml": """
 defaults: [default, _self_]
 absolute: {auc: {min: 0.7}, logloss: {max: 0.6}, ece: {max: 0.08}}
-slices: {bound: {min: 0.65}, min_rows: 200}
+slices: {bounds: {auc: {min: 0.65}, logloss: {max: 0.7}}, min_rows: 200}
 baseline: {margin: -0.02}
 infra: {requests: 50}
 """,

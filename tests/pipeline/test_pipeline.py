@@ -9,6 +9,7 @@ import yaml
 
 from mlsys.errors import ExitCode
 from mlsys.model import load_model
+from mlsys.release.infra import infra_gate
 from mlsys.release.registry import Registry
 from tests.conftest import ENV, run
 
@@ -190,6 +191,10 @@ def test_repro_released_the_blessed_candidate(sample_project):
     pointer = json.loads((p / "registry/released.json").read_text())
     assert pointer["live"] == card["version"]
     kept = p / "registry/versions" / card["version"]
+    model = load_model(p / "models/bundle")
+    sample = pd.read_parquet(p / "data/dataset/labelled.parquet").head(20)[list(dict.fromkeys(model.pipeline.sources))]
+    wrong = infra_gate(p / "models/bundle", sample, model.predict_frame(sample) + 1e-6, timeout=120)
+    assert wrong["passed"] is False and "max |single - batch| = 1.00e-06" in wrong["reason"]
     assert {"model.txt", "feature_state.json", "card.json", "blessing.json", "params.yaml"} <= {
         f.name for f in kept.iterdir()
     }
@@ -218,6 +223,8 @@ def test_degraded_candidate_is_vetoed_and_live_model_stays(sample_copy):
     assert not blessing["blessed"] and any(f.startswith("change:auc") for f in blessing["failed"])
     assert json.loads((p / "registry/released.json").read_text())["live"] == live
     assert Registry(p / "registry").versions() == [live]  # the rejected candidate is not kept
+    by_hand = run(["mlsys", "release"], p, check=False)
+    assert by_hand.returncode == ExitCode.GATE and "REJECTED" in by_hand.stdout
 
 
 def test_release_then_rollback_through_the_cli(sample_copy):
@@ -236,7 +243,10 @@ def test_release_then_rollback_through_the_cli(sample_copy):
     assert f"{first} is live (was {second})" in out
     assert json.loads((p / "registry/released.json").read_text())["live"] == first
     listing = run(["mlsys", "release", "list"], p).stdout
-    assert first in listing and second in listing
+    live_row = next(line for line in listing.splitlines() if "│ * │" in line)
+    assert first in live_row and second in listing
+    again = run(["mlsys", "release"], p, check=False)  # the blessed candidate was rolled away
+    assert again.returncode == ExitCode.GATE and f"rollback --to {second}" in again.stderr
     run(["mlsys", "rollback", "--to", second], p, env=env)
     history = [json.loads(line) for line in (p / "registry/history.jsonl").read_text().splitlines()]
     assert [(e["action"], e["to"]) for e in history] == [

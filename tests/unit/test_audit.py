@@ -41,6 +41,12 @@ def test_score_follows_the_evidence(tmp_path):
     again = {r["id"]: r for r in score(stripped)["tests"]}
     assert again["infra-4"]["points"] == 0.0 and "stage:release" in again["infra-4"]["missing_evidence"]
     assert again["model-5"]["points"] == 0.0
+    unblessed = Project(
+        root=tmp_path, params=project.params, stages=project.stages, readme=project.readme, tracked=project.tracked
+    )
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports/blessing.json").write_text('{"blessed": false}')
+    assert not unblessed.holds("blessed:reports/blessing.json")
     assert "| **final (lowest section)** |" in markdown(full)
 
 
@@ -50,10 +56,16 @@ def test_unknown_evidence_kind_is_an_error():
 
 
 def test_cli_writes_json_and_markdown(tmp_path):
-    for item in ("conf", "hydra_plugins", "tests", "bench", ".ci"):
+    import json
+
+    for item in ("conf", "hydra_plugins", "tests", "bench", ".ci", "reports"):
         shutil.copytree(REPO / item, tmp_path / item, ignore=shutil.ignore_patterns("__pycache__"))
-    for item in ("params.yaml", "dvc.yaml", "README.md"):
+    for item in ("params.yaml", "dvc.yaml", "README.md", "dvc.lock"):
         shutil.copy(REPO / item, tmp_path / item)
+    run("git init -q && git add -A", tmp_path)
     out = run(["mlsys", "audit"], tmp_path).stdout
     assert "final score (lowest section)" in out
-    assert (tmp_path / "reports/audit.json").exists() and (tmp_path / "reports/audit.md").exists()
+    written = json.loads((tmp_path / "reports/audit.json").read_text())
+    assert written["sections"] == score(Project.load(tmp_path))["sections"]
+    assert {r["id"]: r["points"] for r in written["tests"]}["model-1"] == 0.5  # git evidence found
+    assert (tmp_path / "reports/audit.md").read_text() == markdown(score(Project.load(tmp_path)))

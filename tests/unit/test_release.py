@@ -11,13 +11,13 @@ from omegaconf import OmegaConf
 from mlsys.config import ReleaseConfig
 from mlsys.errors import ExitCode
 from mlsys.release import gates as g
-from mlsys.release.registry import Registry, RegistryError
+from mlsys.release.registry import Registry, RegistryError, RevokedError
 
 RELEASE = OmegaConf.merge(
     OmegaConf.structured(ReleaseConfig),
     {
         "absolute": {"auc": {"min": 0.7}, "logloss": {"max": 0.5}},
-        "slices": {"metric": "auc", "bound": {"min": 0.6}, "min_rows": 100},
+        "slices": {"bounds": {"auc": {"min": 0.6}}, "min_rows": 100},
         "change": {"auc": {"max_worsening": 0.01}, "logloss": {"max_worsening": 0.02, "relative": True}},
         "baseline": {"metric": "auc", "margin": 0.03},
     },
@@ -59,6 +59,8 @@ def test_change_gates_skipped_without_live_model_and_directional_with_one():
     assert _passed(g.change_gates(worse, live, "v1", RELEASE)) == {"auc": False, "logloss": False}
     better = {"auc": 0.9, "logloss": 0.2}
     assert _passed(g.change_gates(better, live, "v1", RELEASE)) == {"auc": True, "logloss": True}
+    broken = g.change_gates(METRICS, {"error": "the live model v1 cannot score this test window"}, "v1", RELEASE)
+    assert _passed(broken) == {"auc": False, "logloss": False}
 
 
 def test_baseline_and_stability_gates():
@@ -95,21 +97,26 @@ def _bundle(tmp_path, name: str, auc: float):
     return d
 
 
+def _registry_with(tmp_path, *versions: str) -> Registry:
+    reg = Registry(tmp_path / "registry")
+    for name in versions:
+        reg.add(_bundle(tmp_path, name, 0.7), name, {"blessing.json": "{}"})
+        reg.release(name, expected_live=reg.live())
+    return reg
+
+
 def test_registry_release_rollback_and_history(tmp_path, monkeypatch):
     monkeypatch.setenv("MLSYS_USER", "alice")
-    reg = Registry(tmp_path / "registry")
-    assert reg.live() is None
-    for name, auc in (("v1", 0.7), ("v2", 0.72), ("v3", 0.71)):
-        reg.add(_bundle(tmp_path, name, auc), name, {"blessing.json": "{}"})
-        reg.release(name)
+    reg = _registry_with(tmp_path, "v1", "v2", "v3")
     assert reg.live() == "v3" and reg.versions() == ["v1", "v2", "v3"]
     assert reg.rollback(reason="bad v3")["to"] == "v2"
-    assert reg.live() == "v2"
+    assert reg.live() == "v2" and set(reg.revoked()) == {"v3"}
     assert reg.rollback()["to"] == "v1"
     with pytest.raises(RegistryError, match="only version ever live") as err:
         reg.rollback()
     assert err.value.code == ExitCode.MISSING_INPUT
-    assert reg.rollback(to="v3")["to"] == "v3"
+    assert reg.rollback(to="v3")["to"] == "v3"  # chosen by a person: live, no longer revoked
+    assert "v3" not in reg.revoked()
     history = reg.history()
     assert [e["action"] for e in history] == ["release"] * 3 + ["rollback"] * 3
     assert all(e["by"] == "alice" and e["at"] for e in history)
@@ -117,12 +124,51 @@ def test_registry_release_rollback_and_history(tmp_path, monkeypatch):
     assert (reg.path("v1") / "blessing.json").exists()  # every version kept
 
 
+def test_rollback_to_the_live_version_changes_nothing(tmp_path):
+    reg = _registry_with(tmp_path, "v1", "v2")
+    assert reg.rollback(to="v2")["noop"]
+    assert reg.pointer()["stack"] == ["v1", "v2"] and len(reg.history()) == 2
+
+
+def test_a_rolled_back_version_is_not_released_again_automatically(tmp_path):
+    reg = _registry_with(tmp_path, "v1", "v2")
+    reg.rollback()
+    with pytest.raises(RevokedError, match="rollback --to v2") as err:
+        reg.release("v2", expected_live="v1")
+    assert err.value.code == ExitCode.GATE and reg.live() == "v1"
+
+
+def test_release_refuses_when_live_changed_while_gating(tmp_path):
+    reg = _registry_with(tmp_path, "v1", "v2")
+    reg.add(_bundle(tmp_path, "v3", 0.7), "v3", {})
+    reg.rollback()  # someone rolls back while v3 was being gated against v2
+    with pytest.raises(RegistryError, match="live version changed from v2 to v1"):
+        reg.release("v3", expected_live="v2")
+    assert reg.live() == "v1"
+
+
+def test_crash_in_add_or_before_history_loses_nothing(tmp_path, monkeypatch):
+    reg = _registry_with(tmp_path, "v1")
+    bundle = _bundle(tmp_path, "v2", 0.7)
+
+    def broken_copy(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("mlsys.release.registry.shutil.copytree", broken_copy)
+    with pytest.raises(OSError, match="disk full"):
+        reg.add(bundle, "v2", {})
+    monkeypatch.undo()
+    assert reg.versions() == ["v1"] and reg.live() == "v1"  # no half version, old pointer
+    reg.add(bundle, "v2", {})
+    reg.release("v2", expected_live="v1")
+    (reg.root / "history.jsonl").write_text((reg.root / "history.jsonl").read_text().splitlines()[0] + "\n")
+    assert [e["to"] for e in reg.history()] == ["v1", "v2"]  # the pointer carries its own event
+
+
 def test_crash_mid_release_leaves_the_old_pointer(tmp_path, monkeypatch):
     import mlsys.io
 
-    reg = Registry(tmp_path / "registry")
-    reg.add(_bundle(tmp_path, "v1", 0.7), "v1", {})
-    reg.release("v1")
+    reg = _registry_with(tmp_path, "v1")
     reg.add(_bundle(tmp_path, "v2", 0.7), "v2", {})
     real_replace = mlsys.io.os.replace
 
@@ -133,8 +179,26 @@ def test_crash_mid_release_leaves_the_old_pointer(tmp_path, monkeypatch):
 
     monkeypatch.setattr(mlsys.io.os, "replace", crash)
     with pytest.raises(OSError, match="power cut"):
-        reg.release("v2")
+        reg.release("v2", expected_live="v1")
     monkeypatch.setattr(mlsys.io.os, "replace", real_replace)
     assert reg.live() == "v1"
     assert json.loads((reg.root / "released.json").read_text())["stack"] == ["v1"]
     assert not list(reg.root.glob(".released.json*"))  # no half-written pointer left behind
+
+
+def test_infra_gate_fails_on_timeout_crash_or_wrong_scores(tmp_path):
+    import pandas as pd
+
+    from mlsys.release.infra import infra_gate
+
+    requests = pd.DataFrame({"x": [1.0, 2.0]})
+    crashed = infra_gate(tmp_path / "no-bundle", requests, np.array([0.1, 0.2]), timeout=60)
+    assert crashed["passed"] is False and "failed (exit" in crashed["reason"]
+    slow = infra_gate(tmp_path / "no-bundle", requests, np.array([0.1, 0.2]), timeout=0.001)
+    assert slow["passed"] is False and "within 0.001s" in slow["reason"]
+
+
+def test_feature_list_gate():
+    assert g.feature_list_gate(["a", "b"], ["a", "b"])["passed"] is True
+    bad = g.feature_list_gate(["a", "b"], ["a", "c"])
+    assert bad["passed"] is False and "['b', 'c']" in bad["reason"]
