@@ -43,6 +43,10 @@ def _serve(bundle: str, requests: str) -> dict[str, Any]:
 
 def infra_gate(bundle: Path, requests: pd.DataFrame, expected: np.ndarray, timeout: float) -> Gate:
     """Run the child on `requests`; pass if it answers all, in time, with the batch scores."""
+
+    def failed(reason: str) -> Gate:
+        return make_gate("infra", "answers_in_time", None, f"{timeout}s", False, reason)
+
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "requests.parquet"
         requests.to_parquet(path, index=False)
@@ -50,24 +54,10 @@ def infra_gate(bundle: Path, requests: pd.DataFrame, expected: np.ndarray, timeo
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
-            return make_gate(
-                "infra",
-                "answers_in_time",
-                None,
-                f"{timeout}s",
-                False,
-                f"no answer to {len(requests)} requests within {timeout}s",
-            )
+            return failed(f"no answer to {len(requests)} requests within {timeout}s")
     if proc.returncode != 0:
         tail = proc.stderr.strip().splitlines()[-1:] or ["no output"]
-        return make_gate(
-            "infra",
-            "answers_in_time",
-            None,
-            f"{timeout}s",
-            False,
-            f"the serving process failed (exit {proc.returncode}): {tail[0]}",
-        )
+        return failed(f"the serving process failed (exit {proc.returncode}): {tail[0]}")
     out = json.loads(proc.stdout)
     scores = np.asarray(out["scores"], dtype=float)
     diff = float(np.max(np.abs(scores - expected))) if len(scores) == len(expected) else float("inf")

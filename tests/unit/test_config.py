@@ -71,6 +71,19 @@ def test_guard_passes_on_clean_checkout_and_stops_on_stale(tmp_path, monkeypatch
         ("data.prediction_lead=5", r"data\.prediction_lead: '5' is not a non-negative duration with a unit"),
         ("data.label.op=between", r"data\.label\.op: 'between' is not one of"),
         ("+contract.tables.flights.columns.year.minimum=3", r"contract\.tables\.flights\.columns\.year\.minimum"),
+        ("release.slices.min_rows=10", r"release\.slices\.min_rows: 10 is below evaluation\.min_slice_rows"),
+        # availability: what is known when
+        (
+            "data.aggregates.origin_dep_delay_3h.observed_after=null",
+            r"data\.aggregates\.origin_dep_delay_3h: 'dep_delay' is known only after the outcome",
+        ),
+        (
+            "data.aggregates.origin_scheduled_1h.value=arr_delay",
+            r"data\.aggregates\.origin_scheduled_1h: a schedule aggregate cannot read 'arr_delay'",
+        ),
+        ("data.sources.weather.available=static", r"data\.asof_joins\[0\]\.source: as-of joins read 'timestamped'"),
+        ("data.sources.planes.available=timestamped", r"data\.lookup_joins\[0\]\.source: a plain lookup would see"),
+        ("data.sources.planes.available=at_prediction", r"data\.sources\.planes\.available: only the primary"),
     ],
 )
 def test_bad_config_names_the_key(override, message):
@@ -129,30 +142,17 @@ def test_leaky_feature_is_caught_whichever_stage_runs(monkeypatch):
         config.stage_config("train", ["features.columns.distance.source=dep_delay"])
 
 
-@pytest.mark.parametrize(
-    ("override", "message"),
-    [
-        (
-            "data.aggregates.origin_dep_delay_3h.observed_after=null",
-            r"data\.aggregates\.origin_dep_delay_3h: 'dep_delay' is known only after the outcome",
-        ),
-        (
-            "data.aggregates.origin_scheduled_1h.value=arr_delay",
-            r"data\.aggregates\.origin_scheduled_1h: a schedule aggregate cannot read 'arr_delay'",
-        ),
-        ("data.sources.weather.available=static", r"data\.asof_joins\[0\]\.source: as-of joins read 'timestamped'"),
-        ("data.sources.planes.available=timestamped", r"data\.lookup_joins\[0\]\.source: a plain lookup would see"),
-        ("data.sources.planes.available=at_prediction", r"data\.sources\.planes\.available: only the primary"),
-    ],
-)
-def test_availability_rules(override, message):
-    with pytest.raises(ConfigError, match=message):
-        _compose_and_check([override])
-
-
 def test_joined_after_outcome_columns_are_leaky_under_their_prefix():
     raw = config.read_params(REPO)
     data = OmegaConf.merge(
         config.load_sections(raw, ("data",), "t").data, {"sources": {"weather": {"after_outcome": ["visib"]}}}
     )
     assert "wx_visib" in config.after_outcome_columns(data)
+
+
+def test_unknown_release_metric_is_a_config_error():
+    raw = config.read_params(REPO)
+    full = config.load_sections(raw, tuple(config.SECTIONS), "t")
+    bad = OmegaConf.merge(full, {"release": {"change": {"acu": {"max_worsening": 0.1}}}})
+    with pytest.raises(ConfigError, match=r"release\.change\.acu: 'acu' is not one of"):
+        config.check(bad, lightgbm=False)
