@@ -58,7 +58,7 @@ RUBRIC: tuple[Rubric, ...] = (
         (
             "config:data.sources.flights.after_outcome",
             f"test:{T}unit/test_config.py::test_after_outcome_model_input_is_a_config_error",
-            f"test:{T}unit/test_config.py::test_availability_rules",
+            f"test:{T}unit/test_config.py::test_bad_config_names_the_key",
         ),
     ),
     Rubric(
@@ -104,9 +104,13 @@ RUBRIC: tuple[Rubric, ...] = (
     Rubric(
         "model-4",
         "The impact of model staleness is known",
+        (
+            "stage:backtest_report",
+            "file:metrics/backtest.json",
+            f"test:{T}pipeline/test_backtest.py::test_backtest_scores_static_and_dynamic_each_period",
+        ),
         (),
-        (),
-        "no backtest of model age vs quality yet (static/dynamic issue)",
+        "the backtest measures quality and model age per period, static vs dynamic, at every repro",
     ),
     Rubric(
         "model-5",

@@ -90,10 +90,20 @@ def _run(args: argparse.Namespace) -> None:
         cfg, _ = config.stage_config(args.stage, args.overrides)
         print(OmegaConf.to_yaml(cfg), end="")
     else:
+        extra = {}
+        if args.command == "backtest":  # `mlsys backtest NAME START END PREV [overrides]`
+            positional = [a for a in args.overrides if "=" not in a]
+            if len(positional) != 4:
+                raise UsageError(
+                    "mlsys backtest NAME START END PREV, e.g. "
+                    "`mlsys backtest 2013-05 2013-05-01 2013-06-01 2013-04` (dvc.yaml passes them)"
+                )
+            extra = dict(zip(("period", "start", "end", "prev"), positional, strict=True))
+            args.overrides = [a for a in args.overrides if "=" in a]
         cfg, root = config.stage_config(args.command, args.overrides)
         module = importlib.import_module(f"pipelines.{args.command}")
         start = time.perf_counter()
-        module.run(cfg, root)
+        module.run(cfg, root, **extra)
         print(f"{args.command}: done in {time.perf_counter() - start:.1f}s", file=sys.stderr)
 
 

@@ -209,11 +209,35 @@ class ModelConfig:
 
 @dataclass
 class TrainingConfig:
-    mode: str = "static"  # static | dynamic (dynamic lands with the backtest)
+    mode: str = "static"  # static | dynamic (the backtest compares both; release of dynamic: next milestone)
     seed: int = 42
     num_threads: int = 2
     deterministic: bool = True
     force: str = "row_wise"  # row_wise | col_wise
+    # Dynamic retraining (backtest): before each period, on the data before it.
+    window: str = "expanding"  # expanding | sliding
+    sliding_periods: int = 3  # sliding: how many most recent periods (incl. the initial window)
+    warm_start: bool = False  # continue the previous model on the newest period, else retrain
+    retrain_rounds: int = 200  # boosting rounds of a from-scratch (re)train (no early stopping)
+    warm_rounds: int = 50  # rounds added by a warm start
+
+
+@dataclass
+class BacktestPeriod:
+    name: str = MISSING
+    start: str = MISSING  # inclusive local date
+    end: str = MISSING  # exclusive
+    prev: str | None = None  # the period before (the initial window for the first)
+
+
+@dataclass
+class BacktestConfig:
+    """Replay time: a static model trained once on `initial`, a dynamic one retrained before
+    each period; both scored on every period. Periods are explicit so DVC can `foreach`."""
+
+    tz: str = "UTC"
+    initial: BacktestPeriod = field(default_factory=BacktestPeriod)
+    periods: list[BacktestPeriod] = field(default_factory=list)
 
 
 @dataclass
@@ -286,6 +310,8 @@ class PathsConfig:
     reports: str = "reports"
     guard: str = "reports/params_guard.json"
     registry: str = "registry"  # released models; outside the DVC DAG, point it at shared storage
+    periods: str = "data/periods"  # the labelled dataset cut by backtest period
+    backtest: str = "models/backtest"  # one folder per period: dynamic model + scores
 
 
 @dataclass
@@ -298,6 +324,7 @@ class Config:
     training: TrainingConfig = field(default_factory=TrainingConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     release: ReleaseConfig = field(default_factory=ReleaseConfig)
+    backtest: BacktestConfig = field(default_factory=BacktestConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
 
 
@@ -310,6 +337,7 @@ SECTIONS: dict[str, type] = {
     "training": TrainingConfig,
     "evaluation": EvaluationConfig,
     "release": ReleaseConfig,
+    "backtest": BacktestConfig,
     "paths": PathsConfig,
 }
 
@@ -498,7 +526,9 @@ def check(cfg: DictConfig, lightgbm: bool = True) -> None:
     if cfg.contract.dataset is not None:
         _one_of(cfg.contract.dataset.policy, ("fail", "quarantine"), "contract.dataset.policy")
     _check_features(cfg.features, cfg.data)
-    _one_of(cfg.training.mode, ("static",), "training.mode")
+    _one_of(cfg.training.mode, ("static", "dynamic"), "training.mode")
+    _one_of(cfg.training.window, ("expanding", "sliding"), "training.window")
+    _check_backtest(cfg.backtest)
     _one_of(cfg.training.force, ("row_wise", "col_wise"), "training.force")
     _check_release(cfg.release)
     if cfg.release.slices.min_rows < cfg.evaluation.min_slice_rows:
@@ -508,6 +538,18 @@ def check(cfg: DictConfig, lightgbm: bool = True) -> None:
         )
     if lightgbm:
         check_lightgbm_params(cfg.model.params, "model.params")
+
+
+def _check_backtest(backtest: DictConfig) -> None:
+    """Periods chain: each names the one before it, in order, without gaps."""
+    prev = backtest.initial
+    for i, period in enumerate(backtest.periods):
+        key = f"backtest.periods[{i}]"
+        if period.prev != prev.name:
+            raise ConfigError(f"{key}.prev: {period.prev!r}, expected {prev.name!r} (the period before it)")
+        if period.start != prev.end:
+            raise ConfigError(f"{key}.start: {period.start} must equal the previous period's end {prev.end}")
+        prev = period
 
 
 def _check_release(release: DictConfig) -> None:

@@ -100,3 +100,41 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}} img{{margin:0.5e
 <h1>{html.escape(title)}</h1><h2>Test window</h2>{_table(rows)}
 <div>{roc_img}{cal_img}</div><div>{imp_img}</div><h2>Slices</h2>{slice_html}</body></html>"""
     return atomic_write(path, lambda p: p.write_text(page, encoding="utf-8"))
+
+
+def backtest_html(path: Path, table: pd.DataFrame, summary: dict[str, Any]) -> Path:
+    """Static vs dynamic by period: AUC, log loss and model age, with the summary."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    for ax, metric, title in zip(
+        axes,
+        ("auc", "logloss", "model_age_days_mean"),
+        ("AUC by period (higher is better)", "Log loss by period (lower is better)", "Model age at prediction (days)"),
+        strict=True,
+    ):
+        for model, grp in table.groupby("model"):
+            ax.plot(grp["period"], grp[metric], marker="o", label=model)
+        ax.set_title(title)
+        ax.tick_params(axis="x", rotation=45)
+        ax.legend()
+    images = _png(fig)
+    rows = [
+        {
+            "period": p,
+            **{f"{m} {k}": g.set_index("model").at[m, k] for m in ("static", "dynamic") for k in ("auc", "logloss")},
+        }
+        for p, g in table.groupby("period", sort=True)
+    ]
+    facts = [{"measure": k, "value": v} for k, v in summary.items()]
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>mlsys backtest</title>
+<style>body{{font-family:sans-serif;margin:2em}} table{{border-collapse:collapse;margin:1em 0}}
+td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}</style></head><body>
+<h1>Static vs dynamic training, replayed</h1>
+<p>The static model is trained once on the initial window; the dynamic model is retrained
+before each period on the data before it ({html.escape(str(summary["dynamic_training"]))}).</p>
+{_table(facts)}<div>{images}</div><h2>By period</h2>{_table(rows)}</body></html>"""
+    return atomic_write(path, lambda p: p.write_text(page, encoding="utf-8"))

@@ -31,5 +31,14 @@ def period_bounds(split: DictConfig) -> dict[str, tuple[pd.Timestamp, pd.Timesta
 def select(frame: pd.DataFrame, time_column: str, split: DictConfig, name: str) -> pd.DataFrame:
     """Rows of `frame` whose time falls in period `name`."""
     start, end = period_bounds(split)[name]
+    return _between(frame, time_column, start, end)
+
+
+def window_rows(frame: pd.DataFrame, time_column: str, start: str, end: str, tz: str) -> pd.DataFrame:
+    """Rows in [start, end), local dates in `tz`."""
+    return _between(frame, time_column, pd.Timestamp(start, tz=tz), pd.Timestamp(end, tz=tz))
+
+
+def _between(frame: pd.DataFrame, time_column: str, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
     t = frame[time_column]
     return frame[(t >= start) & (t < end)].reset_index(drop=True)

@@ -26,6 +26,19 @@ STAGES: dict[str, Stage] = {
     "evaluate": Stage(("evaluation", "split", "paths"), "test metrics, slices, baselines, plots"),
     "package": Stage(("paths",), "assemble the model bundle and its card"),
     "release": Stage(("release", "split", "paths"), "gate the candidate; if blessed, register and make it live"),
+    "partition": Stage(("backtest", "paths"), "cut the labelled dataset into backtest periods"),
+    "backtest_static": Stage(
+        ("features", "model", "training", "backtest.initial", "backtest.tz", "paths"),
+        "train the static model once on the initial window",
+    ),
+    # One stage per period (dvc.yaml foreach); the period's dates are in its command.
+    # One stage per period (dvc.yaml foreach); the period itself is in its command, so
+    # adding a period to backtest.periods does not touch the others.
+    "backtest": Stage(
+        ("features", "model", "training", "backtest.initial", "backtest.tz", "paths"),
+        "retrain the dynamic model before a period; score it with static and dynamic",
+    ),
+    "backtest_report": Stage(("backtest", "training", "paths"), "static vs dynamic by period: plot, summary, page"),
 }
 
 

@@ -117,7 +117,18 @@ def sample_project(tmp_path_factory, full_config) -> Path:
     dest = tmp_path_factory.mktemp("sample") / "project"
     dest.mkdir()
     write_flights_sample(dest, full_config)
-    init_project(dest, {"data": "flights_sample", "release": "sample"})
+    # A short backtest (Jan-Jun, then Jul-Oct): tests add November and see only it run.
+    (dest / "conf" / "backtest").mkdir(parents=True, exist_ok=True)
+    (dest / "conf" / "backtest" / "sample.yaml").write_text(
+        "tz: America/New_York\ninitial: {name: initial, start: 2013-01-01, end: 2013-07-01}\nperiods:\n"
+        + "".join(
+            f"  - {{name: '2013-{m:02d}', start: 2013-{m:02d}-01, end: 2013-{m + 1:02d}-01, prev: "
+            + ("initial" if m == 7 else f"'2013-{m - 1:02d}'")
+            + "}\n"
+            for m in range(7, 11)
+        )
+    )
+    init_project(dest, {"data": "flights_sample", "release": "sample", "backtest": "sample"})
     run(["dvc", "repro"], dest)
     run("git add -A && git commit -qm repro", dest)
     return dest

@@ -84,6 +84,24 @@ def train(
     )
 
 
+def train_rounds(
+    x: np.ndarray,
+    y: np.ndarray,
+    pipeline: FeaturePipeline,
+    model: DictConfig,
+    training: DictConfig,
+    rounds: int,
+    init_model: Any = None,
+) -> Any:
+    """A fixed number of rounds, no early stopping (retrains have no validation window);
+    `init_model` warm-starts from its trees."""
+    import lightgbm as lgb
+
+    params = lgb_params(model, training)
+    data = lgb.Dataset(x, label=y, params=params, feature_name=pipeline.names, categorical_feature=pipeline.categorical)
+    return lgb.train(params, data, num_boost_round=rounds, init_model=init_model)
+
+
 def save_model_dir(
     directory: Path, booster: Any, best_iteration: int, pipeline: FeaturePipeline, meta: Mapping[str, Any]
 ) -> Path:

@@ -92,6 +92,13 @@ slices: {bounds: {auc: {min: 0.65}, logloss: {max: 0.7}}, min_rows: 200}
 baseline: {margin: -0.02}
 infra: {requests: 50}
 """,
+    "backtest/orders.yaml": """
+tz: Europe/Paris
+initial: {name: initial, start: 2024-01-01, end: 2024-06-01}
+periods:
+  - {name: '2024-06', start: 2024-06-01, end: 2024-08-01, prev: initial}
+  - {name: '2024-08', start: 2024-08-01, end: 2024-10-01, prev: '2024-06'}
+""",
     "evaluation/orders.yaml": """
 slices: [region, promo]
 min_slice_rows: 50
@@ -148,6 +155,7 @@ def test_pipeline_runs_on_a_yaml_only_dataset(tmp_path):
             "evaluation": "orders",
             "model": "orders",
             "release": "orders",
+            "backtest": "orders",
         },
     )
     run(["dvc", "repro"], p)
@@ -160,5 +168,6 @@ def test_pipeline_runs_on_a_yaml_only_dataset(tmp_path):
     card = json.loads((p / "models/bundle/card.json").read_text())
     assert {f["name"] for f in card["features"]} >= {"segment", "region_orders_2h"}
     assert json.loads((p / "registry/released.json").read_text())["live"] == card["version"]
+    assert json.loads((p / "metrics/backtest.json").read_text())["periods"] == 2
     slices = json.loads((p / "metrics/slices.json").read_text())
     assert set(slices["region"]) == {"north", "south", "east", "west"}

@@ -108,10 +108,11 @@ def test_stage_params_match_dvc_yaml():
     from mlsys.stages import STAGES
 
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    stages = {name: s.get("do", s) for name, s in stages.items()}  # foreach stages: their template
     declared = {name: tuple(s.get("params", [])) for name, s in stages.items() if name != "guard"}
     assert declared == {name: s.params for name, s in STAGES.items()}
     for name, stage in stages.items():
-        assert stage["cmd"] == f"mlsys {name}"
+        assert stage["cmd"].split(" ${")[0] == f"mlsys {name}"
         if name != "guard":
             assert "${paths.guard}" in stage["deps"], f"stage {name} does not depend on the guard"
             assert f"pipelines/{name}.py" in stage["deps"], f"stage {name} does not depend on its code"
