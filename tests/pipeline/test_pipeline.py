@@ -63,7 +63,9 @@ def test_model_change_reruns_training_not_ingestion(sample_copy):
     assert not (_ran(stale.stdout) - {"guard"})
     run(["mlsys", "compose"], p)
     out = run(["dvc", "repro"], p).stdout
-    assert _ran(out) == {"guard", "snapshot", "train", "evaluate", "package", "release"}, out
+    backtest = {"backtest_static", *(f"backtest@{i}" for i in range(4)), "backtest_report"}
+    assert _ran(out) == {"guard", "snapshot", "train", "evaluate", "package", "release", *backtest}, out
+    assert not {"validate", "build", "featurize", "partition"} & _ran(out)
 
 
 def test_guard_exit_code_is_stale_params(sample_copy):
