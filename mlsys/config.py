@@ -566,6 +566,8 @@ def _check_release(release: DictConfig) -> None:
 
 
 def _check_data(data: DictConfig) -> None:
+    from mlsys.durations import parse_duration
+
     if data.primary not in data.sources:
         raise ConfigError(f"data.primary: {data.primary!r} is not a source; sources: {list(data.sources)}")
     for name, src in data.sources.items():
@@ -614,8 +616,6 @@ def _check_data(data: DictConfig) -> None:
             raise ConfigError(f"{key}.value: required for stat={agg.stat!r}")
         if agg.known == "schedule" and agg.value in leaky:
             raise ConfigError(f"{key}: a schedule aggregate cannot read {agg.value!r}: {leaky[agg.value]}")
-        from mlsys.durations import parse_duration
-
         observed_late = bool(agg.observed_after) or parse_duration(agg.observed_lag).total_seconds() > 0
         if agg.known == "past" and agg.value in leaky and not observed_late:
             raise ConfigError(

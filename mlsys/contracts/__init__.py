@@ -107,10 +107,6 @@ class ValidationResult:
     quarantined: pd.DataFrame
     report: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def frame_failed(self) -> bool:
-        return bool(self.report["frame_failures"])
-
 
 def _failure_cases(schema: pa.DataFrameSchema, frame: pd.DataFrame) -> pd.DataFrame:
     try:

@@ -37,6 +37,23 @@ def lgb_params(model: DictConfig, training: DictConfig) -> dict[str, Any]:
     return params
 
 
+def _dataset(
+    x: np.ndarray, y: np.ndarray, pipeline: FeaturePipeline, params: dict[str, Any], reference: Any = None
+) -> Any:
+    """A LightGBM Dataset named and typed by the feature pipeline (one place for both trainers)."""
+    import lightgbm as lgb
+
+    return lgb.Dataset(
+        x,
+        label=y,
+        params=params,
+        reference=reference,
+        feature_name=pipeline.names,
+        categorical_feature=pipeline.categorical,
+        free_raw_data=False,
+    )
+
+
 @dataclass
 class TrainResult:
     booster: Any
@@ -60,9 +77,8 @@ def train(
     import lightgbm as lgb
 
     params = lgb_params(model, training)
-    kw = {"feature_name": pipeline.names, "categorical_feature": pipeline.categorical, "free_raw_data": False}
-    dtrain = lgb.Dataset(x, label=y, params=params, **kw)
-    dvalid = lgb.Dataset(xv, label=yv, reference=dtrain, **kw)
+    dtrain = _dataset(x, y, pipeline, params)
+    dvalid = _dataset(xv, yv, pipeline, params, reference=dtrain)
     history: dict = {}
     booster = lgb.train(
         params,
@@ -98,8 +114,7 @@ def train_rounds(
     import lightgbm as lgb
 
     params = lgb_params(model, training)
-    data = lgb.Dataset(x, label=y, params=params, feature_name=pipeline.names, categorical_feature=pipeline.categorical)
-    return lgb.train(params, data, num_boost_round=rounds, init_model=init_model)
+    return lgb.train(params, _dataset(x, y, pipeline, params), num_boost_round=rounds, init_model=init_model)
 
 
 def save_model_dir(
