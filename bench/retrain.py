@@ -12,9 +12,9 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from mlsys.backtest import fit
 from mlsys.config import load_sections, read_params
 from mlsys.data.build import LABEL
+from mlsys.dynamic import fit
 from mlsys.model import Model, lgb_params
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -208,18 +208,31 @@ class ModelConfig:
 
 
 @dataclass
+class DataCheckConfig:
+    """What new data must pass before a dynamic retrain adopts it (vs the previous period)."""
+
+    min_rows: int = 1000
+    max_psi: float = 0.25  # per feature, against the previous period's profile
+    max_missing_change: float = 0.25  # change in a feature's share of missing values
+    expected_drift: list[str] = field(default_factory=list)  # fnmatch patterns: PSI reported, not gated
+
+
+@dataclass
 class TrainingConfig:
-    mode: str = "static"  # static | dynamic (the backtest compares both; release of dynamic: next milestone)
+    mode: str = "static"  # static: train once on split.train | dynamic: windows roll with the data
     seed: int = 42
     num_threads: int = 2
     deterministic: bool = True
     force: str = "row_wise"  # row_wise | col_wise
-    # Dynamic retraining (backtest): before each period, on the data before it.
+    # Dynamic: retrain every `cadence` on the data before it, minus a `holdout` that gates it.
+    cadence: str = "month"  # month | week
+    holdout: str = "7d"  # newest data kept out of a retrain to gate it against the live model
     window: str = "expanding"  # expanding | sliding
-    sliding_periods: int = 3  # sliding: how many most recent periods (incl. the initial window)
-    warm_start: bool = False  # continue the previous model on the newest period, else retrain
-    retrain_rounds: int = 200  # boosting rounds of a from-scratch (re)train (no early stopping)
+    sliding_periods: int = 3  # sliding: how many most recent cadence periods
+    warm_start: bool = False  # backtest: continue the previous model on the new data, else retrain
+    retrain_rounds: int = 200  # boosting rounds of a from-scratch backtest retrain (no early stopping)
     warm_rounds: int = 50  # rounds added by a warm start
+    data_check: DataCheckConfig = field(default_factory=DataCheckConfig)
 
 
 @dataclass
@@ -312,6 +325,45 @@ class PathsConfig:
     registry: str = "registry"  # released models; outside the DVC DAG, point it at shared storage
     periods: str = "data/periods"  # the labelled dataset cut by backtest period
     backtest: str = "models/backtest"  # one folder per period: dynamic model + scores
+    online: str = "data/serving/online.sqlite"  # online feature table (request-time lookups)
+    store: str = "data/serving/predictions.sqlite"  # batch predictions (the lookup store)
+    request_log: str = "logs/requests.jsonl"  # what the server saw and answered (monitoring reads it)
+
+
+@dataclass
+class ServingWindow:
+    start: str = MISSING  # inclusive local date (split.tz)
+    end: str = MISSING  # exclusive
+
+
+@dataclass
+class PredictionChecks:
+    max_nan: int = 0
+    range_margin: float = 0.02
+    min_coverage: float = 1.0
+
+
+@dataclass
+class ServerConfig:
+    max_body_bytes: int = 1_000_000
+    max_records: int = 1000
+    reload_seconds: float = 1.0
+
+
+@dataclass
+class RequestLogConfig:
+    sample_rate: float = 1.0
+
+
+@dataclass
+class InferenceConfig:
+    """Static (batch -> lookup store), dynamic (computed per request) or hybrid."""
+
+    mode: str = "hybrid"  # static | dynamic | hybrid
+    window: ServingWindow = field(default_factory=ServingWindow)
+    checks: PredictionChecks = field(default_factory=PredictionChecks)
+    server: ServerConfig = field(default_factory=ServerConfig)
+    request_log: RequestLogConfig = field(default_factory=RequestLogConfig)
 
 
 @dataclass
@@ -325,6 +377,7 @@ class Config:
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     release: ReleaseConfig = field(default_factory=ReleaseConfig)
     backtest: BacktestConfig = field(default_factory=BacktestConfig)
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
 
 
@@ -338,6 +391,7 @@ SECTIONS: dict[str, type] = {
     "evaluation": EvaluationConfig,
     "release": ReleaseConfig,
     "backtest": BacktestConfig,
+    "inference": InferenceConfig,
     "paths": PathsConfig,
 }
 
@@ -528,9 +582,14 @@ def check(cfg: DictConfig, lightgbm: bool = True) -> None:
     _check_features(cfg.features, cfg.data)
     _one_of(cfg.training.mode, ("static", "dynamic"), "training.mode")
     _one_of(cfg.training.window, ("expanding", "sliding"), "training.window")
+    _one_of(cfg.training.cadence, ("month", "week"), "training.cadence")
+    _duration(cfg.training.holdout, "training.holdout")
     _check_backtest(cfg.backtest)
     _one_of(cfg.training.force, ("row_wise", "col_wise"), "training.force")
     _check_release(cfg.release)
+    _one_of(cfg.inference.mode, ("static", "dynamic", "hybrid"), "inference.mode")
+    if not 0 <= cfg.inference.request_log.sample_rate <= 1:
+        raise ConfigError(f"inference.request_log.sample_rate: {cfg.inference.request_log.sample_rate} not in [0, 1]")
     if cfg.release.slices.min_rows < cfg.evaluation.min_slice_rows:
         raise ConfigError(
             f"release.slices.min_rows: {cfg.release.slices.min_rows} is below "

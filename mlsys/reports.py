@@ -102,8 +102,9 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}} img{{margin:0.5e
     return atomic_write(path, lambda p: p.write_text(page, encoding="utf-8"))
 
 
-def backtest_html(path: Path, table: pd.DataFrame, summary: dict[str, Any]) -> Path:
-    """Static vs dynamic by period: AUC, log loss and model age, with the summary."""
+def backtest_html(path: Path, table: pd.DataFrame, summary: dict[str, Any], decisions: dict[str, str]) -> Path:
+    """Static vs dynamic by period: AUC, log loss and model age, with the summary and what
+    each dynamic retrain decided (adopted, or kept the previous model and why)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -126,6 +127,7 @@ def backtest_html(path: Path, table: pd.DataFrame, summary: dict[str, Any]) -> P
         {
             "period": p,
             **{f"{m} {k}": g.set_index("model").at[m, k] for m in ("static", "dynamic") for k in ("auc", "logloss")},
+            "dynamic retrain before the period": decisions[p],
         }
         for p, g in table.groupby("period", sort=True)
     ]
@@ -135,6 +137,8 @@ def backtest_html(path: Path, table: pd.DataFrame, summary: dict[str, Any]) -> P
 td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}</style></head><body>
 <h1>Static vs dynamic training, replayed</h1>
 <p>The static model is trained once on the initial window; the dynamic model is retrained
-before each period on the data before it ({html.escape(str(summary["dynamic_training"]))}).</p>
+before each period on the data before it ({html.escape(str(summary["dynamic_training"]))}), once
+the new period's data passes its check, and is adopted only if it passes the gates on the
+held-out newest days; otherwise the previous model stays live (see the last column).</p>
 {_table(facts)}<div>{images}</div><h2>By period</h2>{_table(rows)}</body></html>"""
     return atomic_write(path, lambda p: p.write_text(page, encoding="utf-8"))

@@ -1,9 +1,16 @@
-"""Time-based split: the declared periods (`split.periods`) as half-open local-date windows."""
+"""Time-based split: half-open local-date windows for the train, valid and test roles.
+
+Static training uses the declared `split.periods`. Dynamic training rolls them with the
+data (`resolve`): they end at the last complete cadence period, so they move (and the model
+is retrained) once per period, and the same data always gives the same windows.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from mlsys.errors import ConfigError
 
@@ -26,6 +33,49 @@ def period_bounds(split: DictConfig) -> dict[str, tuple[pd.Timestamp, pd.Timesta
         if split[role] not in bounds:
             raise ConfigError(f"split.{role}: {split[role]!r} is not a declared period; periods: {list(bounds)}")
     return bounds
+
+
+CADENCE = {"month": "MS", "week": "W-MON"}  # period starts
+WINDOWS_FILE = "windows.json"  # featurize's record of the windows it used (the resolved split)
+
+
+def resolved(features_dir: Path) -> DictConfig:
+    """The split featurize used; later stages read it rather than resolving it again."""
+    from mlsys.io import read_json
+
+    return OmegaConf.create(
+        read_json(features_dir / WINDOWS_FILE, "the windows featurize used: run featurize")["split"]
+    )
+
+
+def data_end(times: pd.Series, training: DictConfig, tz: str) -> pd.Timestamp:
+    """Exclusive end of the last complete cadence period in `times` (a day with data counts
+    as complete), as a local midnight."""
+    last_day = times.max().tz_convert(tz).normalize() + pd.Timedelta(days=1)
+    offset = pd.tseries.frequencies.to_offset(CADENCE[training.cadence])
+    return last_day if offset.is_on_offset(last_day) else offset.rollback(last_day)
+
+
+def resolve(split: DictConfig, training: DictConfig, times: pd.Series) -> DictConfig:
+    """The split a stage uses: as declared (static), or rolled to the data (dynamic)."""
+    if training.mode == "static":
+        return split
+    from mlsys.durations import parse_duration
+
+    end = data_end(times, training, split.tz)
+    hold = parse_duration(training.holdout)
+    test, valid = end - hold, end - 2 * hold
+    start = pd.Timestamp(split.periods[0].start, tz=split.tz) if training.window == "expanding" else None
+    if start is None:
+        offset = pd.tseries.frequencies.to_offset(CADENCE[training.cadence])
+        start = offset.rollback(valid.normalize()) - (training.sliding_periods - 1) * offset
+    day = "%Y-%m-%d"
+    periods = [
+        {"name": "train", "start": start.strftime(day), "end": valid.strftime(day)},
+        {"name": "valid", "start": valid.strftime(day), "end": test.strftime(day)},
+        {"name": "test", "start": test.strftime(day), "end": end.strftime(day)},
+    ]
+    return OmegaConf.create({"tz": split.tz, "periods": periods, "train": "train", "valid": "valid", "test": "test"})
 
 
 def select(frame: pd.DataFrame, time_column: str, split: DictConfig, name: str) -> pd.DataFrame:

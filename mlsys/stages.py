@@ -15,28 +15,42 @@ class Stage:
     help: str  # the code lives in pipelines/<stage name>.py
 
 
+# What resolves the rolling windows and the data check of dynamic training.
+DYNAMIC = (
+    "training.mode",
+    "training.cadence",
+    "training.holdout",
+    "training.window",
+    "training.sliding_periods",
+    "training.data_check",
+)
+
 STAGES: dict[str, Stage] = {
     "snapshot": Stage(
         ("data.sources", "data.on_upstream_change", "paths"), "copy upstream sources into a versioned raw snapshot"
     ),
     "validate": Stage(("data.sources", "contract.tables", "paths"), "check each raw table against its contract"),
     "build": Stage(("data", "contract.dataset", "paths"), "join sources as of the prediction time; label; aggregates"),
-    "featurize": Stage(("features", "split", "paths"), "fit feature state on train; encode windows"),
+    "featurize": Stage(
+        ("features", "split", *DYNAMIC, "contract.dataset", "paths"),
+        "resolve the windows; check new data (dynamic); fit feature state on train; encode",
+    ),
     "train": Stage(("model", "training", "paths"), "LightGBM with early stopping on valid"),
-    "evaluate": Stage(("evaluation", "split", "paths"), "test metrics, slices, baselines, plots"),
+    "evaluate": Stage(("evaluation", "paths"), "test metrics, slices, baselines, plots"),
     "package": Stage(("paths",), "assemble the model bundle and its card"),
-    "release": Stage(("release", "split", "paths"), "gate the candidate; if blessed, register and make it live"),
+    "release": Stage(
+        ("release", "training.mode", "paths"), "gate the candidate; if blessed, register and make it live"
+    ),
     "partition": Stage(("backtest", "paths"), "cut the labelled dataset into backtest periods"),
     "backtest_static": Stage(
         ("features", "model", "training", "backtest.initial", "backtest.tz", "paths"),
         "train the static model once on the initial window",
     ),
-    # One stage per period (dvc.yaml foreach); the period's dates are in its command.
     # One stage per period (dvc.yaml foreach); the period itself is in its command, so
     # adding a period to backtest.periods does not touch the others.
     "backtest": Stage(
-        ("features", "model", "training", "backtest.initial", "backtest.tz", "paths"),
-        "retrain the dynamic model before a period; score it with static and dynamic",
+        ("features", "model", "training", "contract.dataset", "release", "backtest.initial", "backtest.tz", "paths"),
+        "check the new data, retrain, gate; score the period with static and dynamic",
     ),
     "backtest_report": Stage(("backtest", "training", "paths"), "static vs dynamic by period: plot, summary, page"),
 }

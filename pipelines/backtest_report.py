@@ -37,13 +37,21 @@ def run(cfg: DictConfig, root: Path) -> None:
         "logloss_gain_mean": float((wide["logloss"]["static"] - wide["logloss"]["dynamic"]).mean()),
         "periods_dynamic_better": int((wide["auc"]["dynamic"] > wide["auc"]["static"]).sum()),
         "retrain_seconds_total": float(sum(r["train_seconds"] for r in results)),
+        "retrains_adopted": sum(r["retrain"]["adopted"] for r in results),
+        "retrains_kept_previous": sum(not r["retrain"]["adopted"] for r in results),
         "dynamic_training": cfg.training.window + (" + warm start" if cfg.training.warm_start else ""),
     }
     out = root / cfg.paths.reports / "backtest"
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(out / "backtest.csv", lambda p: table.to_csv(p, index=False))
     write_json(root / cfg.paths.metrics / "backtest.json", summary)
-    backtest_html(out / "index.html", table, summary)
+    decisions = {
+        r["period"]: r["dynamic_training"]
+        if r["retrain"]["adopted"]
+        else "kept the previous model: " + "; ".join(r["retrain"]["reasons"])
+        for r in results
+    }
+    backtest_html(out / "index.html", table, summary, decisions)
     print(
         f"backtest: mean AUC static {summary['auc_static_mean']:.4f}, dynamic {summary['auc_dynamic_mean']:.4f} "
         f"(gain {summary['auc_gain_mean']:+.4f}; dynamic better in {summary['periods_dynamic_better']}/"

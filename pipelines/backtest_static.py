@@ -1,4 +1,5 @@
-"""Train the static model once, on the backtest's initial window."""
+"""Train the static model once, on the backtest's initial window; profile that window
+(the first retrain's data check compares the new period with it)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import DictConfig
 
-from mlsys.backtest import fit
-from mlsys.io import read_parquet
+from mlsys.dynamic import PROFILE, data_profile, fit
+from mlsys.io import read_parquet, write_json
 from mlsys.model import save_model_dir
 from mlsys.stages import provenance
 
@@ -19,8 +20,9 @@ def run(cfg: DictConfig, root: Path) -> None:
     frame = read_parquet(root / cfg.paths.periods / f"{initial.name}.parquet", "initial window: run partition")
     trained = fit(frame, cfg.features, cfg.model, cfg.training)
     data_end = pd.Timestamp(initial.end, tz=cfg.backtest.tz)
+    out = root / cfg.paths.backtest / initial.name
     save_model_dir(
-        root / cfg.paths.backtest / initial.name,
+        out,
         trained.booster,
         trained.booster.current_iteration(),
         trained.pipeline,
@@ -32,4 +34,5 @@ def run(cfg: DictConfig, root: Path) -> None:
             **provenance("backtest_static", cfg),
         },
     )
+    write_json(out / PROFILE, data_profile(trained.pipeline, frame))
     print(f"backtest_static: trained on {trained.rows:,} rows up to {initial.end} in {trained.seconds:.1f}s")

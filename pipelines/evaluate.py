@@ -14,7 +14,7 @@ from mlsys.io import read_parquet, write_json
 from mlsys.model import load_model
 from mlsys.model.evaluate import calibration_table, logistic_baseline, roc_points, scores, slice_metrics
 from mlsys.reports import evaluation_html
-from mlsys.split import select
+from mlsys.split import resolved, select
 from mlsys.stages import provenance
 
 
@@ -23,8 +23,9 @@ def run(cfg: DictConfig, root: Path) -> None:
     ev = cfg.evaluation
     model = load_model(root / cfg.paths.model)
     dataset = read_parquet(root / cfg.paths.dataset / "labelled.parquet", "built dataset: run build")
-    train = select(dataset, EVENT_TIME, cfg.split, cfg.split.train)
-    test = select(dataset, EVENT_TIME, cfg.split, cfg.split.test)
+    split = resolved(root / cfg.paths.features)
+    train = select(dataset, EVENT_TIME, split, split.train)
+    test = select(dataset, EVENT_TIME, split, split.test)
     for key, columns in (("evaluation.baseline.features", ev.baseline.features), ("evaluation.slices", ev.slices)):
         missing = sorted(set(columns) - set(test.columns))
         if missing:

@@ -1,44 +1,80 @@
-"""Fit feature state on the training window only; encode the train and valid windows."""
+"""Fit feature state on the training window only; encode the train and valid windows.
+
+Under `training.mode: dynamic` the windows roll with the data (`mlsys.split.resolve`), and
+the newest cadence period must first pass the data check against the one before it: new
+data that fails it is not adopted (exit 6), so nothing is retrained and the live model stays.
+"""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from itertools import pairwise
 from pathlib import Path
 
 import pandas as pd
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from mlsys.data.build import EVENT_TIME, LABEL
-from mlsys.errors import ConfigError
-from mlsys.features import fit_pipeline
+from mlsys.dynamic import PROFILE, check_new_data, data_profile
+from mlsys.errors import ConfigError, ContractError
+from mlsys.features import FeaturePipeline, fit_pipeline
 from mlsys.io import read_parquet, write_json, write_parquet
 from mlsys.model import FEATURES_FILE
-from mlsys.split import period_bounds, select
+from mlsys.split import CADENCE, WINDOWS_FILE, period_bounds, resolve, select
 from mlsys.stages import provenance
 
 
+def _check_newest(cfg: DictConfig, root: Path, dataset: pd.DataFrame, pipeline: FeaturePipeline, end: str) -> None:
+    """Dynamic: the newest cadence period vs the one before it; fail -> ContractError."""
+    stop = pd.Timestamp(end, tz=cfg.split.tz)
+    step = pd.tseries.frequencies.to_offset(CADENCE[cfg.training.cadence])
+    bounds = [stop - 2 * step, stop - step, stop]
+    t = dataset[EVENT_TIME]
+    before, newest = (dataset[(t >= a) & (t < b)] for a, b in pairwise(bounds))
+    check = check_new_data(
+        newest, pipeline, data_profile(pipeline, before), cfg.contract.dataset, cfg.training.data_check
+    )
+    check["period"] = {"start": str(bounds[1]), "end": str(stop), "previous_start": str(bounds[0])}
+    write_json(root / cfg.paths.reports / "data_check.json", check)
+    if not check["adopted"]:
+        raise ContractError(
+            f"new data {bounds[1].date()}..{stop.date()} not adopted, so nothing is retrained and the live model "
+            f"stays: {'; '.join(check['reasons'])} (report: {cfg.paths.reports}/data_check.json)"
+        )
+    print(f"featurize: new data {bounds[1].date()}..{stop.date()} passed the data check ({len(newest):,} rows)")
+
+
 def run(cfg: DictConfig, root: Path) -> None:
-    """Built dataset -> feature state (train window only) + encoded train / valid."""
+    """Built dataset -> feature state (train window only) + encoded train / valid + profile."""
     dataset = read_parquet(root / cfg.paths.dataset / "labelled.parquet", "built dataset: run build")
-    periods = {p.name: select(dataset, EVENT_TIME, cfg.split, p.name) for p in cfg.split.periods}
-    train = periods[cfg.split.train]
+    split = resolve(cfg.split, cfg.training, dataset[EVENT_TIME])
+    periods = {p.name: select(dataset, EVENT_TIME, split, p.name) for p in split.periods}
+    train = periods[split.train]
     counts = {name: len(frame) for name, frame in periods.items()}
     for role in ("train", "valid", "test"):
-        if not counts[cfg.split[role]]:
+        if not counts[split[role]]:
             raise ConfigError(
-                f"split.periods: the {role} window {cfg.split[role]!r} holds no rows (rows per period: {counts})"
+                f"split.periods: the {role} window {split[role]!r} holds no rows (rows per period: {counts})"
             )
     pipeline = fit_pipeline(cfg.features, train)
+    if cfg.training.mode == "dynamic":
+        _check_newest(cfg, root, dataset, pipeline, split.periods[-1].end)
+    else:
+        write_json(root / cfg.paths.reports / "data_check.json", {"adopted": True, "reasons": [], "mode": "static"})
     out = root / cfg.paths.features
     write_json(out / FEATURES_FILE, pipeline.state())
+    write_json(out / PROFILE, data_profile(pipeline, train))  # the reference monitoring compares with
     for role in ("train", "valid"):
-        frame = periods[cfg.split[role]]
+        frame = periods[split[role]]
         matrix = pd.DataFrame(pipeline.transform_frame(frame), columns=pipeline.names)
         matrix[LABEL] = frame[LABEL].to_numpy("int8")
         write_parquet(out / f"{role}.parquet", matrix)
-    bounds = period_bounds(cfg.split)
+    bounds = period_bounds(split)
     write_json(
-        out / "windows.json",
+        out / WINDOWS_FILE,
         {
+            "mode": cfg.training.mode,
+            "split": OmegaConf.to_container(split, resolve=True),
             "periods": {
                 name: {
                     "start": str(bounds[name][0]),
@@ -48,12 +84,14 @@ def run(cfg: DictConfig, root: Path) -> None:
                 }
                 for name, f in periods.items()
             },
-            "roles": {r: cfg.split[r] for r in ("train", "valid", "test")},
+            "roles": {r: split[r] for r in ("train", "valid", "test")},
             "rows_outside_periods": len(dataset) - sum(len(f) for f in periods.values()),
+            "newest_training_event": str(pd.concat([train, periods[split.valid]])[EVENT_TIME].max()),
+            "featurized_at": datetime.now(UTC).isoformat(timespec="seconds"),
             **provenance("featurize", cfg),
         },
     )
     print(
-        f"featurize: {len(pipeline.names)} features fitted on {len(train):,} train rows; "
-        + ", ".join(f"{k}={len(v):,}" for k, v in periods.items())
+        f"featurize: {len(pipeline.names)} features fitted on {len(train):,} train rows ({cfg.training.mode}); "
+        + ", ".join(f"{k}={len(v):,} [{bounds[k][0].date()}..{bounds[k][1].date()})" for k, v in periods.items())
     )

@@ -12,8 +12,10 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from mlsys.dynamic import PROFILE
 from mlsys.io import read_json, require, write_json
 from mlsys.model import FEATURES_FILE, META_FILE, MODEL_FILE, bundle_version
+from mlsys.split import WINDOWS_FILE
 
 CARD_FILE = "card.json"
 LIBRARIES = ("lightgbm", "pandas", "numpy", "pyarrow", "pandera", "scikit-learn", "hydra-core", "dvc")
@@ -27,7 +29,7 @@ def run(cfg: DictConfig, root: Path) -> None:
     snapshot = read_json(root / p.raw / "snapshot.json", "snapshot manifest: run snapshot")
     validation = read_json(root / p.reports / "validation.json", "validation report: run validate")
     build = read_json(root / p.reports / "build.json", "build report: run build")
-    windows = read_json(root / p.features / "windows.json", "windows: run featurize")
+    windows = read_json(root / p.features / WINDOWS_FILE, "windows: run featurize")
     metrics = read_json(root / p.metrics / "metrics.json", "metrics: run evaluate")
     features = read_json(model_dir / FEATURES_FILE, "feature state: run train")["features"]
 
@@ -36,9 +38,20 @@ def run(cfg: DictConfig, root: Path) -> None:
     bundle.mkdir(parents=True, exist_ok=True)
     for name in (MODEL_FILE, FEATURES_FILE):
         shutil.copyfile(require(model_dir / name, "model artifacts: run train"), bundle / name)
+    shutil.copyfile(require(root / p.features / PROFILE, "training data profile: run featurize"), bundle / PROFILE)
+    packaged_at = datetime.now(UTC).isoformat(timespec="seconds")
     card = {
         "version": bundle_version(bundle),
-        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "created_at": packaged_at,
+        # How old the model's knowledge is, stage by stage (released_at: the registry's events).
+        "timeline": {
+            "snapshot_time": snapshot["snapshot_time"],
+            "newest_training_event": windows["newest_training_event"],
+            "featurized_at": windows["featurized_at"],
+            "trained_at": meta["trained_at"],
+            "packaged_at": packaged_at,
+        },
+        "training_mode": windows["mode"],
         "config_hash": config_hash,
         "stage_config_hashes": stage_hashes,
         "snapshot_time": snapshot["snapshot_time"],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 from omegaconf import DictConfig
@@ -70,6 +71,7 @@ def run(cfg: DictConfig, root: Path) -> None:
         {
             "best_iteration": result.best_iteration,
             "train_seconds": round(seconds, 2),
+            "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "train_rows": len(tr),
             "valid_rows": len(va),
             "best_valid": {

@@ -3,7 +3,11 @@ prediction time, point-in-time aggregates. Pure functions over frames."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
@@ -27,6 +31,21 @@ def event_times(frame: pd.DataFrame, spec: DictConfig) -> pd.Series:
     # The repeated hour when clocks fall back is read as the first (DST) one: deterministic.
     local = naive.dt.tz_localize(spec.tz, ambiguous=np.ones(len(naive), dtype=bool), nonexistent="shift_forward")
     return local.dt.tz_convert("UTC").astype("datetime64[us, UTC]")
+
+
+def event_time_of(record: Mapping[str, Any], spec: DictConfig, local: bool = False) -> pd.Timestamp:
+    """`event_times` for one record (serving, ~3 µs): the same instant, UTC or in `spec.tz`."""
+    if spec.column:
+        instant = pd.Timestamp(record[spec.column])
+        instant = instant.tz_localize("UTC") if instant.tzinfo is None else instant.tz_convert("UTC")
+        return instant.tz_convert(spec.tz) if local else instant
+    naive = datetime(**{unit: int(record[col]) for unit, col in spec.parts.items()})
+    tz = ZoneInfo(spec.tz)
+    aware = naive.replace(tzinfo=tz)  # fold=0: a repeated hour reads as the first (DST) one, as above
+    if aware.astimezone(UTC).astimezone(tz).replace(tzinfo=None) != naive:  # in a spring-forward gap
+        shifted = pd.Timestamp(naive).tz_localize(spec.tz, nonexistent="shift_forward")
+        return shifted if local else shifted.tz_convert("UTC")
+    return pd.Timestamp(aware) if local else pd.Timestamp(aware.astimezone(UTC))
 
 
 def label(frame: pd.DataFrame, spec: DictConfig) -> pd.Series:

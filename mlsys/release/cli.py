@@ -14,7 +14,7 @@ def show(root: Path) -> None:
     registry = Registry(root)
     live = registry.live()
     table = Table(title=f"released models in {root} (* = live)")
-    for col in ("", "version", "created", "test auc", "log loss", "brier", "features", "made live"):
+    for col in ("", "version", "data up to", "created", "test auc", "log loss", "brier", "made live"):
         table.add_column(col, no_wrap=col != "made live")
     events: dict[str, list[str]] = {}
     for e in registry.history():
@@ -25,11 +25,11 @@ def show(root: Path) -> None:
         table.add_row(
             "*" if version == live else "",
             version,
+            str(registry.timeline(version).get("newest_training_event", "?"))[:16],
             card["created_at"][:16],
             f"{m['auc']:.4f}",
             f"{m['logloss']:.4f}",
             f"{m['brier']:.4f}",
-            str(len(card["features"])),
             "\n".join(events.get(version, [])),
         )
     Console(width=max(Console().width, 130)).print(table)

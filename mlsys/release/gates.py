@@ -38,6 +38,25 @@ def absolute_gates(metrics: dict[str, Any], release: DictConfig) -> list[Gate]:
     return [_bound("absolute", name, metrics.get(name), bound) for name, bound in release.absolute.items()]
 
 
+def rolling_absolute_gates(metrics: dict[str, Any], live: dict[str, Any] | None, release: DictConfig) -> list[Gate]:
+    """Absolute gates for a retrain judged on a short rolling holdout: a bound the live model
+    also misses on the same rows measures those rows, not the candidate, so it is recorded as
+    not gated (the change gates still hold the candidate to the live model there)."""
+    out = absolute_gates(metrics, release)
+    if not live or "error" in live:
+        return out
+    for i, (name, bound) in enumerate(release.absolute.items()):
+        live_gate = _bound("absolute", name, live.get(name), bound)
+        if out[i]["passed"] is False and live_gate["passed"] is False:
+            out[i] = {
+                **out[i],
+                "passed": None,
+                "reason": f"not gated: {out[i]['reason']}, and the live model misses it too on these rows "
+                f"({live_gate['reason']})",
+            }
+    return out
+
+
 def slice_gates(slices: dict[str, dict[str, Any]], release: DictConfig) -> list[Gate]:
     """Every slice value with enough rows, every metric bound; small slices are listed."""
     out = []

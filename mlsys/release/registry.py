@@ -82,6 +82,11 @@ class Registry:
     def card(self, version: str) -> dict[str, Any]:
         return json.loads((self.path(version) / "card.json").read_text())
 
+    def timeline(self, version: str) -> dict[str, Any]:
+        """How old a version's knowledge is: its card's stage times, and when it was last made live."""
+        made_live = [e["at"] for e in self.history() if e["to"] == version and e["action"] in ("release", "rollback")]
+        return {**self.card(version).get("timeline", {}), "released_at": made_live[-1] if made_live else None}
+
     def history(self) -> list[dict[str, Any]]:
         """Every release / rollback, oldest first (the pointer's own event if its line is missing)."""
         path = self.root / HISTORY

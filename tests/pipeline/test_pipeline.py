@@ -79,8 +79,9 @@ def test_guard_exit_code_is_stale_params(sample_copy):
 
 def test_exp_run_composes_and_shows_metrics(sample_copy):
     p = sample_copy
-    run(["dvc", "exp", "run", "-n", "leaves15", "-S", "model.params.num_leaves=15"], p)
-    run(["dvc", "exp", "run", "-n", "ref", "-S", "experiment=reference_features"], p)
+    # Target `release`: the main chain (the backtest is exercised in test_backtest.py).
+    run(["dvc", "exp", "run", "release", "-n", "leaves15", "-S", "model.params.num_leaves=15"], p)
+    run(["dvc", "exp", "run", "release", "-n", "ref", "-S", "experiment=reference_features"], p)
     shown = json.loads(run(["dvc", "exp", "show", "--json"], p).stdout)
     rows = {
         exp["name"]: exp
@@ -119,7 +120,7 @@ def test_changed_upstream_is_detected_and_flows_downstream(sample_copy):
     frame = pd.read_csv(csv)
     frame.loc[frame.index[:50], "arr_delay"] = 999.0
     frame.to_csv(csv, index=False)
-    out = run(["dvc", "repro"], p).stdout
+    out = run(["dvc", "repro", "release"], p).stdout
     assert "upstream 'flights' changed" in out
     assert {"snapshot", "validate", "build", "featurize", "train"} <= _ran(out)
     snap = json.loads((p / "data/raw/snapshot.json").read_text())
@@ -131,7 +132,7 @@ def test_upstream_change_can_be_refused(sample_copy):
     with open(p / "conf/data/flights_sample.yaml", "a") as fh:
         fh.write("on_upstream_change: fail\n")
     run(["mlsys", "compose"], p)
-    run(["dvc", "repro"], p)
+    run(["dvc", "repro", "snapshot"], p)
     csv = p / "upstream/planes.csv"
     csv.write_text(csv.read_text().replace("EMBRAER", "EMBRAER2", 1))
     proc = run(["mlsys", "snapshot"], p, check=False)
@@ -217,7 +218,7 @@ def test_degraded_candidate_is_vetoed_and_live_model_stays(sample_copy):
     p = sample_copy
     live = json.loads((p / "registry/released.json").read_text())["live"]
     _use(p, "features", "reference")
-    proc = run(["dvc", "repro"], p, check=False)
+    proc = run(["dvc", "repro", "release"], p, check=False)
     assert proc.returncode != 0
     out = proc.stdout + proc.stderr
     assert "REJECTED" in out and f"live model stays {live}" in out
@@ -234,10 +235,10 @@ def test_release_then_rollback_through_the_cli(sample_copy):
     first = json.loads((p / "registry/released.json").read_text())["live"]
     release = p / "conf/release/sample.yaml"
     release.write_text(release.read_text() + "change: {auc: {max_worsening: 0.05}}\n")
-    training = p / "conf/training/static.yaml"
+    training = p / "conf/training/default.yaml"
     training.write_text(training.read_text().replace("seed: 42", "seed: 7"))
     run(["mlsys", "compose"], p)
-    run(["dvc", "repro"], p)
+    run(["dvc", "repro", "release"], p)
     second = json.loads((p / "registry/released.json").read_text())["live"]
     assert second != first
     env = {**ENV, "MLSYS_USER": "oncall"}

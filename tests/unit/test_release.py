@@ -202,3 +202,13 @@ def test_feature_list_gate():
     assert g.feature_list_gate(["a", "b"], ["a", "b"])["passed"] is True
     bad = g.feature_list_gate(["a", "b"], ["a", "c"])
     assert bad["passed"] is False and "['b', 'c']" in bad["reason"]
+
+
+def test_rolling_absolute_gates_excuse_a_bound_the_live_model_misses_too():
+    hard_week = {"auc": 0.66, "logloss": 0.45}
+    gates = g.rolling_absolute_gates(hard_week, {"auc": 0.64, "logloss": 0.44}, RELEASE)
+    assert _passed(gates) == {"auc": None, "logloss": True}
+    assert "the live model misses it too" in gates[0]["reason"]
+    # The live model meets the floor on these rows: the candidate is held to it.
+    assert _passed(g.rolling_absolute_gates(hard_week, {"auc": 0.71, "logloss": 0.44}, RELEASE))["auc"] is False
+    assert _passed(g.rolling_absolute_gates(hard_week, None, RELEASE))["auc"] is False  # nothing live

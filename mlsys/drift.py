@@ -1,0 +1,64 @@
+"""Distribution shift of the model's features against a stored reference profile.
+
+A profile holds, per feature, bins fitted on the reference sample (deciles for numeric
+features, one per code for categorical ones, plus one for unseen codes) and the share of
+rows in each, with a last bin for missing values: a column going null is a shift too. It is
+plain JSON, saved with a model, so later data (a new period, logged requests) is compared
+with it without the reference rows.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+EPS = 1e-4  # floor on a bin's share: an empty bin gives a large, finite PSI
+Profile = dict[str, dict[str, Any]]
+
+
+def _counts(values: np.ndarray, spec: dict[str, Any]) -> np.ndarray:
+    missing = np.isnan(values)
+    present = values[~missing]
+    if spec["kind"] == "categorical":  # one bin per reference code, then one for unseen codes
+        codes = np.asarray(spec["codes"], dtype=np.float64)
+        idx = np.searchsorted(codes, present)
+        known = (idx < len(codes)) & (codes[np.minimum(idx, max(len(codes) - 1, 0))] == present)
+        counts = np.bincount(np.where(known, idx, len(codes)), minlength=len(codes) + 1)
+    else:
+        edges = np.asarray(spec["edges"], dtype=np.float64)
+        counts = np.bincount(np.searchsorted(edges, present, side="right"), minlength=len(edges) + 1)
+    return np.append(counts, missing.sum())
+
+
+def profile(matrix: np.ndarray, names: list[str], categorical: list[int], bins: int = 10) -> Profile:
+    """The reference profile of an (n, k) feature matrix."""
+    out: Profile = {}
+    cats = set(categorical)
+    for j, name in enumerate(names):
+        col = matrix[:, j]
+        present = col[~np.isnan(col)]
+        if j in cats:
+            spec: dict[str, Any] = {"kind": "categorical", "codes": np.unique(present).tolist()}
+        else:
+            q = np.quantile(present, np.linspace(0, 1, bins + 1)[1:-1]) if len(present) else []
+            spec = {"kind": "numeric", "edges": np.unique(q).tolist()}
+        counts = _counts(col, spec)
+        out[name] = {**spec, "shares": (counts / max(len(col), 1)).tolist(), "rows": len(col)}
+    return out
+
+
+def psi(reference: Profile, matrix: np.ndarray, names: list[str]) -> dict[str, float]:
+    """Feature -> population stability index of `matrix` against the profile (0: same)."""
+    out = {}
+    for j, name in enumerate(names):
+        spec = reference[name]
+        p = np.maximum(np.asarray(spec["shares"]), EPS)
+        q = np.maximum(_counts(matrix[:, j], spec) / max(len(matrix), 1), EPS)
+        out[name] = float(np.sum((q - p) * np.log(q / p)))
+    return out
+
+
+def missing_change(reference: Profile, matrix: np.ndarray, names: list[str]) -> dict[str, float]:
+    """Feature -> change in the share of missing values (current minus reference)."""
+    return {name: float(np.isnan(matrix[:, j]).mean() - reference[name]["shares"][-1]) for j, name in enumerate(names)}
