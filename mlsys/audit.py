@@ -93,7 +93,13 @@ RUBRIC: tuple[Rubric, ...] = (
         ("git:conf", "git:params.yaml", "git:dvc.lock", "readme:### Reviewing a change"),
         "specs are versioned with git; the review is a documented manual procedure",
     ),
-    Rubric("model-2", "Offline and online metrics correlate", (), (), "no online serving or online metrics yet"),
+    Rubric(
+        "model-2",
+        "Offline and online metrics correlate",
+        (),
+        (),
+        "the service logs every answer (request log) but labels are not joined back yet (monitoring)",
+    ),
     Rubric(
         "model-3",
         "All hyperparameters have been tuned",
@@ -177,7 +183,7 @@ RUBRIC: tuple[Rubric, ...] = (
         (),
         (),
         "the candidate answers sample requests in a separate process before release (infra gate), "
-        "which is not a canary on live traffic (no server yet)",
+        "and the server swaps models without failing requests; there is no canary on a share of live traffic",
     ),
     Rubric(
         "infra-7",
@@ -199,15 +205,17 @@ RUBRIC: tuple[Rubric, ...] = (
         "monitor-2",
         "Data invariants hold in training and serving inputs",
         (),
-        (),
-        "training inputs are validated; serving inputs are not monitored yet",
+        (f"test:{T}serving/test_server.py::test_load_run_has_no_server_error_and_loses_no_log_entry",),
+        "training inputs are validated; each request is checked by the serving contract's request model, "
+        "and `mlsys check-requests` runs Pandera on the request log, by hand (not scheduled or alerted)",
     ),
     Rubric(
         "monitor-3",
         "Training and serving are not skewed",
         (),
         (),
-        "one feature code path (row/batch parity tested) but no skew monitoring yet",
+        "one feature code path: batch store, HTTP and frame path give the same score (tested); "
+        "no skew monitoring of live traffic yet",
     ),
     Rubric("monitor-4", "Models are not too stale", (), (), "model age is recorded in the card; not monitored"),
     Rubric(

@@ -34,6 +34,19 @@ def _parser() -> argparse.ArgumentParser:
     rollback = sub.add_parser("rollback", help="make the previous (or --to) released version live again")
     rollback.add_argument("--to", metavar="VERSION", help="a kept version (see `mlsys release list`)")
     rollback.add_argument("--reason", default="", help="recorded in the registry history")
+    serve = sub.add_parser(
+        "serve",
+        help="HTTP service for the released model (FastAPI + uvicorn; inference.mode)",
+        description="POST /predict, /livez, /readyz, /metrics, /model. Picks up a new release or a "
+        "rollback without restart. Overrides as for stages, e.g. inference.mode=dynamic.",
+    )
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("overrides", nargs="*")
+    checks = sub.add_parser(
+        "check-requests", help="Pandera on the request log's inputs, in one batch (serving contract)"
+    )
+    checks.add_argument("overrides", nargs="*")
     for name, stage in STAGES.items():
         p = sub.add_parser(
             name,
@@ -84,6 +97,27 @@ def _run(args: argparse.Namespace) -> None:
         atomic_write(root / paths.reports / "audit.md", lambda p: p.write_text(markdown(result)))
         _print_audit(result)
         print(f"report: {paths.reports}/audit.json, {paths.reports}/audit.md")
+    elif args.command == "serve":
+        import uvicorn
+
+        from mlsys.serving.app import create_app
+        from mlsys.stages import SERVE
+
+        cfg, root = config.stage_config("serve", args.overrides, keys=SERVE)
+        app = create_app(cfg, root)
+        served = app.state.service.served
+        print(
+            f"serve: {served.version if served else 'no model released yet'} ({cfg.inference.mode}) "
+            f"on http://{args.host}:{args.port}; request log {cfg.paths.request_log}",
+            flush=True,
+        )
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    elif args.command == "check-requests":
+        from mlsys.stages import SERVE
+        from pipelines import check_requests
+
+        cfg, root = config.stage_config("check_requests", args.overrides, keys=SERVE)
+        check_requests.run(cfg, root)
     elif args.command == "show":
         from omegaconf import OmegaConf
 

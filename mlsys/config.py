@@ -339,7 +339,8 @@ class ServingWindow:
 @dataclass
 class PredictionChecks:
     max_nan: int = 0
-    range_margin: float = 0.02
+    range_margin: float = 0.05
+    max_outside_range: float = 0.01  # share of predictions outside the widened validation range
     min_coverage: float = 1.0
 
 
@@ -515,8 +516,11 @@ def _omegaconf_key(exc: Exception) -> str:
     return f"{key}: {msg}" if key else msg
 
 
-def stage_config(stage: str, overrides: list[str] | tuple[str, ...] = ()) -> tuple[DictConfig, Path]:
-    """The params keys `stage` declares, from params.yaml or, with overrides, from `conf/`.
+def stage_config(
+    stage: str, overrides: list[str] | tuple[str, ...] = (), keys: tuple[str, ...] | None = None
+) -> tuple[DictConfig, Path]:
+    """The params keys `stage` declares (or `keys`), from params.yaml or, with overrides,
+    from `conf/`.
 
     The whole config is checked first (a leaky feature is an error whichever stage runs),
     then the stage receives only its declared keys.
@@ -524,7 +528,7 @@ def stage_config(stage: str, overrides: list[str] | tuple[str, ...] = ()) -> tup
     from mlsys.stages import STAGES
 
     root = project_root()
-    keys = STAGES[stage].params
+    keys = keys or STAGES[stage].params
     if overrides:
         raw = OmegaConf.create(compose_yaml(root, overrides))
         source = f"{CONF_DIR}/ + {' '.join(overrides)}"

@@ -25,6 +25,9 @@ DYNAMIC = (
     "training.data_check",
 )
 
+# What defines a serving request (the primary table's contract minus after-outcome columns).
+REQUEST = ("data.key", "data.primary", "data.sources", "data.label", "contract.tables")
+
 STAGES: dict[str, Stage] = {
     "snapshot": Stage(
         ("data.sources", "data.on_upstream_change", "paths"), "copy upstream sources into a versioned raw snapshot"
@@ -52,8 +55,18 @@ STAGES: dict[str, Stage] = {
         ("features", "model", "training", "contract.dataset", "release", "backtest.initial", "backtest.tz", "paths"),
         "check the new data, retrain, gate; score the period with static and dynamic",
     ),
+    "online": Stage(
+        (*REQUEST, "inference.window", "split.tz", "paths"),
+        "the online feature table: looked-up columns of every flight in the serving window",
+    ),
+    "predict": Stage(
+        (*REQUEST, "inference.window", "inference.checks", "split.tz", "paths"),
+        "score the serving window with the live model; check; replace the lookup store's table",
+    ),
     "backtest_report": Stage(("backtest", "training", "paths"), "static vs dynamic by period: plot, summary, page"),
 }
+# Not a DVC stage: `mlsys serve` reads these keys (and `paths.registry` for the live model).
+SERVE = (*REQUEST, "data.event_time", "inference", "paths")
 
 
 def provenance(stage: str, cfg: object) -> dict[str, object]:

@@ -99,6 +99,10 @@ periods:
   - {name: '2024-06', start: 2024-06-01, end: 2024-08-01, prev: initial}
   - {name: '2024-08', start: 2024-08-01, end: 2024-10-01, prev: '2024-06'}
 """,
+    "inference/orders.yaml": """
+defaults: [default, _self_]
+window: {start: 2024-08-01, end: 2024-10-01}
+""",
     "evaluation/orders.yaml": """
 slices: [region, promo]
 min_slice_rows: 50
@@ -156,6 +160,7 @@ def test_pipeline_runs_on_a_yaml_only_dataset(tmp_path):
             "model": "orders",
             "release": "orders",
             "backtest": "orders",
+            "inference": "orders",
         },
     )
     run(["dvc", "repro"], p)
@@ -169,5 +174,7 @@ def test_pipeline_runs_on_a_yaml_only_dataset(tmp_path):
     assert {f["name"] for f in card["features"]} >= {"segment", "region_orders_2h"}
     assert json.loads((p / "registry/released.json").read_text())["live"] == card["version"]
     assert json.loads((p / "metrics/backtest.json").read_text())["periods"] == 2
+    predicted = json.loads((p / "reports/predict.json").read_text())
+    assert predicted["passed"] and predicted["rows"] == predicted["checks"][-1]["value"] * predicted["rows"] > 1000
     slices = json.loads((p / "metrics/slices.json").read_text())
     assert set(slices["region"]) == {"north", "south", "east", "west"}

@@ -1,0 +1,174 @@
+"""Serving overhead against the raw libraries, measured in the same run.
+
+    python bench/serving.py [--requests 3000]
+
+Needs a reproduced workspace (`dvc repro`: a released model, the online table, the store).
+1. One record in process: the service's path (online lookup + request merge + event time +
+   feature pipeline + Booster.predict, one thread) vs raw Booster.predict on a one-row array.
+2. Batch: Model.predict_frame (features + predict) vs raw Booster.predict on the same matrix.
+3. HTTP on 127.0.0.1: `mlsys serve` (dynamic and hybrid) vs a bare FastAPI endpoint on the
+   same uvicorn stack that parses the JSON body and answers a constant (the HTTP floor);
+   p50 / p99 latency and requests/s at concurrency 1 and 8 (httpx client).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+
+from mlsys.config import load_sections, read_params
+from mlsys.serving.app import Service
+
+ROOT = Path(__file__).resolve().parents[1]
+BARE = """
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+import json, uvicorn, sys
+app = FastAPI()
+@app.post("/predict")
+async def predict(request: Request):
+    json.loads(await request.body())
+    return JSONResponse({"score": 0.5, "model_version": "bare", "path": "bare"})
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", access_log=False)
+"""
+
+
+def per_call(fn, n: int) -> float:
+    start = time.perf_counter()
+    for _ in range(n):
+        fn()
+    return (time.perf_counter() - start) / n
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start(cmd: list[str], port: int) -> subprocess.Popen:
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(300):
+        try:
+            httpx.post(f"http://127.0.0.1:{port}/predict", json={}, timeout=1)
+            return proc
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{cmd} did not start")
+
+
+async def _load(url: str, bodies: list[dict], n: int, concurrency: int) -> tuple[np.ndarray, float]:
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+        for b in bodies[:50]:  # warm up connections and caches
+            (await client.post(url, json=b)).raise_for_status()
+        lat: list[float] = []
+        it = iter(range(n))
+
+        async def worker() -> None:
+            for i in it:
+                t = time.perf_counter()
+                r = await client.post(url, json=bodies[i % len(bodies)])
+                lat.append(time.perf_counter() - t)
+                r.raise_for_status()
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return np.array(lat), n / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=3000)
+    args = parser.parse_args()
+    os.chdir(ROOT)
+    cfg = load_sections(read_params(ROOT), ("data", "contract", "inference", "paths"), "params.yaml")
+    cfg.inference.request_log.sample_rate = 0.0
+    service = Service(cfg, ROOT)
+    served = service.served
+    assert served is not None, "no released model: run dvc repro"
+    rows = pd.concat([pd.read_parquet(ROOT / cfg.paths.dataset / f"{n}.parquet") for n in ("labelled", "unlabelled")])
+    columns = list(service.example)
+    sample = rows.sample(2000, random_state=0)
+    bodies = [
+        {c: (v.isoformat() if isinstance(v, pd.Timestamp) else (v.item() if hasattr(v, "item") else v))
+         for c, v in r.items() if c in columns and not (v is None or v is pd.NA or (isinstance(v, float) and v != v))}
+        for _, r in sample.iterrows()
+    ]  # fmt: skip
+    records = [service.request_type(**b).model_dump(exclude_none=True) for b in bodies]
+    booster, pipe = served.model.booster, served.model.pipeline
+    table = Table(title="mlsys serving vs raw (same run)")
+    for col in ("work", "mlsys", "raw", "ratio"):
+        table.add_column(col, justify="right" if col != "work" else "left")
+
+    # 1. one record, in process
+    matrix = served.model.pipeline.transform_frame(sample)
+    one = matrix[:1].copy()
+    service.mode = "dynamic"
+    i = iter(range(10**9))
+    t_ml = per_call(lambda: service.score([records[next(i) % len(records)]]), 5000)
+    t_raw = per_call(lambda: booster.predict(one, num_threads=1), 5000)
+    table.add_row("one record, in process (µs)", f"{t_ml * 1e6:.0f}", f"{t_raw * 1e6:.0f}", f"{t_ml / t_raw:.2f}x")
+    t_feat = per_call(lambda: pipe.transform_record(service.features(records[0], "x")), 5000)
+    table.add_row("  of which lookup + features (µs)", f"{t_feat * 1e6:.0f}", "", "")
+
+    # 2. batch
+    full = rows.sample(min(len(rows), 100_000), random_state=1)
+    big = pipe.transform_frame(full)
+    best_ml = min(per_call(lambda: served.model.predict_frame(full), 1) for _ in range(3))
+    best_raw = min(per_call(lambda: booster.predict(big), 1) for _ in range(3))
+    table.add_row(
+        f"batch, {len(full):,} rows (rows/s)",
+        f"{len(full) / best_ml:,.0f}",
+        f"{len(full) / best_raw:,.0f}",
+        f"{best_raw / best_ml:.2f}x of raw",
+    )
+
+    # 3. HTTP
+    servers = {}
+    try:
+        for name, cmd in (
+            ("bare endpoint (floor)", [sys.executable, "-c", BARE]),
+            ("mlsys dynamic", ["mlsys", "serve", "--host", "127.0.0.1", "inference.mode=dynamic",
+                               "inference.request_log.sample_rate=0"]),
+            ("mlsys hybrid (store hits)", ["mlsys", "serve", "--host", "127.0.0.1",
+                                           "inference.request_log.sample_rate=0"]),
+        ):  # fmt: skip
+            port = _port()
+            full_cmd = [*cmd, str(port)] if name.startswith("bare") else [*cmd[:4], "--port", str(port), *cmd[4:]]
+            servers[name] = (_start(full_cmd, port), f"http://127.0.0.1:{port}/predict")
+        floor = {}
+        for concurrency in (1, 8):
+            for name, (_, url) in servers.items():
+                lat, rps = asyncio.run(_load(url, bodies, args.requests, concurrency))
+                p50, p99 = np.percentile(lat, 50) * 1e3, np.percentile(lat, 99) * 1e3
+                if name.startswith("bare"):
+                    floor[concurrency] = p50
+                    extra = ""
+                else:
+                    extra = f"+{p50 - floor[concurrency]:.2f} ms p50 over the floor"
+                table.add_row(
+                    f"HTTP c={concurrency} {name}", f"p50 {p50:.2f} ms, p99 {p99:.2f} ms", f"{rps:,.0f} req/s", extra
+                )
+    finally:
+        for proc, _ in servers.values():
+            proc.send_signal(signal.SIGINT)
+            proc.wait(10)
+    Console().print(table)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Inference: the batch lookup store, the online feature table and the HTTP service."""

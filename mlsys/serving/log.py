@@ -1,0 +1,55 @@
+"""The request log: what the service saw and answered, one JSON line per scored record.
+
+`put` only samples and enqueues (about a microsecond), so the request path never waits on
+the disk; one writer thread appends and flushes. `close` drains the queue: nothing queued
+is lost on a clean shutdown.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import random
+import threading
+from pathlib import Path
+from typing import Any
+
+_STOP = object()
+
+
+class RequestLog:
+    def __init__(self, path: Path, sample_rate: float, seed: int | None = None) -> None:
+        self.path, self.rate = Path(path), sample_rate
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._random = random.Random(seed)
+        self.written = 0
+        self._thread = threading.Thread(target=self._write, name="request-log", daemon=True)
+        self._thread.start()
+
+    def put(self, entry: dict[str, Any]) -> bool:
+        """Queue `entry` if sampled; True if it will be written."""
+        if self.rate < 1.0 and self._random.random() >= self.rate:
+            return False
+        self._queue.put(entry)
+        return True
+
+    def _write(self) -> None:
+        with self.path.open("a", encoding="utf-8") as fh:
+            while True:
+                item = self._queue.get()
+                batch = [item]
+                while not self._queue.empty() and len(batch) < 1000:
+                    batch.append(self._queue.get())
+                stop = any(b is _STOP for b in batch)
+                lines = [json.dumps(b, default=str, allow_nan=True) for b in batch if b is not _STOP]
+                if lines:
+                    fh.write("\n".join(lines) + "\n")
+                    fh.flush()
+                    self.written += len(lines)
+                if stop:
+                    return
+
+    def close(self, timeout: float = 10.0) -> None:
+        self._queue.put(_STOP)
+        self._thread.join(timeout)

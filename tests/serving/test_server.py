@@ -1,0 +1,275 @@
+"""The real service: `mlsys serve` in a subprocess on 127.0.0.1, over real sockets, on the
+reproduced sample project (its registry, online feature table and batch store)."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlsys.errors import ExitCode
+from mlsys.model import load_model
+from mlsys.release.registry import Registry
+from tests.conftest import ENV, run
+
+KEY = ["year", "month", "day", "carrier", "flight", "origin"]
+
+
+class Server:
+    def __init__(self, project: Path, *overrides: str) -> None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        cmd = ["mlsys", "serve", "--host", "127.0.0.1", "--port", str(self.port), *overrides]
+        self.proc = subprocess.Popen(
+            cmd, cwd=project, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            if self.proc.poll() is not None:
+                raise AssertionError(f"server exited {self.proc.returncode}: {self.proc.stdout.read()}")
+            time.sleep(0.2)
+        raise AssertionError("server not ready within 60 s")
+
+    def stop(self) -> str:
+        self.proc.send_signal(signal.SIGINT)  # uvicorn's graceful shutdown: drains the request log
+        out, _ = self.proc.communicate(timeout=30)
+        return out
+
+
+@pytest.fixture(scope="module")
+def project(sample_project, tmp_path_factory) -> Path:
+    dest = tmp_path_factory.mktemp("serving") / "project"
+    shutil.copytree(sample_project, dest, symlinks=True)
+    return dest
+
+
+@pytest.fixture(scope="module")
+def hybrid(project) -> Iterator[Server]:
+    server = Server(project)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def rows(project) -> pd.DataFrame:
+    """Scheduled flights of the serving window, with their batch scores from the store."""
+    import sqlite3
+
+    frame = pd.concat([pd.read_parquet(project / f"data/dataset/{n}.parquet") for n in ("labelled", "unlabelled")])
+    frame["entity"] = frame[KEY].astype(str).agg("|".join, axis=1)
+    with sqlite3.connect(project / "data/serving/predictions.sqlite") as con:
+        store = pd.read_sql("SELECT entity, score AS batch_score, model_version FROM predictions", con)
+    return frame.merge(store, on="entity")
+
+
+def _request(row: pd.Series, columns: list[str]) -> dict:
+    out = {}
+    for c in columns:
+        v = row[c]
+        if v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v)):
+            continue
+        out[c] = v.isoformat() if isinstance(v, pd.Timestamp) else (v.item() if hasattr(v, "item") else v)
+    return out
+
+
+def test_model_card_example_request_is_served_as_is(hybrid):
+    card = httpx.get(f"{hybrid.url}/model").json()
+    example = card["example_request"]
+    assert {"carrier", "flight", "origin", "dest", "sched_dep_time"} <= set(example)
+    answer = httpx.post(f"{hybrid.url}/predict", json=example).json()
+    assert 0 < answer["score"] < 1 and answer["model_version"] == card["version"]
+    assert answer["path"] == "static"  # the batch store holds it, by the served model
+    assert card["timeline"]["released_at"] and card["timeline"]["trained_at"]
+    listed = httpx.post(f"{hybrid.url}/predict", json=[example, example]).json()["predictions"]
+    assert [p["score"] for p in listed] == [answer["score"]] * 2
+
+
+@pytest.fixture(scope="module")
+def dynamic(project) -> Iterator[Server]:
+    server = Server(project, "inference.mode=dynamic")
+    yield server
+    server.stop()
+
+
+def test_batch_store_and_http_give_the_same_score(dynamic, rows):
+    """One feature code path: the batch stage's score (frame path), read back from the store,
+    equals the score computed over HTTP from the request fields + the online table."""
+    columns = list(httpx.get(f"{dynamic.url}/model").json()["example_request"])
+    sample = rows.sample(400, random_state=1)
+    bodies = [_request(r, columns) for _, r in sample.iterrows()]
+    got = httpx.post(f"{dynamic.url}/predict", json=bodies, timeout=30).json()["predictions"]
+    assert {g["path"] for g in got} == {"dynamic"}
+    assert [g["entity"] for g in got] == sample["entity"].tolist()
+    diff = np.abs(np.array([g["score"] for g in got]) - sample["batch_score"].to_numpy())
+    assert diff.max() <= 1e-9, diff.max()
+
+
+def _problems(response: httpx.Response) -> list[dict]:
+    assert response.status_code == 422, response.text
+    return response.json()["detail"]
+
+
+def test_bad_requests_get_a_clear_4xx_and_never_crash_the_service(hybrid, project, rows):
+    url = f"{hybrid.url}/predict"
+    example = httpx.get(f"{hybrid.url}/model").json()["example_request"]
+    post = lambda body, **kw: httpx.post(url, content=body, headers={"content-type": "application/json"}, **kw)  # noqa: E731
+    assert post(b'{"carrier": "UA",').json()["error"] == "malformed_json"
+    missing = {k: v for k, v in example.items() if k != "carrier"}
+    assert _problems(httpx.post(url, json=missing))[0] | {"input": None} == {
+        "loc": ["carrier"], "field": "carrier", "msg": "Field required", "input": None
+    }  # fmt: skip
+    extra = _problems(httpx.post(url, json={**example, "gate": "B12"}))
+    assert extra[0]["field"] == "gate" and "Extra inputs are not permitted" in extra[0]["msg"]
+    wrong = _problems(httpx.post(url, json={**example, "flight": "one"}))
+    assert wrong[0]["field"] == "flight" and "integer" in wrong[0]["msg"]
+    bounds = _problems(httpx.post(url, json={**example, "origin": "BOS", "distance": 0}))
+    assert {p["field"] for p in bounds} == {"origin", "distance"}
+    nan = _problems(post(json.dumps({**example, "wx_temp": float("nan")}).encode()))
+    assert nan[0]["field"] == "wx_temp" and "finite" in nan[0]["msg"]
+    listed = _problems(httpx.post(url, json=[example, {**example, "month": 13}]))
+    assert listed[0]["loc"][:2] == [1, "month"]  # which record, which field
+    assert post(b"x" * 1_000_001).status_code == 413
+    assert httpx.post(url, json=[example] * 1001).status_code == 413
+    assert httpx.post(url, json=[]).status_code == 422
+    assert httpx.get(f"{hybrid.url}/livez").status_code == 200
+    metrics = httpx.get(f"{hybrid.url}/metrics").text
+    assert 'mlsys_errors_total{kind="invalid"}' in metrics and 'status="500"' not in metrics
+
+
+def test_unknown_categories_are_encoded_as_in_training(dynamic, project, rows):
+    example = httpx.get(f"{dynamic.url}/model").json()["example_request"]
+    frame = rows[rows.entity == "|".join(str(example[k]) for k in KEY)].head(1).assign(dest="ZZZ")  # never seen
+    got = httpx.post(f"{dynamic.url}/predict", json={**example, "dest": "ZZZ"}).json()
+    model = load_model(Registry(project / "registry").path(got["model_version"]))
+    assert abs(got["score"] - model.predict_frame(frame)[0]) <= 1e-9
+
+
+def _second_version(project: Path) -> str:
+    """Another released-able version of the live model (its first trees only)."""
+    registry = Registry(project / "registry")
+    live = registry.live()
+    tmp = project / "tmp_bundle"
+    shutil.copytree(registry.path(live), tmp)
+    booster = load_model(tmp).booster
+    (tmp / "model.txt").write_text(booster.model_to_string(num_iteration=booster.current_iteration() // 2))
+    version = load_model(tmp).version
+    registry.add(tmp, version, {})
+    shutil.rmtree(tmp)
+    return version
+
+
+def test_a_release_and_a_rollback_switch_models_without_failing_a_request(dynamic, project):
+    registry = Registry(project / "registry")
+    first = registry.live()
+    second = _second_version(project)
+    example = httpx.get(f"{dynamic.url}/model").json()["example_request"]
+    seen: list[tuple[int, str]] = []
+    stop = threading.Event()
+
+    def hammer() -> None:
+        with httpx.Client(base_url=dynamic.url) as client:
+            while not stop.is_set():
+                r = client.post("/predict", json=example)
+                seen.append((r.status_code, r.json().get("model_version", r.text)))
+
+    threads = [threading.Thread(target=hammer) for _ in range(4)]
+    for t in threads:
+        t.start()
+
+    def wait_for(version: str) -> None:
+        deadline = time.time() + 20
+        while time.time() < deadline and not (seen and seen[-1][1] == version):
+            time.sleep(0.05)
+
+    try:
+        time.sleep(0.5)
+        registry.release(second, reason="test: switch under load", expected_live=first)
+        wait_for(second)
+        registry.rollback(first, reason="test: switch back")
+        wait_for(first)
+        time.sleep(0.3)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert {status for status, _ in seen} == {200}, [s for s in seen if s[0] != 200][:3]
+    versions = [v for _, v in seen]
+    assert versions[0] == first and versions[-1] == first and second in versions
+    assert httpx.get(f"{dynamic.url}/model").json()["version"] == first
+    assert "mlsys_model_reloads_total 2.0" in httpx.get(f"{dynamic.url}/metrics").text
+
+
+def test_load_run_has_no_server_error_and_loses_no_log_entry(project, rows):
+    """20,000 requests from 16 keep-alive connections (stdlib http.client: a light client,
+    so the two cores go to the server); then a graceful stop drains the request log."""
+    server = Server(project, "paths.request_log=logs/load.jsonl")
+    n, concurrency = 20_000, 16
+    columns = list(httpx.get(f"{server.url}/model").json()["example_request"])
+    bodies = [json.dumps(_request(r, columns)).encode() for _, r in rows.head(500).iterrows()]
+    jobs = iter(range(n))
+    statuses: list[int] = []
+
+    def worker() -> None:
+        con = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+        for i in jobs:
+            con.request("POST", "/predict", body=bodies[i % len(bodies)], headers={"content-type": "application/json"})
+            response = con.getresponse()
+            response.read()
+            statuses.append(response.status)
+        con.close()
+
+    try:
+        threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        out = server.stop()
+    assert len(statuses) == n and set(statuses) == {200}, out
+    entries = (project / "logs/load.jsonl").read_text().splitlines()
+    assert len(entries) == n  # sample_rate 1.0: every answered record, none lost
+    first = json.loads(entries[0])
+    assert {"input", "features", "score", "model_version", "path", "latency_ms"} <= set(first)
+    checked = run(["mlsys", "check-requests", "paths.request_log=logs/load.jsonl"], project)
+    assert json.loads((project / "reports/requests.json").read_text())["rows_passed"] == n, checked.stdout
+    with (project / "logs/load.jsonl").open("a") as fh:  # what a client could send around the service
+        fh.write(json.dumps({**first, "input": {**first["input"], "origin": "BOS"}}) + "\n")
+    broken = run(["mlsys", "check-requests", "paths.request_log=logs/load.jsonl"], project, check=False)
+    assert broken.returncode == ExitCode.CONTRACT and "origin" in broken.stdout
+
+
+def test_a_batch_that_fails_its_checks_leaves_the_previous_table(project):
+    import sqlite3
+
+    def table() -> list[tuple]:
+        with sqlite3.connect(project / "data/serving/predictions.sqlite") as con:
+            return con.execute("SELECT * FROM predictions ORDER BY entity").fetchall()
+
+    before = table()
+    proc = run(["mlsys", "predict", "inference.checks.min_coverage=1.01"], project, check=False)
+    assert proc.returncode == ExitCode.GATE and "the store keeps its table" in proc.stderr
+    assert not json.loads((project / "reports/predict.json").read_text())["passed"]
+    assert table() == before and len(before) > 1000
+    run(["mlsys", "predict"], project)  # passing checks: the table is replaced (new created_at)
+    after = table()
+    assert [r[:3] for r in after] == [r[:3] for r in before] and after[0][3] >= before[0][3]
