@@ -182,8 +182,8 @@ RUBRIC: tuple[Rubric, ...] = (
         "Models are canaried before serving",
         (),
         (),
-        "the candidate answers sample requests in a separate process before release (infra gate), "
-        "and the server swaps models without failing requests; there is no canary on a share of live traffic",
+        "before release the candidate answers sample requests over HTTP in a sandboxed copy of the server "
+        "(infra gate), and the server swaps models without failing requests; no canary on a share of live traffic",
     ),
     Rubric(
         "infra-7",

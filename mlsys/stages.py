@@ -42,7 +42,8 @@ STAGES: dict[str, Stage] = {
     "evaluate": Stage(("evaluation", "paths"), "test metrics, slices, baselines, plots"),
     "package": Stage(("paths",), "assemble the model bundle and its card"),
     "release": Stage(
-        ("release", "training.mode", "paths"), "gate the candidate; if blessed, register and make it live"
+        ("release", "training.mode", *REQUEST, "data.event_time", "inference", "paths"),
+        "gate the candidate (in a sandboxed server too); if blessed, register and make it live",
     ),
     "partition": Stage(("backtest", "paths"), "cut the labelled dataset into backtest periods"),
     "backtest_static": Stage(

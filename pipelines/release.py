@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
+from mlsys.config import select as select_keys
 from mlsys.data.build import EVENT_TIME, LABEL
 from mlsys.errors import GateError, MlsysError
 from mlsys.io import read_json, read_parquet, write_json
@@ -20,7 +21,7 @@ from mlsys.release import gates as g
 from mlsys.release.infra import infra_gate
 from mlsys.release.registry import Registry
 from mlsys.split import resolved, select
-from mlsys.stages import provenance
+from mlsys.stages import SERVE, provenance
 
 
 def _live_metrics(registry: Registry, live: str | None, test: pd.DataFrame, bins: int) -> dict[str, Any] | None:
@@ -43,9 +44,10 @@ def _gates(cfg: DictConfig, root: Path, model: Model, registry: Registry, live: 
     dataset = read_parquet(root / p.dataset / "labelled.parquet", "built dataset: run build")
     split = resolved(root / p.features)
     test = select(dataset, EVENT_TIME, split, split.test)
-    # Requests carry only what a caller sends: the model's source columns, no label.
-    sources = list(dict.fromkeys(model.pipeline.sources))
-    sample = test.sample(min(rel.infra.requests, len(test)), random_state=0)[sources]
+    # The sandboxed server gets requests as callers send them (the request columns; the rest
+    # is looked up in an online table built from these rows), never the label.
+    sample = test.sample(min(rel.infra.requests, len(test)), random_state=0).drop(columns=[LABEL])
+    serve = OmegaConf.to_container(select_keys(cfg, SERVE), resolve=True)
     live_metrics = _live_metrics(registry, live, test, 10)
     # Dynamic: the test window is the newest `training.holdout`, so a bound the live model
     # misses too on it says the week was hard; the change gates still apply.
@@ -61,7 +63,7 @@ def _gates(cfg: DictConfig, root: Path, model: Model, registry: Registry, live: 
         g.baseline_gate(metrics, rel),
         *g.stability_gates(model.predict_frame(test), rel),
         g.feature_list_gate(model.pipeline.names, [f["name"] for f in fitted["features"]]),
-        infra_gate(root / p.bundle, sample, model.predict_frame(sample), rel.infra.timeout_seconds),
+        infra_gate(root / p.bundle, sample, model.predict_frame(sample), serve, rel.infra.timeout_seconds),
     ]
 
 

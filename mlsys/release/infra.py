@@ -1,15 +1,20 @@
-"""Infra validation: the candidate answers sample requests in a separate process, loaded by
-the same `load_model` the online server uses, within a timeout.
+"""Infra validation: the candidate is served by a sandboxed copy of the real server (the
+FastAPI app of `mlsys serve`, under uvicorn, on a free port of 127.0.0.1, in a separate
+process, pinned to the candidate bundle, with an online table built from the sample rows)
+and must answer every sample request over HTTP, within a timeout, with the batch score.
 
-Child:  python -m mlsys.release.infra BUNDLE REQUESTS.parquet   (prints JSON to stdout)
+Child:  python -m mlsys.release.infra BUNDLE ROWS.parquet CONFIG.json   (prints JSON)
 """
 
 from __future__ import annotations
 
+import http.client
 import json
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -20,59 +25,90 @@ import pandas as pd
 from mlsys.release.gates import Gate, make_gate
 
 
-def _serve(bundle: str, requests: str) -> dict[str, Any]:
-    from mlsys.model import load_model
+def _serve(bundle: str, rows_path: str, config_path: str) -> dict[str, Any]:
+    import uvicorn
+    from omegaconf import OmegaConf
 
+    from mlsys.serving.app import create_app
+    from mlsys.serving.request import example_request, lookup_columns, request_columns
+    from mlsys.serving.store import write_online
+
+    cfg = OmegaConf.create(json.loads(Path(config_path).read_text()))
+    rows = pd.read_parquet(rows_path)
+    sandbox = Path(rows_path).parent
+    cfg.inference.mode, cfg.inference.request_log.sample_rate = "dynamic", 0.0
+    cfg.paths.online, cfg.paths.store = str(sandbox / "online.sqlite"), str(sandbox / "store.sqlite")
+    cfg.paths.registry, cfg.paths.request_log = str(sandbox / "registry"), str(sandbox / "requests.jsonl")
+    columns = request_columns(cfg)
+    write_online(sandbox / "online.sqlite", rows, list(cfg.data.key), lookup_columns(list(rows.columns), cfg), {})
     start = time.perf_counter()
-    model = load_model(Path(bundle))
-    load_ms = (time.perf_counter() - start) * 1e3
-    records = pd.read_parquet(requests).to_dict("records")
-    scores, latencies = [], []
-    for record in records:
+    app = create_app(cfg, sandbox, pinned=Path(bundle))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    threading.Thread(target=server.run, daemon=True).start()
+    while not server.started:
+        time.sleep(0.01)
+    ready_ms = (time.perf_counter() - start) * 1e3
+    con = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    scores, latencies, failures = [], [], []
+    for _, row in rows.iterrows():
+        body = json.dumps(example_request(row, columns)).encode()
         t = time.perf_counter()
-        scores.append(model.predict_record(record))
+        con.request("POST", "/predict", body=body, headers={"content-type": "application/json"})
+        response = con.getresponse()
+        answer = json.loads(response.read())
         latencies.append((time.perf_counter() - t) * 1e3)
+        scores.append(answer.get("score", float("nan")))
+        if response.status != 200:
+            failures.append(f"{response.status}: {answer}")
+    server.should_exit = True
     return {
-        "version": model.version,
-        "load_ms": load_ms,
+        "ready_ms": ready_ms,
         "scores": scores,
+        "failures": failures[:3],
         "p50_ms": float(np.median(latencies)),
         "max_ms": float(np.max(latencies)),
     }
 
 
-def infra_gate(bundle: Path, requests: pd.DataFrame, expected: np.ndarray, timeout: float) -> Gate:
-    """Run the child on `requests`; pass if it answers all, in time, with the batch scores."""
+def infra_gate(bundle: Path, rows: pd.DataFrame, expected: np.ndarray, config: dict, timeout: float) -> Gate:
+    """Serve `rows` (built dataset rows) through the sandboxed server; pass if every request
+    is answered in time with its batch score (`expected`, |diff| <= 1e-9)."""
 
     def failed(reason: str) -> Gate:
         return make_gate("infra", "answers_in_time", None, f"{timeout}s", False, reason)
 
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "requests.parquet"
-        requests.to_parquet(path, index=False)
-        cmd = [sys.executable, "-m", "mlsys.release.infra", str(bundle), str(path)]
+        path, cfg_path = Path(tmp) / "rows.parquet", Path(tmp) / "config.json"
+        rows.to_parquet(path, index=False)
+        cfg_path.write_text(json.dumps(config, default=str))
+        cmd = [sys.executable, "-m", "mlsys.release.infra", str(bundle), str(path), str(cfg_path)]
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
-            return failed(f"no answer to {len(requests)} requests within {timeout}s")
+            return failed(f"no answer to {len(rows)} requests within {timeout}s")
     if proc.returncode != 0:
         tail = proc.stderr.strip().splitlines()[-1:] or ["no output"]
-        return failed(f"the serving process failed (exit {proc.returncode}): {tail[0]}")
+        return failed(f"the sandboxed server failed (exit {proc.returncode}): {tail[0]}")
     out = json.loads(proc.stdout)
+    if out["failures"]:
+        return failed(f"the sandboxed server refused requests: {out['failures']}")
     scores = np.asarray(out["scores"], dtype=float)
     diff = float(np.max(np.abs(scores - expected))) if len(scores) == len(expected) else float("inf")
-    passed = len(scores) == len(requests) and bool(np.isfinite(scores).all()) and diff <= 1e-9
+    passed = len(scores) == len(rows) and bool(np.isfinite(scores).all()) and diff <= 1e-9
     return make_gate(
         "infra",
         "answers_in_time",
         diff,
-        "all answered, max |single - batch| <= 1e-9",
+        "all answered over HTTP, max |served - batch| <= 1e-9",
         passed,
-        f"{len(scores)}/{len(requests)} requests answered in a separate process; load "
-        f"{out['load_ms']:.0f} ms, p50 {out['p50_ms']:.3f} ms, max {out['max_ms']:.3f} ms; "
-        f"max |single - batch| = {diff:.2e}",
+        f"{len(scores)}/{len(rows)} requests answered by a sandboxed `mlsys serve` (ready in "
+        f"{out['ready_ms']:.0f} ms; p50 {out['p50_ms']:.2f} ms, max {out['max_ms']:.2f} ms per request); "
+        f"max |served - batch| = {diff:.2e}",
     )
 
 
 if __name__ == "__main__":
-    print(json.dumps(_serve(sys.argv[1], sys.argv[2])))
+    print(json.dumps(_serve(sys.argv[1], sys.argv[2], sys.argv[3])))

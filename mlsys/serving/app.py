@@ -70,8 +70,10 @@ class Metrics:
 class Service:
     """Everything a request needs; `reload` is called from a background thread."""
 
-    def __init__(self, cfg: DictConfig, root: Path) -> None:
-        self.cfg, self.root = cfg, root
+    def __init__(self, cfg: DictConfig, root: Path, pinned: Path | None = None) -> None:
+        """`pinned`: serve that model directory and never follow the registry (the release
+        stage's sandbox for a candidate)."""
+        self.cfg, self.root, self.pinned = cfg, root, pinned
         p = cfg.paths
         self.mode = cfg.inference.mode
         self.key = list(cfg.data.key)
@@ -109,16 +111,19 @@ class Service:
         }
         if stamps == self._stamps:
             return
-        live = self.registry.live()
-        if live is not None and (self.served is None or self.served.version != live):
-            model = load_model(self.registry.path(live))
-            first = self.served is None
+        if self.pinned is not None:
+            source = self.pinned if self.served is None else None
+        else:
+            live = self.registry.live()
+            changed = live is not None and (self.served is None or self.served.version != live)
+            source = self.registry.path(live) if changed else None
+        if source is not None:
+            model = load_model(source)
             old = self.served
             self.served = Served(model, model.version, model.meta, datetime.now(UTC).isoformat(timespec="seconds"))
+            self.metrics.model_info.labels(model.version).set(1)
             if old is not None:
                 self.metrics.model_info.remove(old.version)
-            self.metrics.model_info.labels(model.version).set(1)
-            if not first:
                 self.metrics.reloads.inc()
         if stamps["online"] != self._stamps.get("online") or stamps["pointer"] != self._stamps.get("pointer"):
             self._open_tables()
@@ -166,8 +171,8 @@ def _json_safe(v: Any) -> Any:
     return None if isinstance(v, float) and not np.isfinite(v) else v
 
 
-def create_app(cfg: DictConfig, root: Path) -> FastAPI:
-    service = Service(cfg, root)
+def create_app(cfg: DictConfig, root: Path, pinned: Path | None = None) -> FastAPI:
+    service = Service(cfg, root, pinned)
     limits = SimpleNamespace(**OmegaConf.to_container(cfg.inference.server))  # plain: read per request
 
     def reloader(stop: threading.Event) -> None:

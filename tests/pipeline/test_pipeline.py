@@ -6,11 +6,14 @@ import json
 
 import pandas as pd
 import yaml
+from omegaconf import OmegaConf
 
+from mlsys.config import SECTIONS, load_sections, read_params, select
 from mlsys.errors import ExitCode
 from mlsys.model import load_model
 from mlsys.release.infra import infra_gate
 from mlsys.release.registry import Registry
+from mlsys.stages import SERVE
 from tests.conftest import ENV, run
 
 
@@ -209,9 +212,11 @@ def test_repro_released_the_blessed_candidate(sample_project):
     assert pointer["live"] == card["version"]
     kept = p / "registry/versions" / card["version"]
     model = load_model(p / "models/bundle")
-    sample = pd.read_parquet(p / "data/dataset/labelled.parquet").head(20)[list(dict.fromkeys(model.pipeline.sources))]
-    wrong = infra_gate(p / "models/bundle", sample, model.predict_frame(sample) + 1e-6, timeout=120)
-    assert wrong["passed"] is False and "max |single - batch| = 1.00e-06" in wrong["reason"]
+    sample = pd.read_parquet(p / "data/dataset/labelled.parquet").head(20).drop(columns=["label"])
+    serve = OmegaConf.to_container(select(load_sections(read_params(p), tuple(SECTIONS), "params.yaml"), SERVE))
+    wrong = infra_gate(p / "models/bundle", sample, model.predict_frame(sample) + 1e-6, serve, timeout=120)
+    assert wrong["passed"] is False and "max |served - batch| = 1.00e-06" in wrong["reason"]
+    assert "20/20 requests answered by a sandboxed `mlsys serve`" in wrong["reason"]
     assert {"model.txt", "feature_state.json", "card.json", "blessing.json", "params.yaml"} <= {
         f.name for f in kept.iterdir()
     }

@@ -192,9 +192,9 @@ def test_infra_gate_fails_on_timeout_crash_or_wrong_scores(tmp_path):
     from mlsys.release.infra import infra_gate
 
     requests = pd.DataFrame({"x": [1.0, 2.0]})
-    crashed = infra_gate(tmp_path / "no-bundle", requests, np.array([0.1, 0.2]), timeout=60)
+    crashed = infra_gate(tmp_path / "no-bundle", requests, np.array([0.1, 0.2]), {}, timeout=60)
     assert crashed["passed"] is False and "failed (exit" in crashed["reason"]
-    slow = infra_gate(tmp_path / "no-bundle", requests, np.array([0.1, 0.2]), timeout=0.001)
+    slow = infra_gate(tmp_path / "no-bundle", requests, np.array([0.1, 0.2]), {}, timeout=0.001)
     assert slow["passed"] is False and "within 0.001s" in slow["reason"]
 
 
