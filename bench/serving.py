@@ -31,6 +31,7 @@ from rich.table import Table
 
 from mlsys.config import load_sections, read_params
 from mlsys.serving.app import Service
+from mlsys.serving.request import request_body
 
 ROOT = Path(__file__).resolve().parents[1]
 BARE = """
@@ -103,11 +104,7 @@ def main() -> None:
     rows = pd.concat([pd.read_parquet(ROOT / cfg.paths.dataset / f"{n}.parquet") for n in ("labelled", "unlabelled")])
     columns = list(service.example)
     sample = rows.sample(2000, random_state=0)
-    bodies = [
-        {c: (v.isoformat() if isinstance(v, pd.Timestamp) else (v.item() if hasattr(v, "item") else v))
-         for c, v in r.items() if c in columns and not (v is None or v is pd.NA or (isinstance(v, float) and v != v))}
-        for _, r in sample.iterrows()
-    ]  # fmt: skip
+    bodies = [request_body(r, columns) for _, r in sample.iterrows()]
     records = [service.request_type(**b).model_dump(exclude_none=True) for b in bodies]
     booster, pipe = served.model.booster, served.model.pipeline
     table = Table(title="mlsys serving vs raw (same run)")

@@ -37,6 +37,7 @@ def period_bounds(split: DictConfig) -> dict[str, tuple[pd.Timestamp, pd.Timesta
 
 CADENCE = {"month": "MS", "week": "W-MON"}  # period starts
 WINDOWS_FILE = "windows.json"  # featurize's record of the windows it used (the resolved split)
+FEATURIZED_FILE = "featurize.json"  # in paths.reports: when featurize ran
 
 
 def resolved(features_dir: Path) -> DictConfig:
@@ -65,8 +66,9 @@ def resolve(split: DictConfig, training: DictConfig, times: pd.Series) -> DictCo
     end = data_end(times, training, split.tz)
     hold = parse_duration(training.holdout)
     test, valid = end - hold, end - 2 * hold
-    start = pd.Timestamp(split.periods[0].start, tz=split.tz) if training.window == "expanding" else None
-    if start is None:
+    if training.window == "expanding":
+        start = pd.Timestamp(split.periods[0].start, tz=split.tz)
+    else:
         offset = pd.tseries.frequencies.to_offset(CADENCE[training.cadence])
         start = offset.rollback(valid.normalize()) - (training.sliding_periods - 1) * offset
     day = "%Y-%m-%d"
@@ -81,14 +83,15 @@ def resolve(split: DictConfig, training: DictConfig, times: pd.Series) -> DictCo
 def select(frame: pd.DataFrame, time_column: str, split: DictConfig, name: str) -> pd.DataFrame:
     """Rows of `frame` whose time falls in period `name`."""
     start, end = period_bounds(split)[name]
-    return _between(frame, time_column, start, end)
+    return between(frame, time_column, start, end)
 
 
 def window_rows(frame: pd.DataFrame, time_column: str, start: str, end: str, tz: str) -> pd.DataFrame:
     """Rows in [start, end), local dates in `tz`."""
-    return _between(frame, time_column, pd.Timestamp(start, tz=tz), pd.Timestamp(end, tz=tz))
+    return between(frame, time_column, pd.Timestamp(start, tz=tz), pd.Timestamp(end, tz=tz))
 
 
-def _between(frame: pd.DataFrame, time_column: str, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+def between(frame: pd.DataFrame, time_column: str, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+    """Rows whose time is in [start, end) (instants)."""
     t = frame[time_column]
     return frame[(t >= start) & (t < end)].reset_index(drop=True)

@@ -34,7 +34,8 @@ def _retrain(
         return record, None
     warm = cfg.training.warm_start
     names = seen if warm else window(seen, cfg.training)
-    frame = pd.concat([read_parquet(parts / f"{n}.parquet", "backtest period data") for n in names], ignore_index=True)
+    older = [read_parquet(parts / f"{n}.parquet", "backtest period data") for n in names[:-1]]
+    frame = pd.concat([*older, newest], ignore_index=True)  # names ends with the newest period
     cut = start - parse_duration(cfg.training.holdout)  # the newest rows gate the retrain
     since = pd.Timestamp(live_meta["data_end"]) if warm else frame[EVENT_TIME].min()
     train, holdout = frame[(frame[EVENT_TIME] >= since) & (frame[EVENT_TIME] < cut)], frame[frame[EVENT_TIME] >= cut]
@@ -51,11 +52,9 @@ def run(cfg: DictConfig, root: Path, period: str, start: str, end: str, prev: st
     """Period -> models/backtest/<period>: the live dynamic model after the retrain + scores.json."""
     bt, models, parts = cfg.backtest, root / cfg.paths.backtest, root / cfg.paths.periods
 
-    def meta(name: str) -> dict:
-        return read_json(models / name / META_FILE, f"backtest model {name}: run its stage") | {"dir": models / name}
-
-    static, live = load_model(models / bt.initial.name), load_model(models / prev)
-    live_meta = meta(prev)
+    static = load_model(models / bt.initial.name)
+    live = static if prev == bt.initial.name else load_model(models / prev)
+    live_meta = live.meta | {"dir": models / prev}  # a model folder's meta.json, as load_model read it
     seen = [*live_meta["seen"], prev] if prev != bt.initial.name else [bt.initial.name]
     out = models / period
     shutil.rmtree(out, ignore_errors=True)
@@ -93,7 +92,7 @@ def run(cfg: DictConfig, root: Path, period: str, start: str, end: str, prev: st
         "train_seconds": seconds,
         "train_rows": rows,
         "trees": dynamic.booster.num_trees(),
-        "static": score(static.pipeline, static.booster, frame, pd.Timestamp(meta(bt.initial.name)["data_end"])),
+        "static": score(static.pipeline, static.booster, frame, pd.Timestamp(static.meta["data_end"])),
         "dynamic": score(dynamic.pipeline, dynamic.booster, frame, pd.Timestamp(data_end)),
     }
     write_json(out / SCORES, result)

@@ -20,7 +20,7 @@ from mlsys.errors import ConfigError, ContractError
 from mlsys.features import FeaturePipeline, fit_pipeline
 from mlsys.io import read_parquet, write_json, write_parquet
 from mlsys.model import FEATURES_FILE
-from mlsys.split import CADENCE, WINDOWS_FILE, period_bounds, resolve, select
+from mlsys.split import CADENCE, FEATURIZED_FILE, WINDOWS_FILE, period_bounds, resolve, select
 from mlsys.stages import provenance
 
 
@@ -87,10 +87,13 @@ def run(cfg: DictConfig, root: Path) -> None:
             "roles": {r: split[r] for r in ("train", "valid", "test")},
             "rows_outside_periods": len(dataset) - sum(len(f) for f in periods.values()),
             "newest_training_event": str(pd.concat([train, periods[split.valid]])[EVENT_TIME].max()),
-            "featurized_at": datetime.now(UTC).isoformat(timespec="seconds"),
             **provenance("featurize", cfg),
         },
     )
+    # The time goes outside data/features: a timestamp in train's input would rerun training
+    # on identical features.
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    write_json(root / cfg.paths.reports / FEATURIZED_FILE, {"featurized_at": now})
     print(
         f"featurize: {len(pipeline.names)} features fitted on {len(train):,} train rows ({cfg.training.mode}); "
         + ", ".join(f"{k}={len(v):,} [{bounds[k][0].date()}..{bounds[k][1].date()})" for k, v in periods.items())

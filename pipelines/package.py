@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 from mlsys.dynamic import PROFILE
 from mlsys.io import read_json, require, write_json
 from mlsys.model import FEATURES_FILE, META_FILE, MODEL_FILE, bundle_version
-from mlsys.split import WINDOWS_FILE
+from mlsys.split import FEATURIZED_FILE, WINDOWS_FILE
 
 CARD_FILE = "card.json"
 LIBRARIES = ("lightgbm", "pandas", "numpy", "pyarrow", "pandera", "scikit-learn", "hydra-core", "dvc")
@@ -30,6 +30,7 @@ def run(cfg: DictConfig, root: Path) -> None:
     validation = read_json(root / p.reports / "validation.json", "validation report: run validate")
     build = read_json(root / p.reports / "build.json", "build report: run build")
     windows = read_json(root / p.features / WINDOWS_FILE, "windows: run featurize")
+    featurized = read_json(root / p.reports / FEATURIZED_FILE, "featurize time: run featurize")
     metrics = read_json(root / p.metrics / "metrics.json", "metrics: run evaluate")
     features = read_json(model_dir / FEATURES_FILE, "feature state: run train")["features"]
 
@@ -47,7 +48,7 @@ def run(cfg: DictConfig, root: Path) -> None:
         "timeline": {
             "snapshot_time": snapshot["snapshot_time"],
             "newest_training_event": windows["newest_training_event"],
-            "featurized_at": windows["featurized_at"],
+            "featurized_at": featurized["featurized_at"],
             "trained_at": meta["trained_at"],
             "packaged_at": packaged_at,
         },

@@ -12,12 +12,13 @@ from omegaconf import DictConfig
 
 from mlsys.data.build import EVENT_TIME
 from mlsys.errors import ConfigError, GateError, MissingInputError
-from mlsys.io import read_parquet, write_json
+from mlsys.io import write_json
 from mlsys.model import load_model
 from mlsys.release.registry import Registry
 from mlsys.serving.store import entities, write_predictions
+from mlsys.split import between
 from mlsys.stages import provenance
-from pipelines.online import serving_rows
+from pipelines.online import built_rows, serving_rows
 
 
 def checks(scores: np.ndarray, valid: np.ndarray, requested: int, cfg: DictConfig) -> list[dict]:
@@ -47,16 +48,13 @@ def run(cfg: DictConfig, root: Path) -> None:
     if live is None:
         raise MissingInputError("predict: no model is released yet; run `dvc repro` (release stage) first")
     model = load_model(registry.path(live))
-    rows = serving_rows(cfg, root)
+    labelled, unlabelled = built_rows(cfg, root)
+    rows = serving_rows(cfg, labelled, unlabelled)
     if rows.empty:
         raise ConfigError(f"inference.window: {dict(cfg.inference.window)} holds no scheduled rows of the dataset")
     scores = model.predict_frame(rows)
     valid_window = model.meta["windows"][model.meta["roles"]["valid"]]
-    labelled = read_parquet(root / cfg.paths.dataset / "labelled.parquet", "built dataset: run build")
-    valid_rows = labelled[
-        (labelled[EVENT_TIME] >= pd.Timestamp(valid_window["start"]))
-        & (labelled[EVENT_TIME] < pd.Timestamp(valid_window["end"]))
-    ]
+    valid_rows = between(labelled, EVENT_TIME, pd.Timestamp(valid_window["start"]), pd.Timestamp(valid_window["end"]))
     results = checks(scores, model.predict_frame(valid_rows), len(rows), cfg)
     created = datetime.now(UTC).isoformat(timespec="seconds")
     report = {

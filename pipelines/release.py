@@ -37,8 +37,7 @@ def _live_metrics(registry: Registry, live: str | None, test: pd.DataFrame, bins
 
 def _gates(cfg: DictConfig, root: Path, model: Model, registry: Registry, live: str | None) -> list[g.Gate]:
     p, rel = cfg.paths, cfg.release
-    card = read_json(root / p.bundle / "card.json", "model card: run package")
-    metrics = card["metrics"]  # what is judged is exactly what would be released
+    metrics = model.meta["metrics"]  # the bundle's card (load_model read it): what would be released
     slices = read_json(root / p.metrics / "slices.json", "slice metrics: run evaluate")
     fitted = read_json(root / p.features / FEATURES_FILE, "feature state: run featurize")
     dataset = read_parquet(root / p.dataset / "labelled.parquet", "built dataset: run build")

@@ -25,7 +25,7 @@ def show(root: Path) -> None:
         table.add_row(
             "*" if version == live else "",
             version,
-            str(registry.timeline(version).get("newest_training_event", "?"))[:16],
+            str(card.get("timeline", {}).get("newest_training_event", "?"))[:16],
             card["created_at"][:16],
             f"{m['auc']:.4f}",
             f"{m['logloss']:.4f}",

@@ -30,7 +30,7 @@ def _serve(bundle: str, rows_path: str, config_path: str) -> dict[str, Any]:
     from omegaconf import OmegaConf
 
     from mlsys.serving.app import create_app
-    from mlsys.serving.request import example_request, lookup_columns, request_columns
+    from mlsys.serving.request import lookup_columns, request_body, request_columns
     from mlsys.serving.store import write_online
 
     cfg = OmegaConf.create(json.loads(Path(config_path).read_text()))
@@ -54,7 +54,7 @@ def _serve(bundle: str, rows_path: str, config_path: str) -> dict[str, Any]:
     con = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     scores, latencies, failures = [], [], []
     for _, row in rows.iterrows():
-        body = json.dumps(example_request(row, columns)).encode()
+        body = json.dumps(request_body(row, columns)).encode()
         t = time.perf_counter()
         con.request("POST", "/predict", body=body, headers={"content-type": "application/json"})
         response = con.getresponse()

@@ -83,7 +83,6 @@ class Service:
         self.log = RequestLog(root / p.request_log, cfg.inference.request_log.sample_rate)
         self.served: Served | None = None
         self._stamps: dict[str, Any] = {}
-        self._open_tables()
         self.reload()
 
     # --- state ----------------------------------------------------------------------
@@ -125,7 +124,7 @@ class Service:
             if old is not None:
                 self.metrics.model_info.remove(old.version)
                 self.metrics.reloads.inc()
-        if stamps["online"] != self._stamps.get("online") or stamps["pointer"] != self._stamps.get("pointer"):
+        if not self._stamps or stamps["online"] != self._stamps["online"]:  # the store is rewritten in place
             self._open_tables()
         self._stamps = stamps
 
@@ -159,7 +158,7 @@ class Service:
             scores = served.model.booster.predict(x, num_threads=1)
             for (i, key, _), row, s in zip(todo, x, scores, strict=True):
                 out[i] = {"entity": key, "score": float(s), "model_version": served.version, "path": "dynamic"}
-                out[i]["_features"] = dict(zip(pipe.names, row.tolist(), strict=True))  # NaN: missing
+                out[i]["_features"] = (pipe.names, row)  # made a dict by the log's writer thread
         return out
 
 

@@ -1,7 +1,8 @@
 """The request log: what the service saw and answered, one JSON line per scored record.
 
 `put` only samples and enqueues (about a microsecond), so the request path never waits on
-the disk; one writer thread appends and flushes. `close` drains the queue: nothing queued
+the disk; one writer thread serializes (a `features` entry given as (names, values) becomes
+a name -> value mapping there, NaN for missing), appends and flushes. `close` drains the queue: nothing queued
 is lost on a clean shutdown.
 """
 
@@ -15,6 +16,14 @@ from pathlib import Path
 from typing import Any
 
 _STOP = object()
+
+
+def _plain(entry: dict[str, Any]) -> dict[str, Any]:
+    features = entry.get("features")
+    if isinstance(features, tuple):
+        names, values = features
+        entry = {**entry, "features": dict(zip(names, values.tolist(), strict=True))}
+    return entry
 
 
 class RequestLog:
@@ -42,7 +51,7 @@ class RequestLog:
                 while not self._queue.empty() and len(batch) < 1000:
                     batch.append(self._queue.get())
                 stop = any(b is _STOP for b in batch)
-                lines = [json.dumps(b, default=str, allow_nan=True) for b in batch if b is not _STOP]
+                lines = [json.dumps(_plain(b), default=str, allow_nan=True) for b in batch if b is not _STOP]
                 if lines:
                     fh.write("\n".join(lines) + "\n")
                     fh.flush()

@@ -59,8 +59,8 @@ def request_model(cfg: DictConfig, lookups: dict[str, str]) -> type[BaseModel]:
     return create_model("Request", __config__=config, **fields)
 
 
-def example_request(row: pd.Series, columns: list[str]) -> dict[str, Any]:
-    """A body a user can POST as is: one real row's request columns."""
+def request_body(row: pd.Series, columns: list[str]) -> dict[str, Any]:
+    """A JSON body a caller could POST: one built row's `columns` (missing values left out)."""
     out = {}
     for name in columns:
         v = row.get(name)

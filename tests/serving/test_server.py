@@ -22,6 +22,7 @@ import pytest
 from mlsys.errors import ExitCode
 from mlsys.model import load_model
 from mlsys.release.registry import Registry
+from mlsys.serving.request import request_body
 from tests.conftest import ENV, run
 
 KEY = ["year", "month", "day", "carrier", "flight", "origin"]
@@ -81,16 +82,6 @@ def rows(project) -> pd.DataFrame:
     return frame.merge(store, on="entity")
 
 
-def _request(row: pd.Series, columns: list[str]) -> dict:
-    out = {}
-    for c in columns:
-        v = row[c]
-        if v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v)):
-            continue
-        out[c] = v.isoformat() if isinstance(v, pd.Timestamp) else (v.item() if hasattr(v, "item") else v)
-    return out
-
-
 def test_model_card_example_request_is_served_as_is(hybrid):
     card = httpx.get(f"{hybrid.url}/model").json()
     example = card["example_request"]
@@ -115,7 +106,7 @@ def test_batch_store_and_http_give_the_same_score(dynamic, rows):
     equals the score computed over HTTP from the request fields + the online table."""
     columns = list(httpx.get(f"{dynamic.url}/model").json()["example_request"])
     sample = rows.sample(400, random_state=1)
-    bodies = [_request(r, columns) for _, r in sample.iterrows()]
+    bodies = [request_body(r, columns) for _, r in sample.iterrows()]
     got = httpx.post(f"{dynamic.url}/predict", json=bodies, timeout=30).json()["predictions"]
     assert {g["path"] for g in got} == {"dynamic"}
     assert [g["entity"] for g in got] == sample["entity"].tolist()
@@ -224,7 +215,7 @@ def test_load_run_has_no_server_error_and_loses_no_log_entry(project, rows):
     server = Server(project, "paths.request_log=logs/load.jsonl")
     n, concurrency = 20_000, 16
     columns = list(httpx.get(f"{server.url}/model").json()["example_request"])
-    bodies = [json.dumps(_request(r, columns)).encode() for _, r in rows.head(500).iterrows()]
+    bodies = [json.dumps(request_body(r, columns)).encode() for _, r in rows.head(500).iterrows()]
     jobs = iter(range(n))
     statuses: list[int] = []
 

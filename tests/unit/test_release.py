@@ -186,15 +186,20 @@ def test_crash_mid_release_leaves_the_old_pointer(tmp_path, monkeypatch):
     assert not list(reg.root.glob(".released.json*"))  # no half-written pointer left behind
 
 
-def test_infra_gate_fails_on_timeout_crash_or_wrong_scores(tmp_path):
-    import pandas as pd
+def test_infra_gate_fails_on_timeout_or_crash(tmp_path, built):  # wrong scores: test_pipeline.py
+    from omegaconf import OmegaConf
 
+    from mlsys.config import SECTIONS, load_sections, read_params, select
     from mlsys.release.infra import infra_gate
+    from mlsys.stages import SERVE
+    from tests.conftest import REPO
 
-    requests = pd.DataFrame({"x": [1.0, 2.0]})
-    crashed = infra_gate(tmp_path / "no-bundle", requests, np.array([0.1, 0.2]), {}, timeout=60)
+    serve = OmegaConf.to_container(select(load_sections(read_params(REPO), tuple(SECTIONS), "params.yaml"), SERVE))
+    requests = built.labelled.head(2).drop(columns=["label"])
+    crashed = infra_gate(tmp_path / "no-bundle", requests, np.array([0.1, 0.2]), serve, timeout=60)
     assert crashed["passed"] is False and "failed (exit" in crashed["reason"]
-    slow = infra_gate(tmp_path / "no-bundle", requests, np.array([0.1, 0.2]), {}, timeout=0.001)
+    assert "no-bundle" in crashed["reason"]  # it died on the missing bundle, not on the config
+    slow = infra_gate(tmp_path / "no-bundle", requests, np.array([0.1, 0.2]), serve, timeout=0.001)
     assert slow["passed"] is False and "within 0.001s" in slow["reason"]
 
 
