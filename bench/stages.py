@@ -75,7 +75,7 @@ def raw_ingest_join(cfg) -> pd.DataFrame:
 def mlsys_ingest_join(cfg, data_no_aggs) -> pd.DataFrame:
     tables = {}
     for name, src in cfg.data.sources.items():
-        tables[name] = parse_times(read_source(name, src, ROOT), src)[0]
+        tables[name] = parse_times(read_source(name, src, ROOT)[0], src)[0]
     return build(tables, data_no_aggs).labelled
 
 
@@ -143,7 +143,7 @@ def main() -> None:
     assert len(joined_ml) == joined_raw["arr_delay"].notna().sum()
     rows.append(("ingest + as-of join (3 CSVs, no aggregates)", t_ml, t_raw))
 
-    tables = {n: parse_times(read_source(n, s, ROOT), s)[0] for n, s in cfg.data.sources.items()}
+    tables = {n: parse_times(read_source(n, s, ROOT)[0], s)[0] for n, s in cfg.data.sources.items()}
     t_full, built = best(lambda: build(tables, cfg.data), args.repeat)
     t_joins, _ = best(lambda: build(tables, data_no_aggs), args.repeat)
     rows.append(

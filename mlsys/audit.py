@@ -190,7 +190,7 @@ RUBRIC: tuple[Rubric, ...] = (
         "Serving models can be rolled back",
         (
             f"test:{T}pipeline/test_pipeline.py::test_release_then_rollback_through_the_cli",
-            f"test:{T}unit/test_release.py::test_crash_mid_release_leaves_the_old_pointer",
+            f"test:{T}unit/test_registry.py::test_crash_mid_release_leaves_the_old_pointer",
         ),
     ),
     # --- monitoring ------------------------------------------------------------------

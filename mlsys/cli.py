@@ -9,12 +9,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mlsys.errors import ExitCode, MlsysError
+from mlsys.errors import ExitCode, MlsysError, UsageError
 from mlsys.stages import STAGES
 
 EPILOG = """exit codes: 0 ok | 1 internal error | 2 usage | 3 config error | 4 stale params
-(run `mlsys compose`) | 5 missing input | 6 contract violation | 7 gate failure |
-8 upstream changed (on_upstream_change: fail)"""
+(run `mlsys compose`) | 5 missing or unusable input | 6 contract violation | 7 gate failure |
+8 upstream changed (on_upstream_change: fail) | 9 concurrent change (rerun) | 10 monitoring alert"""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -31,7 +31,12 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("stage", choices=sorted(STAGES))
     show.add_argument("overrides", nargs="*")
     sub.add_parser("audit", help="score the project against the ML Test Score rubric (28 tests)")
-    rollback = sub.add_parser("rollback", help="make the previous (or --to) released version live again")
+    rollback = sub.add_parser(
+        "rollback",
+        help="make the previous (or --to) released version live again",
+        description="The target is verified (checksums) and loaded in a child process before the "
+        "live pointer moves; a corrupt target is refused (exit 5) and the live model stays.",
+    )
     rollback.add_argument("--to", metavar="VERSION", help="a kept version (see `mlsys release list`)")
     rollback.add_argument("--reason", default="", help="recorded in the registry history")
     serve = sub.add_parser(
@@ -82,11 +87,11 @@ def _run(args: argparse.Namespace) -> None:
 
         if args.command == "release" and len(args.overrides) > 1:
             raise UsageError(f"`mlsys release list` takes no arguments (got {' '.join(args.overrides[1:])})")
-        root, paths = _project_paths()
+        registry = _registry()
         if args.command == "rollback":
-            release_cli.rollback(root / paths.registry, args.to, args.reason)
+            release_cli.rollback(registry, args.to, args.reason)
         else:
-            release_cli.show(root / paths.registry)
+            release_cli.show(registry)
     elif args.command == "audit":
         from mlsys.audit import Project, markdown, score
         from mlsys.io import atomic_write, write_json
@@ -105,12 +110,15 @@ def _run(args: argparse.Namespace) -> None:
 
         cfg, root = config.stage_config("serve", args.overrides, keys=SERVE)
         app = create_app(cfg, root)
-        served = app.state.service.served
+        service = app.state.service
+        served = service.state.served
         print(
-            f"serve: {served.version if served else 'no model released yet'} ({cfg.inference.mode}) "
+            f"serve: {served.version if served else 'no model yet'} ({cfg.inference.mode}) "
             f"on http://{args.host}:{args.port}; request log {cfg.paths.request_log}",
             flush=True,
         )
+        for problem in service.problems(service.state):  # served anyway: /readyz says 503 until fixed
+            print(f"serve: not ready: {problem}", flush=True)
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
     elif args.command == "check-requests":
         from mlsys.stages import SERVE
@@ -141,16 +149,22 @@ def _run(args: argparse.Namespace) -> None:
         print(f"{args.command}: done in {time.perf_counter() - start:.1f}s", file=sys.stderr)
 
 
-class UsageError(MlsysError):
-    code = ExitCode.USAGE
-
-
 def _project_paths() -> tuple[Path, Any]:
     """The project root and its typed `paths` section (from params.yaml)."""
     from mlsys import config
 
     root = config.project_root()
     return root, config.load_sections(config.read_params(root), ("paths",), config.PARAMS_FILE).paths
+
+
+def _registry() -> Any:
+    """The project's registry for its model (paths.registry, release.model_name)."""
+    from mlsys import config
+    from mlsys.release.registry import Registry
+
+    root = config.project_root()
+    cfg = config.load_sections(config.read_params(root), ("paths", "release"), config.PARAMS_FILE)
+    return Registry(root / cfg.paths.registry, cfg.release.model_name)
 
 
 def _print_audit(result: dict) -> None:

@@ -143,8 +143,20 @@ class ColumnContract:
 
 
 @dataclass
+class VolumeBand:
+    """Rows of a new snapshot of a table, as a ratio of the previous snapshot's (TFDV's
+    span comparator): outside the band the new data is not adopted."""
+
+    min_ratio: float = 0.5
+    max_ratio: float = 2.0
+
+
+@dataclass
 class TableContract:
     policy: str = "fail"  # fail | quarantine
+    # Quarantine may keep this share of the rows at most; more fails the table (data loss).
+    max_quarantine_fraction: float = 0.01
+    volume: VolumeBand | None = field(default_factory=VolumeBand)  # null: any row count is adopted
     min_rows: int | None = None
     max_rows: int | None = None
     unique: list[str] = field(default_factory=list)  # columns unique together
@@ -301,6 +313,7 @@ class InfraGate:
 
 @dataclass
 class ReleaseConfig:
+    model_name: str = MISSING  # the registry folder of this model (default: data.name)
     absolute: dict[str, Bound] = field(default_factory=dict)  # slow degradation
     slices: SliceGate = field(default_factory=SliceGate)
     change: dict[str, ChangeGate] = field(default_factory=dict)  # sudden degradation
@@ -349,6 +362,8 @@ class ServerConfig:
     max_body_bytes: int = 1_000_000
     max_records: int = 1000
     reload_seconds: float = 1.0
+    # Name of an environment variable holding a bearer token /predict then requires (off: null).
+    auth_token_env: str | None = None
 
 
 @dataclass
@@ -472,7 +487,7 @@ def guard(root: Path) -> str:
     params.yaml from `conf/` + `-S` overrides, so it is fresh by construction.
     """
     params = read_params(root)
-    check(load_sections(params, tuple(SECTIONS), source=PARAMS_FILE))
+    check(load_sections(params, tuple(SECTIONS), source=PARAMS_FILE), lightgbm=False)  # no-op runs stay fast
     if os.environ.get("DVC_EXP_BASELINE_REV"):
         return "params.yaml composed by dvc exp run"
     if (root / PARAMS_FILE).read_text(encoding="utf-8") != compose_yaml(root):
@@ -577,12 +592,12 @@ def check(cfg: DictConfig, lightgbm: bool = True) -> None:
     """Checks beyond types on a whole config (`lightgbm=False` skips importing LightGBM)."""
     _check_data(cfg.data)
     for name, table in cfg.contract.tables.items():
-        _one_of(table.policy, ("fail", "quarantine"), f"contract.tables.{name}.policy")
+        _check_table(table, f"contract.tables.{name}")
     missing = sorted(set(cfg.data.sources) - set(cfg.contract.tables))
     if missing:
         raise ConfigError(f"contract.tables: no contract for sources {missing}; every boundary needs one")
     if cfg.contract.dataset is not None:
-        _one_of(cfg.contract.dataset.policy, ("fail", "quarantine"), "contract.dataset.policy")
+        _check_table(cfg.contract.dataset, "contract.dataset")
     _check_features(cfg.features, cfg.data)
     _one_of(cfg.training.mode, ("static", "dynamic"), "training.mode")
     _one_of(cfg.training.window, ("expanding", "sliding"), "training.window")
@@ -603,6 +618,16 @@ def check(cfg: DictConfig, lightgbm: bool = True) -> None:
         check_lightgbm_params(cfg.model.params, "model.params")
 
 
+def _check_table(table: DictConfig, key: str) -> None:
+    _one_of(table.policy, ("fail", "quarantine"), f"{key}.policy")
+    if not 0 <= table.max_quarantine_fraction <= 1:
+        raise ConfigError(f"{key}.max_quarantine_fraction: {table.max_quarantine_fraction} not in [0, 1]")
+    if table.volume is not None and not 0 <= table.volume.min_ratio <= 1 <= table.volume.max_ratio:
+        raise ConfigError(
+            f"{key}.volume: min_ratio {table.volume.min_ratio} <= 1 <= max_ratio {table.volume.max_ratio} expected"
+        )
+
+
 def _check_backtest(backtest: DictConfig) -> None:
     """Periods chain: each names the one before it, in order, without gaps."""
     prev = backtest.initial
@@ -616,8 +641,14 @@ def _check_backtest(backtest: DictConfig) -> None:
 
 
 def _check_release(release: DictConfig) -> None:
+    from mlsys.errors import UsageError
     from mlsys.release.gates import DIRECTIONS
+    from mlsys.release.registry import check_name
 
+    try:
+        check_name(release.model_name)
+    except UsageError as exc:
+        raise ConfigError(str(exc)) from exc
     metrics = tuple(DIRECTIONS)
     for name in release.absolute:
         _one_of(name, metrics, f"release.absolute.{name}")
@@ -729,18 +760,59 @@ def _check_features(features: DictConfig, data: DictConfig) -> None:
 
 
 def check_lightgbm_params(params: DictConfig | dict, key: str) -> None:
-    """Every key must be a LightGBM parameter or alias (LightGBM itself only warns).
+    """Every key must be a LightGBM parameter or alias (LightGBM itself only warns), and
+    LightGBM must accept every value.
 
     The names come from LightGBM's own table (`LGBM_DumpParamAliases`, exposed in 4.x as
     `lightgbm.basic._ConfigAliases`); the range pin `lightgbm<5` in pyproject keeps it there.
+    The values are checked by LightGBM itself: one boosting round on a 20-row frame (a few
+    ms), and, if that fails, each parameter alone to name the one it refused.
     """
     import difflib
 
     from lightgbm.basic import _ConfigAliases
 
-    known = {alias for aliases in _ConfigAliases._get_all_param_aliases().values() for alias in aliases}
+    aliases = _ConfigAliases._get_all_param_aliases()
+    known = {alias for names in aliases.values() for alias in names}
     for name in params:
         if name not in known:
             close = difflib.get_close_matches(name, sorted(known), n=3)
             hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
             raise ConfigError(f"{key}.{name}: not a LightGBM parameter{hint}")
+    plain = OmegaConf.to_container(params, resolve=True) if isinstance(params, DictConfig) else dict(params)
+    if _lightgbm_refuses(plain) is None:
+        return
+    objective = {k: v for k, v in plain.items() if k in aliases["objective"] or k in aliases["num_class"]}
+    for name, value in plain.items():
+        refused = _lightgbm_refuses({**objective, name: value})
+        if refused is not None:
+            raise ConfigError(f"{key}.{name}: LightGBM refuses {value!r}: {refused}")
+    raise ConfigError(f"{key}: LightGBM refuses these parameters together: {_lightgbm_refuses(plain)}")
+
+
+def _lightgbm_refuses(params: dict[str, Any]) -> str | None:
+    """LightGBM's own message if one round with `params` fails, else None."""
+    import re
+
+    import lightgbm as lgb
+    import numpy as np
+    from lightgbm.basic import _ConfigAliases
+
+    aliases = _ConfigAliases._get_all_param_aliases()
+    objective = str(next((v for k, v in params.items() if k in aliases["objective"]), "regression"))
+    classes = int(next((v for k, v in params.items() if k in aliases["num_class"]), 1) or 1)
+    rows = np.arange(20)
+    if objective in ("multiclass", "softmax", "multiclassova", "multiclass_ova", "ova", "ovr"):
+        label = rows % max(classes, 2)
+    elif objective in ("binary", "cross_entropy", "xentropy", "cross_entropy_lambda", "xentlambda"):
+        label = rows % 2
+    else:
+        label = 1 + rows % 2  # positive: poisson, gamma and tweedie need it
+    x = np.column_stack([rows, rows % 3]).astype(float)
+    full = {**params, "verbosity": -1, "num_threads": 1}
+    try:
+        data = lgb.Dataset(x, label=label.astype(float), params=full)
+        lgb.train(full, data, num_boost_round=1, valid_sets=[data])  # a valid set makes it parse `metric`
+    except (lgb.basic.LightGBMError, ValueError, TypeError) as exc:
+        return re.sub(r" at \S+, line \d+ ?\.?", "", str(exc)).strip()
+    return None

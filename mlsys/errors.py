@@ -7,10 +7,12 @@
 | 2 | usage error (bad command line) |
 | 3 | config error (unknown key, wrong type, bad value, leakage) |
 | 4 | stale params: `conf/` changed but `params.yaml` was not recomposed |
-| 5 | missing input (a file or artifact a stage needs) |
-| 6 | contract violation (data failed its contract under the `fail` policy) |
+| 5 | missing or unusable input: a file or artifact that is absent, corrupt or unwritable |
+| 6 | contract violation (data failed its contract, or lost more than it may) |
 | 7 | gate failure (a candidate model did not pass release gates) |
 | 8 | upstream data changed while `on_upstream_change: fail` |
+| 9 | concurrent change (a release or rollback raced another one): rerun |
+| 10 | monitoring alert (reserved for `mlsys monitor`) |
 """
 
 from __future__ import annotations
@@ -28,12 +30,18 @@ class ExitCode(IntEnum):
     CONTRACT = 6
     GATE = 7
     UPSTREAM_CHANGED = 8
+    CONCURRENT = 9
+    ALERT = 10
 
 
 class MlsysError(Exception):
     """Base class: carries the exit code; the message names what to fix."""
 
     code: ExitCode = ExitCode.INTERNAL
+
+
+class UsageError(MlsysError):
+    code = ExitCode.USAGE
 
 
 class ConfigError(MlsysError):
@@ -48,6 +56,15 @@ class MissingInputError(MlsysError):
     code = ExitCode.MISSING_INPUT
 
 
+class IntegrityError(MissingInputError):
+    """A file that is there but cannot be trusted: its checksum differs, it is truncated, or
+    it does not parse. Same exit code as a missing one: restore it or rerun what makes it."""
+
+
+class StorageError(MissingInputError):
+    """A write that the storage refused (read-only, full, permissions); nothing half-written."""
+
+
 class ContractError(MlsysError):
     code = ExitCode.CONTRACT
 
@@ -58,3 +75,9 @@ class GateError(MlsysError):
 
 class UpstreamChangedError(MlsysError):
     code = ExitCode.UPSTREAM_CHANGED
+
+
+class ConcurrentChangeError(MlsysError):
+    """Someone else changed the same thing meanwhile (the live model, the registry lock)."""
+
+    code = ExitCode.CONCURRENT

@@ -1,16 +1,19 @@
-"""Reading and writing at the edges: atomic writes, clear errors for missing inputs."""
+"""Reading and writing at the edges: atomic writes, clear errors for missing, corrupt or
+unwritable files (never a traceback, never a half-written file)."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlsys.errors import MissingInputError
+from mlsys.errors import IntegrityError, MissingInputError, StorageError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -23,25 +26,43 @@ def require(path: Path, what: str) -> Path:
     return Path(path)
 
 
+@contextmanager
+def storage(path: Path, action: str) -> Iterator[None]:
+    """Turn the storage refusing a write (read-only, full, no permission) into a StorageError
+    naming the path; the caller's cleanup runs as the error passes."""
+    try:
+        yield
+    except OSError as exc:
+        why = errno.errorcode.get(exc.errno or 0, "") if exc.errno else ""
+        raise StorageError(f"{path}: cannot {action}: {exc.strerror or exc}{f' ({why})' if why else ''}") from exc
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a rename or a new entry in `folder` survive a power cut."""
+    dir_fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
 def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
     """Write through a temporary file in the same folder, then rename: never a half file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp: str | None = None
     try:
-        write(Path(tmp))
-        with open(tmp, "rb") as fh:  # on disk before the rename makes it visible
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; readable like any written file
-        os.replace(tmp, path)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)  # and the rename itself survives a power cut
-        finally:
-            os.close(dir_fd)
+        with storage(path, "write"):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+            os.close(fd)
+            write(Path(tmp))
+            with open(tmp, "rb") as fh:  # on disk before the rename makes it visible
+                os.fsync(fh.fileno())
+            os.chmod(tmp, 0o644)  # mkstemp makes it private; readable like any written file
+            os.replace(tmp, path)
+            fsync_dir(path.parent)
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
     return path
 
@@ -53,8 +74,12 @@ def write_json(path: Path, obj: Any) -> Path:
 
 
 def read_json(path: Path, what: str) -> Any:
-    """JSON from `path`, or MissingInputError saying `what` should have made it."""
-    return json.loads(require(path, what).read_text(encoding="utf-8"))
+    """JSON from `path`, or MissingInputError saying `what` should have made it (an
+    IntegrityError if it is there but does not parse)."""
+    try:
+        return json.loads(require(path, what).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise IntegrityError(f"{path}: not valid JSON ({exc}); rerun what makes it ({what})") from exc
 
 
 def write_parquet(path: Path, frame: pd.DataFrame) -> Path:
@@ -63,8 +88,13 @@ def write_parquet(path: Path, frame: pd.DataFrame) -> Path:
 
 def read_parquet(path: Path, what: str, columns: list[str] | None = None) -> pd.DataFrame:
     import pandas as pd
+    import pyarrow as pa
 
-    return pd.read_parquet(require(path, what), columns=columns)
+    require(path, what)
+    try:
+        return pd.read_parquet(path, columns=columns)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise IntegrityError(f"{path}: not a readable Parquet file ({exc}); rerun what makes it ({what})") from exc
 
 
 def file_sha256(path: Path, chunk: int = 1 << 20) -> str:

@@ -25,14 +25,29 @@ DYNAMIC = (
     "training.data_check",
 )
 
-# What defines a serving request (the primary table's contract minus after-outcome columns).
-REQUEST = ("data.key", "data.primary", "data.sources", "data.label", "contract.tables")
+# What defines a serving request: the primary table's contract minus after-outcome columns,
+# and the looked-up columns a request may carry (joins, aggregates) with their tables' bounds.
+REQUEST = (
+    "data.key",
+    "data.primary",
+    "data.sources",
+    "data.label",
+    "data.asof_joins",
+    "data.lookup_joins",
+    "data.aggregates",
+    "contract.tables",
+    "contract.dataset",
+)
 
 STAGES: dict[str, Stage] = {
     "snapshot": Stage(
-        ("data.sources", "data.on_upstream_change", "paths"), "copy upstream sources into a versioned raw snapshot"
+        ("data.sources", "data.on_upstream_change", "contract.tables", "paths"),
+        "copy upstream sources into a versioned raw snapshot (all or nothing)",
     ),
-    "validate": Stage(("data.sources", "contract.tables", "paths"), "check each raw table against its contract"),
+    "validate": Stage(
+        ("data.sources", "data.primary", "data.event_time", "contract.tables", "paths"),
+        "check each raw table against its contract",
+    ),
     "build": Stage(("data", "contract.dataset", "paths"), "join sources as of the prediction time; label; aggregates"),
     "featurize": Stage(
         ("features", "split", *DYNAMIC, "contract.dataset", "paths"),
@@ -42,7 +57,7 @@ STAGES: dict[str, Stage] = {
     "evaluate": Stage(("evaluation", "paths"), "test metrics, slices, baselines, plots"),
     "package": Stage(("paths",), "assemble the model bundle and its card"),
     "release": Stage(
-        ("release", "training.mode", *REQUEST, "data.event_time", "inference", "paths"),
+        ("release", "training.mode", *REQUEST, "data.event_time", "evaluation.calibration_bins", "inference", "paths"),
         "gate the candidate (in a sandboxed server too); if blessed, register and make it live",
     ),
     "partition": Stage(("backtest", "paths"), "cut the labelled dataset into backtest periods"),
@@ -61,13 +76,13 @@ STAGES: dict[str, Stage] = {
         "the online feature table: looked-up columns of every flight in the serving window",
     ),
     "predict": Stage(
-        (*REQUEST, "inference.window", "inference.checks", "split.tz", "paths"),
+        (*REQUEST, "inference.window", "inference.checks", "split.tz", "release.model_name", "paths"),
         "score the serving window with the live model; check; replace the lookup store's table",
     ),
     "backtest_report": Stage(("backtest", "training", "paths"), "static vs dynamic by period: plot, summary, page"),
 }
-# Not a DVC stage: `mlsys serve` reads these keys (and `paths.registry` for the live model).
-SERVE = (*REQUEST, "data.event_time", "inference", "paths")
+# Not a DVC stage: `mlsys serve` reads these keys (and the registry for the live model).
+SERVE = (*REQUEST, "data.event_time", "inference", "release.model_name", "paths")
 
 
 def provenance(stage: str, cfg: object) -> dict[str, object]:

@@ -1,7 +1,7 @@
 """Pandera on what the service was sent: the request log's inputs, in one batch, against the
-serving form of the primary table's contract (per request, a generated pydantic model
-already refused what it could; this catches what only a batch shows: missing fractions,
-row-level rules the request model does not carry)."""
+serving contract (`mlsys.serving.request.serving_table`: per request, a pydantic model
+generated from the same table already refused what it could; this catches what only a batch
+shows: missing fractions, a share of rows, rules the request model does not carry)."""
 
 from __future__ import annotations
 
@@ -11,32 +11,46 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import DictConfig
 
-from mlsys.contracts import summary, validate_table, without_column
-from mlsys.data.sources import parse_times
+from mlsys.contracts import summary, validate_table
+from mlsys.data.sources import failure_cases, parse_times
 from mlsys.errors import ContractError
 from mlsys.io import require, write_json
-from mlsys.serving.request import request_columns
+from mlsys.serving.request import lookup_specs, request_columns, serving_table
 from mlsys.stages import provenance
 
 
-def serving_contract(cfg: DictConfig) -> DictConfig:
-    """The primary table's contract without the columns known only after the outcome."""
-    table = cfg.contract.tables[cfg.data.primary]
-    for column in [c for c in table.columns if c not in request_columns(cfg)]:
-        table = without_column(table, column)
-    table.unique = []  # the same flight may well be asked about twice
-    return table
+def logged_inputs(path: Path) -> tuple[list[dict], int]:
+    """The `input` of every logged record, and how many lines could not be read (a line cut
+    by a crash mid-write is counted, not fatal)."""
+    inputs, unreadable = [], 0
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            inputs.append(json.loads(line)["input"])
+        except (ValueError, KeyError, TypeError):
+            unreadable += bool(line.strip())
+    return inputs, unreadable
 
 
 def run(cfg: DictConfig, root: Path) -> None:
     """paths.request_log -> reports/requests.json (exit 6 if a logged input breaks the contract)."""
     path = require(root / cfg.paths.request_log, "the request log: run `mlsys serve` and send requests")
-    inputs = [json.loads(line)["input"] for line in path.read_text(encoding="utf-8").splitlines() if line]
-    frame = pd.DataFrame(inputs, columns=request_columns(cfg))
-    source = cfg.data.sources[cfg.data.primary]
-    frame, _ = parse_times(frame, source)
-    result = validate_table("requests", serving_contract(cfg), frame)
-    write_json(root / cfg.paths.reports / "requests.json", {**result.report, **provenance("check_requests", cfg)})
-    print(summary(result.report))
+    inputs, unreadable = logged_inputs(path)
+    lookups = lookup_specs(cfg)
+    carried = [c for c in lookups if any(c in i for i in inputs)]
+    frame = pd.DataFrame(inputs, columns=[*request_columns(cfg), *carried])
+    frame, failures = parse_times(frame, cfg.data.sources[cfg.data.primary])
+    cases = [failures]
+    for name in carried:  # JSON numbers of looked-up columns a request carried
+        if lookups[name][0] == "numeric":
+            numbers = pd.to_numeric(frame[name], errors="coerce").astype("float64")
+            bad = frame[name].notna() & numbers.isna()
+            cases.append(failure_cases(name, "is_number", frame.loc[bad, name]))
+            frame[name] = numbers
+    found = [c for c in cases if len(c)]
+    extra = pd.concat(found, ignore_index=True) if found else None
+    result = validate_table("requests", serving_table(cfg), frame, extra)
+    report = {**result.report, "unreadable_lines": unreadable, **provenance("check_requests", cfg)}
+    write_json(root / cfg.paths.reports / "requests.json", report)
+    print(summary(result.report) + (f"\n  {unreadable} log lines could not be read" if unreadable else ""))
     if result.report["status"] != "passed":
         raise ContractError(f"logged requests break the serving contract; report in {cfg.paths.reports}/requests.json")

@@ -12,12 +12,13 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from mlsys.data.sources import MANIFEST
 from mlsys.dynamic import PROFILE
 from mlsys.io import read_json, require, write_json
-from mlsys.model import FEATURES_FILE, META_FILE, MODEL_FILE, bundle_version
+from mlsys.model import CARD_FILE, FEATURES_FILE, META_FILE, MODEL_FILE, bundle_version
+from mlsys.model.integrity import CHECKSUMS, verify, write_checksums
 from mlsys.split import FEATURIZED_FILE, WINDOWS_FILE
 
-CARD_FILE = "card.json"
 LIBRARIES = ("lightgbm", "pandas", "numpy", "pyarrow", "pandera", "scikit-learn", "hydra-core", "dvc")
 
 
@@ -25,8 +26,9 @@ def run(cfg: DictConfig, root: Path) -> None:
     """Model dir + every stage's record -> models/bundle (model, feature state, card.json)."""
     p = cfg.paths
     model_dir, bundle = root / p.model, root / p.bundle
+    verify(model_dir)  # what is copied is what train wrote
     meta = read_json(model_dir / META_FILE, "model meta: run train")
-    snapshot = read_json(root / p.raw / "snapshot.json", "snapshot manifest: run snapshot")
+    snapshot = read_json(root / p.raw / MANIFEST, "snapshot manifest: run snapshot")
     validation = read_json(root / p.reports / "validation.json", "validation report: run validate")
     build = read_json(root / p.reports / "build.json", "build report: run build")
     windows = read_json(root / p.features / WINDOWS_FILE, "windows: run featurize")
@@ -37,6 +39,7 @@ def run(cfg: DictConfig, root: Path) -> None:
     stage_hashes = {r["stage"]: r["config_hash"] for r in (snapshot, validation, build, windows, meta)}
     config_hash = hashlib.sha256(json.dumps(stage_hashes, sort_keys=True).encode()).hexdigest()[:16]
     bundle.mkdir(parents=True, exist_ok=True)
+    (bundle / CHECKSUMS).unlink(missing_ok=True)  # written last: a half-made bundle never verifies
     for name in (MODEL_FILE, FEATURES_FILE):
         shutil.copyfile(require(model_dir / name, "model artifacts: run train"), bundle / name)
     shutil.copyfile(require(root / p.features / PROFILE, "training data profile: run featurize"), bundle / PROFILE)
@@ -72,4 +75,5 @@ def run(cfg: DictConfig, root: Path) -> None:
         "libraries": {lib: version(lib) for lib in LIBRARIES} | {"python": platform.python_version()},
     }
     write_json(bundle / CARD_FILE, card)
+    write_checksums(bundle, (MODEL_FILE, FEATURES_FILE, PROFILE, CARD_FILE))
     print(f"package: bundle {card['version']} at {bundle} (test AUC {metrics['auc']:.4f})")

@@ -43,11 +43,11 @@ def checks(scores: np.ndarray, valid: np.ndarray, requested: int, cfg: DictConfi
 
 def run(cfg: DictConfig, root: Path) -> None:
     """Live model + serving window -> paths.store (SQLite), replaced only if the checks pass."""
-    registry = Registry(root / cfg.paths.registry)
+    registry = Registry(root / cfg.paths.registry, cfg.release.model_name)
     live = registry.live()
     if live is None:
         raise MissingInputError("predict: no model is released yet; run `dvc repro` (release stage) first")
-    model = load_model(registry.path(live))
+    model = load_model(registry.path(live), version=live)  # verified first: a corrupt file is named
     labelled, unlabelled = built_rows(cfg, root)
     rows = serving_rows(cfg, labelled, unlabelled)
     if rows.empty:
@@ -56,7 +56,7 @@ def run(cfg: DictConfig, root: Path) -> None:
     valid_window = model.meta["windows"][model.meta["roles"]["valid"]]
     valid_rows = between(labelled, EVENT_TIME, pd.Timestamp(valid_window["start"]), pd.Timestamp(valid_window["end"]))
     results = checks(scores, model.predict_frame(valid_rows), len(rows), cfg)
-    created = datetime.now(UTC).isoformat(timespec="seconds")
+    created = datetime.now(UTC).isoformat(timespec="microseconds")  # tells two batches of one second apart
     report = {
         "model_version": live,
         "created_at": created,
@@ -73,5 +73,5 @@ def run(cfg: DictConfig, root: Path) -> None:
     ok = np.isfinite(scores)
     ids = [e for e, keep in zip(entities(rows, list(cfg.data.key)), ok, strict=True) if keep]
     meta = {k: report[k] for k in ("model_version", "created_at", "rows", "window", "checks")}
-    write_predictions(root / cfg.paths.store, ids, scores[ok], live, meta)
-    print(f"predict: {len(ids):,} predictions by {live} -> {cfg.paths.store} (checks passed)")
+    write_predictions(root / cfg.paths.store, ids, scores[ok], live, meta, keep=registry.versions())
+    print(f"predict: {len(ids):,} predictions by {live} -> {cfg.paths.store} table of {live} (checks passed)")

@@ -17,6 +17,7 @@ from mlsys.errors import GateError, MlsysError
 from mlsys.io import read_json, read_parquet, write_json
 from mlsys.model import FEATURES_FILE, Model, load_model
 from mlsys.model.evaluate import scores
+from mlsys.model.integrity import probe, verify
 from mlsys.release import gates as g
 from mlsys.release.infra import infra_gate
 from mlsys.release.registry import Registry
@@ -29,7 +30,7 @@ def _live_metrics(registry: Registry, live: str | None, test: pd.DataFrame, bins
     if live is None:
         return None
     try:
-        model = load_model(registry.path(live))
+        model = load_model(registry.path(live), version=live)  # verified: a corrupt live model is named
         return scores(test[LABEL].to_numpy("int8"), model.predict_frame(test), bins)
     except (MlsysError, KeyError, ValueError) as exc:
         return {"error": f"the live model {live} cannot score this test window: {exc}"}
@@ -47,7 +48,7 @@ def _gates(cfg: DictConfig, root: Path, model: Model, registry: Registry, live: 
     # is looked up in an online table built from these rows), never the label.
     sample = test.sample(min(rel.infra.requests, len(test)), random_state=0).drop(columns=[LABEL])
     serve = OmegaConf.to_container(select_keys(cfg, SERVE), resolve=True)
-    live_metrics = _live_metrics(registry, live, test, 10)
+    live_metrics = _live_metrics(registry, live, test, cfg.evaluation.calibration_bins)
     # Dynamic: the test window is the newest `training.holdout`, so a bound the live model
     # misses too on it says the week was hard; the change gates still apply.
     absolute = (
@@ -66,6 +67,28 @@ def _gates(cfg: DictConfig, root: Path, model: Model, registry: Registry, live: 
     ]
 
 
+def _load_candidate(bundle: Path) -> tuple[Model | None, list[g.Gate]]:
+    """The bundle, if its files match their checksums and a child process loaded it first
+    (LightGBM can abort on a corrupt model file instead of raising): stability gates."""
+
+    def gate(metric: str, threshold: str, passed: bool, reason: str) -> g.Gate:
+        return g.make_gate("stability", metric, None, threshold, passed, reason)
+
+    try:
+        verify(bundle)
+    except MlsysError as exc:
+        return None, [gate("integrity", "checksums.json matches every file", False, str(exc))]
+    checked = gate("integrity", "checksums.json matches every file", True, "every bundle file matches its checksum")
+    failure = probe(bundle)
+    if failure:
+        return None, [checked, gate("loads", "loads in a child process", False, failure)]
+    try:
+        model = load_model(bundle)  # the loader the server uses
+    except MlsysError as exc:
+        return None, [checked, gate("loads", "load_model succeeds", False, str(exc))]
+    return model, [checked, gate("loads", "loads in a child process, then here", True, "the bundle loads")]
+
+
 def run(cfg: DictConfig, root: Path) -> None:
     """Bundle + metrics + test window -> blessing record; blessed -> registry, live.
 
@@ -74,18 +97,15 @@ def run(cfg: DictConfig, root: Path) -> None:
     experiments are compared, and promoted on purpose (`dvc exp apply`, `mlsys release`).
     """
     p = cfg.paths
-    registry = Registry(root / p.registry)
+    registry = Registry(root / p.registry, cfg.release.model_name)
     live = registry.live()
-    try:
-        model = load_model(root / p.bundle)  # the loader the server uses
-        version = model.version
-        gates = [
-            g.make_gate("stability", "loads", version, "load_model succeeds", True, "the bundle loads"),
-            *_gates(cfg, root, model, registry, live),
-        ]
-    except MlsysError as exc:
-        version = "unloadable"
-        gates = [g.make_gate("stability", "loads", None, "load_model succeeds", False, str(exc))]
+    model, gates = _load_candidate(root / p.bundle)
+    version = model.version if model is not None else "unloadable"
+    if model is not None:
+        try:
+            gates += _gates(cfg, root, model, registry, live)
+        except MlsysError as exc:
+            gates.append(g.make_gate("stability", "gates_evaluated", None, "every gate evaluates", False, str(exc)))
     record = {
         **g.blessing(gates, version, live),
         "at": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -1,24 +1,49 @@
-"""Snapshot every declared source into `paths.raw` (Parquet) with fingerprints and time.
+"""Snapshot every declared source into `paths.raw` (Parquet) with fingerprints and time:
+all sources or none.
 
 DVC runs this stage on every `dvc repro` (always_changed) because upstream files live
-outside the repository; when no fingerprint changed it leaves its outputs untouched, so
-nothing downstream reruns.
+outside the repository; when no fingerprint changed (and the raw files are the ones the
+manifest lists) it leaves its outputs untouched, so nothing downstream reruns.
+
+A new snapshot is adopted whole or not at all: every source is read and checked (it
+parses; its row count is within `contract.tables.<name>.volume` of the previous snapshot's)
+before anything is written; each raw file is written under a new name (its content hash in
+it) beside the previous snapshot's; the manifest, which names each raw file and its sha256,
+is written last and is the commit point; only then are the previous files removed. A crash
+or a refusal at any step leaves the previous snapshot whole and usable, and `validate`
+refuses raw files that do not match the manifest.
 """
 
 from __future__ import annotations
 
-import json
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pandas as pd
 from omegaconf import DictConfig
 
-from mlsys.data.sources import fingerprint, read_source
-from mlsys.errors import UpstreamChangedError
-from mlsys.io import write_json, write_parquet
+from mlsys.data.sources import MANIFEST, TRUNCATED_LINE, fingerprint, raw_files_match, read_source
+from mlsys.errors import ContractError, MlsysError, UpstreamChangedError
+from mlsys.io import file_sha256, fsync_dir, read_json, write_json, write_parquet
 from mlsys.stages import provenance
 
-MANIFEST = "snapshot.json"
+
+def _volume_problems(cfg: DictConfig, frames: dict[str, pd.DataFrame], previous: dict | None) -> list[str]:
+    """Sources whose row count left the band around the previous snapshot's."""
+    out = []
+    for name, frame in frames.items():
+        band = cfg.contract.tables[name].volume
+        before = (previous or {}).get("sources", {}).get(name, {}).get("rows")
+        if band is None or not before:
+            continue
+        ratio = len(frame) / before
+        if not band.min_ratio <= ratio <= band.max_ratio:
+            out.append(
+                f"{name}: {len(frame):,} rows vs {before:,} in the previous snapshot (ratio {ratio:.2f}, outside "
+                f"contract.tables.{name}.volume {band.min_ratio}..{band.max_ratio})"
+            )
+    return out
 
 
 def run(cfg: DictConfig, root: Path) -> None:
@@ -26,11 +51,15 @@ def run(cfg: DictConfig, root: Path) -> None:
     raw = root / cfg.paths.raw
     prints = {name: fingerprint(name, src, root) for name, src in cfg.data.sources.items()}
     manifest_path = raw / MANIFEST
-    previous = json.loads(manifest_path.read_text()) if manifest_path.exists() else None
+    try:
+        previous = read_json(manifest_path, "snapshot manifest") if manifest_path.exists() else None
+    except MlsysError as exc:
+        print(f"snapshot: {exc}; taking a new snapshot")
+        previous = None
     if previous is not None:
         before = {n: s["fingerprint"] for n, s in previous["sources"].items()}
-        files_ok = all((raw / f"{n}.parquet").exists() for n in prints)
-        if before == prints and files_ok:
+        broken = raw_files_match(raw, previous) if set(before) == set(prints) else ["(sources changed)"]
+        if before == prints and not broken:
             print(f"snapshot: upstream unchanged since {previous['snapshot_time']} ({len(prints)} sources)")
             stage = provenance("snapshot", cfg)
             if previous["config_hash"] != stage["config_hash"]:  # same data, new config: record it
@@ -40,21 +69,38 @@ def run(cfg: DictConfig, root: Path) -> None:
         for n in changed:
             old = before.get(n, {}).get("sha256", "<new source>")
             print(f"snapshot: upstream {n!r} changed: sha256 {str(old)[:12]} -> {prints[n]['sha256'][:12]}")
+        if not changed:
+            print(f"snapshot: raw files differ from {manifest_path} ({', '.join(broken)}): taking the snapshot again")
         if changed and cfg.data.on_upstream_change == "fail":
             raise UpstreamChangedError(
                 f"upstream sources changed: {changed} (data.on_upstream_change=fail). Review the "
                 f"change, then rerun with data.on_upstream_change=adopt"
             )
+    reads = {name: read_source(name, src, root) for name, src in cfg.data.sources.items()}
+    frames = {name: frame for name, (frame, _) in reads.items()}
+    problems = _volume_problems(cfg, frames, previous)
+    if problems:
+        raise ContractError(
+            "snapshot not adopted (the previous one stays): " + "; ".join(problems) + ". If the change is "
+            "real, widen the band for one run, e.g. `mlsys snapshot contract.tables.<name>.volume=null`"
+        )
     sources = {}
-    for name, src in cfg.data.sources.items():
-        frame = read_source(name, src, root)
-        write_parquet(raw / f"{name}.parquet", frame)
-        sources[name] = {"fingerprint": prints[name], "rows": len(frame), "columns": list(frame.columns)}
-        print(f"snapshot: {name}: {len(frame):,} rows x {frame.shape[1]} columns")
-    for stale in raw.glob("*.parquet"):
-        if stale.stem not in sources:
-            stale.unlink()
-    write_json(
+    for name, (frame, cut) in reads.items():
+        tmp = write_parquet(raw / f".{name}.new.parquet", frame)
+        sha = file_sha256(tmp)
+        path = raw / f"{name}-{sha[:12]}.parquet"
+        os.replace(tmp, path)
+        sources[name] = {
+            "fingerprint": prints[name],
+            "rows": len(frame),
+            "columns": list(frame.columns),
+            "file": {"name": path.name, "sha256": sha, "bytes": path.stat().st_size},
+            "truncated_rows": cut,
+        }
+        cut_note = f"; its last line looks cut: row {cut[0]} will be quarantined ({TRUNCATED_LINE})" if cut else ""
+        print(f"snapshot: {name}: {len(frame):,} rows x {frame.shape[1]} columns{cut_note}")
+    fsync_dir(raw)
+    write_json(  # the commit point: until it is replaced, the previous manifest and its files stand
         manifest_path,
         {
             "snapshot_time": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -62,3 +108,7 @@ def run(cfg: DictConfig, root: Path) -> None:
             **provenance("snapshot", cfg),
         },
     )
+    current = {s["file"]["name"] for s in sources.values()}
+    for stale in raw.glob("*.parquet"):
+        if stale.name not in current:
+            stale.unlink()

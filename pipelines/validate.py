@@ -4,23 +4,52 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 from omegaconf import DictConfig
 from rich.progress import track
 
 from mlsys.contracts import summary, validate_table
-from mlsys.data.sources import parse_times
-from mlsys.errors import ContractError
-from mlsys.io import read_parquet, write_json, write_parquet
+from mlsys.data.build import invalid_event_times
+from mlsys.data.sources import MANIFEST, TRUNCATED_LINE, failure_cases, parse_times, raw_files_match
+from mlsys.errors import ContractError, IntegrityError
+from mlsys.io import read_json, read_parquet, write_json, write_parquet
 from mlsys.stages import provenance
+
+
+def _row_failures(
+    name: str, cfg: DictConfig, parsed: pd.DataFrame, times: pd.DataFrame, cut: list[int]
+) -> pd.DataFrame:
+    """Failures found before Pandera: unparseable times, a cut last line, impossible event times."""
+    cases = [times]
+    if cut:
+        cases.append(failure_cases("<line>", TRUNCATED_LINE, pd.Series("no final newline or too few fields", cut)))
+    if name == cfg.data.primary:
+        bad = invalid_event_times(parsed, cfg.data.event_time)
+        if bad.any():
+            cols = list(cfg.data.event_time.parts.values())
+            values = parsed.loc[bad, cols].astype(str).agg(" ".join, axis=1)
+            cases.append(failure_cases(f"({', '.join(cols)})", "forms_a_local_time", values))
+    found = [c for c in cases if len(c)]
+    return pd.concat(found, ignore_index=True) if found else pd.DataFrame()
 
 
 def run(cfg: DictConfig, root: Path) -> None:
     """Every source: parse declared times, validate lazily, split passed / quarantined."""
+    raw_dir = root / cfg.paths.raw
+    manifest = read_json(raw_dir / MANIFEST, "the snapshot manifest: run the snapshot stage")
+    broken = raw_files_match(raw_dir, manifest)
+    if broken:
+        raise IntegrityError(
+            f"raw files differ from {raw_dir / MANIFEST} (an interrupted snapshot, or edited by hand): "
+            f"{', '.join(broken)}; run `mlsys snapshot` again"
+        )
     reports, failed = {}, []
     for name in track(list(cfg.data.sources), description="validate", transient=True):
-        raw = read_parquet(root / cfg.paths.raw / f"{name}.parquet", "raw snapshot: run the snapshot stage")
-        parsed, parse_failures = parse_times(raw, cfg.data.sources[name])
-        result = validate_table(name, cfg.contract.tables[name], parsed, parse_failures, raw=raw)
+        entry = manifest["sources"][name]
+        raw = read_parquet(raw_dir / entry["file"]["name"], "raw snapshot: run the snapshot stage")
+        parsed, times = parse_times(raw, cfg.data.sources[name])
+        extra = _row_failures(name, cfg, parsed, times, list(entry.get("truncated_rows", [])))
+        result = validate_table(name, cfg.contract.tables[name], parsed, extra, raw=raw)
         write_parquet(root / cfg.paths.validated / f"{name}.parquet", result.passed)
         write_parquet(root / cfg.paths.quarantine / f"{name}.parquet", result.quarantined)
         reports[name] = result.report

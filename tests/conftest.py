@@ -31,6 +31,14 @@ def run(cmd: list[str] | str, cwd: Path, check: bool = True, env: dict | None = 
     return proc
 
 
+def registry_of(project: Path):
+    """The project's registry for its model (paths.registry, release.model_name)."""
+    from mlsys.release.registry import Registry
+
+    params = OmegaConf.load(project / "params.yaml")
+    return Registry(project / params.paths.registry, params.release.model_name)
+
+
 @pytest.fixture(scope="session")
 def full_config():
     """The committed params.yaml, typed."""
@@ -43,7 +51,7 @@ def full_config():
 @pytest.fixture(scope="session")
 def loaded_tables(full_config):
     """The default sources exactly as the snapshot stage reads them (pandas 3 dtypes)."""
-    return {name: read_source(name, src, REPO) for name, src in full_config.data.sources.items()}
+    return {name: read_source(name, src, REPO)[0] for name, src in full_config.data.sources.items()}
 
 
 @pytest.fixture(scope="session")

@@ -175,6 +175,15 @@ def validate_table(
     passed = frame[~bad].reset_index(drop=True)
     assert len(passed) + len(quarantined) == len(frame), "row reconciliation broken"
 
+    share = len(quarantined) / len(frame) if len(frame) else 0.0
+    if share > table.max_quarantine_fraction:
+        frame_failures.append(
+            {
+                "column": "<frame>",
+                "check": f"max_quarantine_fraction({table.max_quarantine_fraction})",
+                "failure_case": f"{len(quarantined):,} of {len(frame):,} rows ({share:.2%}) would be quarantined",
+            }
+        )
     if frame_failures:
         status = "failed"
     elif len(quarantined):
@@ -188,6 +197,7 @@ def validate_table(
         "rows_in": len(frame),
         "rows_passed": len(passed),
         "rows_quarantined": len(quarantined),
+        "quarantine_fraction": share,
         "frame_failures": frame_failures,
         "row_failures": row_failures,
         "contract": OmegaConf.to_container(table, resolve=True),

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import csv
 import importlib.metadata
 import importlib.util
+import io
+import zipfile
 from pathlib import Path
 
 import pandas as pd
 from omegaconf import DictConfig
 
-from mlsys.errors import ConfigError
+from mlsys.errors import ConfigError, ContractError
 from mlsys.io import file_sha256, require
+
+TRUNCATED_LINE = "truncated_line"
+MANIFEST = "snapshot.json"  # in paths.raw: each raw file's name and sha256; the snapshot's commit point
 
 
 def source_path(name: str, src: DictConfig, root: Path) -> Path:
@@ -35,15 +41,76 @@ def fingerprint(name: str, src: DictConfig, root: Path) -> dict[str, object]:
     return out
 
 
-def read_source(name: str, src: DictConfig, root: Path) -> pd.DataFrame:
-    """Read a source as it is upstream (no parsing: the snapshot keeps raw values)."""
+def raw_files_match(raw: Path, manifest: dict) -> list[str]:
+    """The raw files that are missing or differ from the sha256 the manifest records."""
+    bad = []
+    for entry in manifest["sources"].values():
+        file = entry.get("file") or {}
+        path = raw / str(file.get("name", "?"))
+        if not path.is_file() or file_sha256(path) != file.get("sha256"):
+            bad.append(str(path))
+    return bad
+
+
+def read_source(name: str, src: DictConfig, root: Path) -> tuple[pd.DataFrame, list[int]]:
+    """Read a source as it is upstream (no parsing: the snapshot keeps raw values), and the
+    rows of a CSV's last line if it looks cut (no final newline, or fewer fields than the
+    header): pandas would fill such a line with NaN; it is kept, to be quarantined.
+
+    A file that cannot be read as its format (empty, binary garbage, a broken archive) is a
+    ContractError naming the source and the file."""
+    import pyarrow as pa
+
     path = require(source_path(name, src, root), f"data.sources.{name}.path")
     suffixes = "".join(path.suffixes).lower()
     if ".parquet" in suffixes or src.kind == "parquet":
-        return pd.read_parquet(path)
-    if ".csv" in suffixes or src.kind == "csv":
-        return pd.read_csv(path)
-    raise ConfigError(f"data.sources.{name}.path: cannot tell the format of {path} (expected .csv or .parquet)")
+        fmt = "Parquet"
+    elif ".csv" in suffixes or src.kind == "csv":
+        fmt = "CSV"
+    else:
+        raise ConfigError(f"data.sources.{name}.path: cannot tell the format of {path} (expected .csv or .parquet)")
+    try:
+        if fmt == "Parquet":
+            return pd.read_parquet(path), []
+        frame = pd.read_csv(path)
+    except pd.errors.EmptyDataError as exc:
+        raise ContractError(f"data.sources.{name}: {path} is empty (no header, no rows)") from exc
+    except (ValueError, UnicodeDecodeError, OSError, EOFError, zipfile.BadZipFile, pa.ArrowException) as exc:
+        raise ContractError(f"data.sources.{name}: {path} is not a readable {fmt} file: {exc}") from exc
+    cut = len(frame) > 0 and suffixes.endswith(".csv") and _cut_last_line(path)
+    return frame, [len(frame) - 1] if cut else []
+
+
+def _cut_last_line(path: Path) -> bool:
+    """A plain CSV whose last line has no newline, or fewer fields than its header."""
+    with open(path, "rb") as fh:
+        header = fh.readline()
+        fh.seek(0, io.SEEK_END)
+        size = fh.tell()
+        fh.seek(max(0, size - (1 << 16)))
+        tail = fh.read()
+    if not tail.endswith((b"\n", b"\r")):
+        return True
+    last = tail.rstrip(b"\r\n").rsplit(b"\n", 1)[-1]
+
+    def fields(line: bytes) -> int:
+        return len(next(csv.reader([line.decode("utf-8", "replace").rstrip("\r\n")]), []))
+
+    return fields(last) < fields(header)
+
+
+def failure_cases(column: str, check: str, values: pd.Series) -> pd.DataFrame:
+    """Row failures found outside Pandera (unparseable times, truncated lines, impossible
+    dates), in the shape of Pandera's failure cases, so they are quarantined alike."""
+    return pd.DataFrame(
+        {
+            "schema_context": "Column",
+            "column": column,
+            "check": check,
+            "failure_case": values.astype(str).to_numpy(),
+            "index": values.index.to_numpy(),
+        }
+    )
 
 
 def parse_times(frame: pd.DataFrame, src: DictConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -65,15 +132,5 @@ def parse_times(frame: pd.DataFrame, src: DictConfig) -> tuple[pd.DataFrame, pd.
         frame[col] = parsed.astype("datetime64[us, UTC]")
         bad = raw.notna() & parsed.isna()
         if bad.any():
-            failures.append(
-                pd.DataFrame(
-                    {
-                        "schema_context": "Column",
-                        "column": col,
-                        "check": f"parse_timestamp(format={spec.format!r}, tz={spec.tz!r})",
-                        "failure_case": raw[bad].astype(str).to_numpy(),
-                        "index": frame.index[bad].to_numpy(),
-                    }
-                )
-            )
+            failures.append(failure_cases(col, f"parse_timestamp(format={spec.format!r}, tz={spec.tz!r})", raw[bad]))
     return frame, (pd.concat(failures, ignore_index=True) if failures else pd.DataFrame())

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,11 +13,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from mlsys.errors import ContractError
 from mlsys.features import FeaturePipeline
-from mlsys.io import atomic_write, read_json, require, write_json
+from mlsys.io import atomic_write, read_json, write_json
+from mlsys.model.integrity import FEATURES_FILE, MODEL_FILE, bundle_version, verify, write_checksums
 
-MODEL_FILE = "model.txt"
-FEATURES_FILE = "feature_state.json"
 META_FILE = "meta.json"
+CARD_FILE = "card.json"
 
 
 def lgb_params(model: DictConfig, training: DictConfig) -> dict[str, Any]:
@@ -120,21 +118,15 @@ def train_rounds(
 def save_model_dir(
     directory: Path, booster: Any, best_iteration: int, pipeline: FeaturePipeline, meta: Mapping[str, Any]
 ) -> Path:
-    """model.txt (best iteration only) + feature_state.json + meta.json."""
+    """model.txt (best iteration only) + feature_state.json + meta.json, and the checksums
+    of the first two (what every later load verifies)."""
     directory = Path(directory)
     text = booster.model_to_string(num_iteration=best_iteration)
     atomic_write(directory / MODEL_FILE, lambda p: p.write_text(text, encoding="utf-8"))
     write_json(directory / FEATURES_FILE, pipeline.state())
     write_json(directory / META_FILE, dict(meta))
+    write_checksums(directory, (MODEL_FILE, FEATURES_FILE))
     return directory
-
-
-def bundle_version(directory: Path) -> str:
-    """Content address of a model: hash of the model file and its feature state."""
-    digest = hashlib.sha256()
-    for name in (MODEL_FILE, FEATURES_FILE):
-        digest.update((Path(directory) / name).read_bytes())
-    return digest.hexdigest()[:12]
 
 
 @dataclass
@@ -153,16 +145,21 @@ class Model:
         return float(self.booster.predict(self.pipeline.transform_record(record), num_threads=1)[0])
 
 
-def load_model(directory: Path) -> Model:
-    """Load a model directory or bundle (model.txt + feature_state.json [+ meta/card])."""
+def load_model(directory: Path, version: str | None = None) -> Model:
+    """Load a model directory or bundle (model.txt + feature_state.json [+ meta/card]).
+
+    Its files are verified first (`integrity.verify`: checksums, and the content version
+    when `version` is given): LightGBM is never handed a file that changed since it was
+    written, since its loader can abort the process instead of raising."""
     import lightgbm as lgb
 
-    directory = require(Path(directory), "a model directory: run `dvc repro` (train stage)")
-    booster = lgb.Booster(model_file=str(require(directory / MODEL_FILE, "the LightGBM model file")))
+    directory = Path(directory)
+    verify(directory, version)
+    booster = lgb.Booster(model_file=str(directory / MODEL_FILE))
     pipeline = FeaturePipeline.from_state(read_json(directory / FEATURES_FILE, "the fitted feature state"))
     # A packaged bundle carries its card; a training output its meta.
-    meta_path = next((directory / n for n in ("card.json", META_FILE) if (directory / n).exists()), None)
-    meta = json.loads(meta_path.read_text()) if meta_path else {}
+    meta_path = next((directory / n for n in (CARD_FILE, META_FILE) if (directory / n).exists()), None)
+    meta = read_json(meta_path, "the model card") if meta_path else {}
     if booster.feature_name() != pipeline.names:
         raise ContractError(f"{directory}: model features {booster.feature_name()} != feature state {pipeline.names}")
     return Model(booster=booster, pipeline=pipeline, version=bundle_version(directory), meta=meta)

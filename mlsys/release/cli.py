@@ -2,29 +2,39 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import time
 
 from rich.console import Console
 from rich.table import Table
 
+from mlsys.errors import MlsysError
 from mlsys.release.registry import Registry
 
 
-def show(root: Path) -> None:
-    registry = Registry(root)
+def show(registry: Registry) -> None:
     live = registry.live()
-    table = Table(title=f"released models in {root} (* = live)")
-    for col in ("", "version", "data up to", "created", "test auc", "log loss", "brier", "made live"):
-        table.add_column(col, no_wrap=col != "made live")
+    table = Table(title=f"released versions of {registry.name} in {registry.root} (* = live)")
+    for col in ("", "version", "files", "data up to", "created", "test auc", "log loss", "brier", "made live"):
+        table.add_column(col, no_wrap=col not in ("made live", "files"))
     events: dict[str, list[str]] = {}
     for e in registry.history():
         events.setdefault(e["to"], []).append(f"{e['action']} {e['at'][:16]} {e['by']}")
     for version in registry.versions():
-        card = registry.card(version)
+        try:
+            registry.verified(version)
+            files = "ok"
+        except MlsysError as exc:  # a damaged version is shown, named, not fatal to the listing
+            files = f"DAMAGED: {exc}"
+        try:
+            card = registry.card(version)
+        except MlsysError:
+            table.add_row("*" if version == live else "", version, files, "?", "?", "?", "?", "?", "")
+            continue
         m = card["metrics"]
         table.add_row(
             "*" if version == live else "",
             version,
+            files,
             str(card.get("timeline", {}).get("newest_training_event", "?"))[:16],
             card["created_at"][:16],
             f"{m['auc']:.4f}",
@@ -37,9 +47,11 @@ def show(root: Path) -> None:
         print("no model is released yet: `dvc repro` releases a blessed candidate")
 
 
-def rollback(root: Path, to: str | None, reason: str) -> None:
-    event = Registry(root).rollback(to, reason)
+def rollback(registry: Registry, to: str | None, reason: str) -> None:
+    start = time.perf_counter()
+    event = registry.rollback(to, reason)
+    took = f"{time.perf_counter() - start:.1f}s, target verified and loaded in a child process first"
     if event.get("noop"):
         print(f"rollback: {event['to']} is already live; nothing changed")
     else:
-        print(f"rollback: {event['to']} is live (was {event['from']}); by {event['by']} at {event['at']}")
+        print(f"rollback: {event['to']} is live (was {event['from']}); by {event['by']} at {event['at']} ({took})")

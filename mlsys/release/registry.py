@@ -1,38 +1,52 @@
-"""The model registry: every released version kept, one `released` pointer, an event log.
+"""The model registry: every released version kept, one pointer per model, an event log.
 
-    registry/
-      versions/<version>/   model.txt, feature_state.json, card.json, blessing.json, params.yaml
-      released.json         {"live": version, "stack": [...], "at", "by", "action"}
-      history.jsonl         one line per release / rollback: who, what, when, why
+    registry/                        (paths.registry: point it at shared storage for a team)
+      <model_name>/                  (release.model_name, default the data set's name)
+        versions/<version>/          model.txt, feature_state.json, profile.json, card.json,
+                                     blessing.json, params.yaml, added.json, checksums.json
+        released.json                {"format", "model", "live", "stack", "revoked",
+                                      "candidate", "shadow", "canary", "event"}
+        history.jsonl                one line per release / rollback: who, what, when, why
+        .lock                        `filelock`: one writer at a time, across processes
 
-A version folder is written under a temporary name and renamed into place; the pointer
-is replaced atomically (`os.replace`) only after that. A crash at any point leaves the
-previous pointer, and so the previous model, live.
+A version folder is written under a unique temporary name, fsynced, verified against its
+checksums and renamed into place; the pointer is replaced atomically (`os.replace`) only
+after that, and only to a version that verifies. A crash at any point leaves the previous
+pointer, and so the previous model, live. A registry written before model names (flat:
+`registry/versions/`, `registry/released.json`) is read as is and moved into its model's
+folder on the first write.
 """
 
 from __future__ import annotations
 
-import fcntl
 import getpass
 import json
 import os
+import re
 import shutil
 import socket
-from collections.abc import Iterator
+import tempfile
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from mlsys.errors import ExitCode, MissingInputError, MlsysError
-from mlsys.io import write_json
+from mlsys.errors import ConcurrentChangeError, ExitCode, IntegrityError, MissingInputError, MlsysError, UsageError
+from mlsys.io import fsync_dir, read_json, storage, write_json
+from mlsys.model.integrity import listed, probe, verify, write_checksums
 
 POINTER = "released.json"
 HISTORY = "history.jsonl"
+ADDED = "added.json"
+FORMAT = 2  # of released.json; 1: the flat registry before model names
+VERSION = re.compile(r"[0-9a-f]{12}")  # bundle_version: the content address of a model
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+LOCK_SECONDS = 60.0
 
 
 class RegistryError(MlsysError):
-    """A registry operation that cannot be done (nothing to roll back to, a race)."""
+    """A registry operation that cannot be done (nothing to roll back to)."""
 
     code = ExitCode.MISSING_INPUT
 
@@ -43,6 +57,19 @@ class RevokedError(MlsysError):
     code = ExitCode.GATE
 
 
+def check_version(version: Any, where: str = "version") -> str:
+    """`version` if it has the form of a model version (12 hex digits), else a UsageError."""
+    if not isinstance(version, str) or not VERSION.fullmatch(version):
+        raise UsageError(f"{where}: {version!r} is not a model version (12 hex digits, e.g. 0e243f3e5051)")
+    return version
+
+
+def check_name(name: Any, where: str = "release.model_name") -> str:
+    if not isinstance(name, str) or not NAME.fullmatch(name) or name == "versions":
+        raise UsageError(f"{where}: {name!r} is not a model name (letters, digits, '.', '_', '-'; not 'versions')")
+    return name
+
+
 def _who() -> str:
     return os.environ.get("MLSYS_USER") or f"{getpass.getuser()}@{socket.gethostname()}"
 
@@ -51,36 +78,77 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+def _fsync_tree(folder: Path) -> None:
+    for path in folder.rglob("*"):
+        if path.is_file():
+            with open(path, "rb") as fh:
+                os.fsync(fh.fileno())
+    fsync_dir(folder)
+
+
 class Registry:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, name: str) -> None:
         self.root = Path(root)
-        self.versions_dir = self.root / "versions"
+        self.name = check_name(name)
+        self.dir = self.root / self.name
+
+    # --- layout (a flat registry of format 1 is read in place until the first write) ---
+    @property
+    def versions_dir(self) -> Path:
+        new, old = self.dir / "versions", self.root / "versions"
+        return old if not new.is_dir() and old.is_dir() else new
+
+    @property
+    def pointer_path(self) -> Path:
+        new, old = self.dir / POINTER, self.root / POINTER
+        return old if not new.exists() and old.exists() else new
 
     # --- reading ---------------------------------------------------------------------
     def pointer(self) -> dict[str, Any] | None:
-        path = self.root / POINTER
-        return json.loads(path.read_text()) if path.exists() else None
+        path = self.pointer_path
+        if not path.exists():
+            return None
+        pointer = read_json(path, "the registry's pointer")
+        if not isinstance(pointer, dict) or not VERSION.fullmatch(str(pointer.get("live"))):
+            raise IntegrityError(f"{path}: not a registry pointer (its 'live' is not a model version)")
+        defaults = {"candidate": None, "shadow": None, "canary": None, "revoked": {}, "stack": [pointer["live"]]}
+        return {**defaults, **pointer, "format": FORMAT, "model": self.name}
 
     def live(self) -> str | None:
         pointer = self.pointer()
         return pointer["live"] if pointer else None
 
     def path(self, version: str) -> Path:
-        path = self.versions_dir / version
+        """The folder of a kept version (its form and existence checked)."""
+        path = self.versions_dir / check_version(version)
         if not path.is_dir():
             known = ", ".join(self.versions()) or "none"
             raise MissingInputError(f"{path}: no such released version (known: {known})")
         return path
 
+    def verified(self, version: str) -> Path:
+        """The folder of a kept version whose files all match their checksums."""
+        path = self.path(version)
+        verify(path, version)
+        return path
+
     def versions(self) -> list[str]:
         """Versions in the order they were first added."""
-        if not self.versions_dir.is_dir():
+        folder = self.versions_dir
+        if not folder.is_dir():
             return []
-        dirs = [d for d in self.versions_dir.iterdir() if d.is_dir() and not d.name.startswith(".")]
-        return [d.name for d in sorted(dirs, key=lambda d: json.loads((d / "added.json").read_text())["at"])]
+
+        def added(d: Path) -> str:
+            try:
+                return str(json.loads((d / ADDED).read_text())["at"])
+            except (OSError, ValueError, KeyError):
+                return datetime.fromtimestamp(d.stat().st_mtime, UTC).isoformat()
+
+        dirs = [d for d in folder.iterdir() if d.is_dir() and VERSION.fullmatch(d.name)]
+        return [d.name for d in sorted(dirs, key=added)]
 
     def card(self, version: str) -> dict[str, Any]:
-        return json.loads((self.path(version) / "card.json").read_text())
+        return read_json(self.path(version) / "card.json", f"the card of version {version}")
 
     def timeline(self, version: str) -> dict[str, Any]:
         """How old a version's knowledge is: its card's stage times, and when it was last made live."""
@@ -89,64 +157,129 @@ class Registry:
 
     def history(self) -> list[dict[str, Any]]:
         """Every release / rollback, oldest first (the pointer's own event if its line is missing)."""
-        path = self.root / HISTORY
-        events = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+        path = self.pointer_path.parent / HISTORY
+        events = []
+        if path.exists():
+            for line in path.read_text(encoding="utf-8").splitlines():
+                try:
+                    events.append(json.loads(line))
+                except ValueError:  # a line cut by a crash mid-append
+                    continue
         pointer = self.pointer()
         if pointer and pointer.get("event") and pointer["event"] not in events:
             events.append(pointer["event"])
         return events
-
-    # --- writing ---------------------------------------------------------------------
-    def add(self, bundle: Path, version: str, extra: dict[str, str]) -> Path:
-        """Copy a bundle (+ extra text files, e.g. blessing, params) in as `version`."""
-        target = self.versions_dir / version
-        if target.is_dir():
-            return target  # content-addressed: the same version is the same model
-        tmp = self.versions_dir / f".{version}.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.copytree(bundle, tmp)
-        for name, text in extra.items():
-            (tmp / name).write_text(text, encoding="utf-8")
-        write_json(tmp / "added.json", {"at": datetime.now(UTC).isoformat(), "by": _who()})
-        os.replace(tmp, target)
-        return target
-
-    @contextmanager
-    def lock(self) -> Iterator[None]:
-        """Exclusive lock for a read-check-switch of the pointer (releases, rollbacks)."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / ".lock", "w") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
 
     def revoked(self) -> dict[str, str]:
         """Versions rolled away from -> when; they are not released again automatically."""
         pointer = self.pointer()
         return dict(pointer.get("revoked", {})) if pointer else {}
 
+    # --- writing ---------------------------------------------------------------------
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Exclusive lock for a write (add, release, rollback), across processes and hosts
+        that share the registry folder; a flat registry is migrated under it first."""
+        from filelock import FileLock, Timeout
+
+        lock = FileLock(self.dir / ".lock")
+        with storage(self.dir / ".lock", "take the registry lock"):
+            self.dir.mkdir(parents=True, exist_ok=True)
+            try:
+                lock.acquire(timeout=LOCK_SECONDS)
+            except Timeout as exc:  # a TimeoutError, so an OSError: told apart here
+                raise ConcurrentChangeError(
+                    f"{self.dir}: the registry lock is held by another release or rollback for over "
+                    f"{LOCK_SECONDS:.0f}s; rerun when it is done"
+                ) from exc
+        try:
+            self._migrate()
+            yield
+        finally:
+            lock.release()
+
+    def _migrate(self) -> None:
+        """Move a flat (format 1) registry into its model's folder; idempotent, crash-safe:
+        versions get checksums first, then move, then the pointer, then the old pointer goes."""
+        old_versions, old_pointer = self.root / "versions", self.root / POINTER
+        if not old_versions.is_dir() and not old_pointer.exists():
+            return
+        with storage(self.root, "migrate the flat registry"):
+            if old_versions.is_dir():
+                for folder in old_versions.iterdir():
+                    if folder.is_dir() and VERSION.fullmatch(folder.name) and not listed(folder):
+                        verify(folder, folder.name)
+                        write_checksums(folder, [f.name for f in folder.iterdir() if f.is_file()])
+                if not (self.dir / "versions").exists():
+                    os.rename(old_versions, self.dir / "versions")
+            if old_pointer.exists():
+                if not (self.dir / POINTER).exists():
+                    pointer = read_json(old_pointer, "the flat registry's pointer")
+                    write_json(self.dir / POINTER, {**self._defaults(), **pointer})
+                if (self.root / HISTORY).exists() and not (self.dir / HISTORY).exists():
+                    os.rename(self.root / HISTORY, self.dir / HISTORY)
+                old_pointer.unlink()
+            print(f"registry: moved the flat registry {self.root} into {self.dir} (format {FORMAT})")
+
+    def _defaults(self) -> dict[str, Any]:
+        return {"format": FORMAT, "model": self.name, "candidate": None, "shadow": None, "canary": None}
+
+    def add(self, bundle: Path, version: str, extra: dict[str, str]) -> Path:
+        """Copy a bundle (+ extra text files, e.g. blessing, params) in as `version`.
+
+        The copy is written under a unique temporary name, fsynced and verified against its
+        checksums before the rename makes it visible; a refused write leaves nothing behind."""
+        check_version(version)
+        verify(bundle, None)
+        with self.lock():
+            versions = self.versions_dir
+            target = versions / version
+            if target.is_dir():
+                verify(target, version)
+                return target  # content-addressed: the same version is the same model
+            tmp: Path | None = None
+            try:
+                with storage(versions, f"add version {version}"):
+                    versions.mkdir(parents=True, exist_ok=True)
+                    tmp = Path(tempfile.mkdtemp(dir=versions, prefix=f".{version}."))
+                    shutil.copytree(bundle, tmp, dirs_exist_ok=True)
+                    for name, text in extra.items():
+                        (tmp / name).write_text(text, encoding="utf-8")
+                    write_json(tmp / ADDED, {"at": datetime.now(UTC).isoformat(), "by": _who()})
+                    write_checksums(tmp, [*listed(tmp), *extra, ADDED])
+                    _fsync_tree(tmp)
+                    verify(tmp, version)
+                    os.chmod(tmp, 0o755)
+                    os.rename(tmp, target)
+                    fsync_dir(versions)
+                    tmp = None
+            finally:
+                if tmp is not None:
+                    shutil.rmtree(tmp, ignore_errors=True)
+            return target
+
     def _switch(self, stack: list[str], action: str, reason: str, revoked: dict[str, str]) -> dict[str, Any]:
         before = self.live()
         event = {"action": action, "from": before, "to": stack[-1], "at": _now(), "by": _who(), "reason": reason}
         # The pointer carries its own event: if the process dies before the history line
         # is appended, history() still reports who made the live version live.
-        write_json(self.root / POINTER, {"live": stack[-1], "stack": stack, "revoked": revoked, "event": event})
-        with open(self.root / HISTORY, "a", encoding="utf-8") as fh:
+        current = self.pointer() or {}
+        pointer = {**self._defaults(), **current, "live": stack[-1], "stack": stack, "revoked": revoked, "event": event}
+        write_json(self.dir / POINTER, pointer)
+        with storage(self.dir / HISTORY, "append to"), open(self.dir / HISTORY, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(event, sort_keys=True) + "\n")
         return event
 
     def release(self, version: str, reason: str = "", expected_live: str | None = None) -> dict[str, Any]:
         """Make a blessed `version` live. Refuses a version a rollback took away (release
         it again on purpose with `rollback --to`) and, if the live version changed since the
-        candidate was gated against it (`expected_live`), asks for a rerun."""
-        self.path(version)
+        candidate was gated against it (`expected_live`), asks for a rerun (exit 9)."""
+        self.verified(version)
         with self.lock():
             pointer = self.pointer()
             live = pointer["live"] if pointer else None
             if expected_live != live:
-                raise RegistryError(
+                raise ConcurrentChangeError(
                     f"the live version changed from {expected_live} to {live} while the "
                     "candidate was gated; rerun the release"
                 )
@@ -161,24 +294,44 @@ class Registry:
             stack = [*(pointer["stack"] if pointer else []), version]
             return self._switch(stack, "release", reason, revoked)
 
-    def rollback(self, to: str | None = None, reason: str = "") -> dict[str, Any]:
+    def rollback(
+        self, to: str | None = None, reason: str = "", check: Callable[[Path, str], str | None] | None = probe
+    ) -> dict[str, Any]:
         """Make the previously live version live again, or `to` (any kept version).
-        The version rolled away from is revoked: the release stage will not re-release it."""
+
+        The target is verified and loaded in a child process (`check`) before the pointer
+        moves, so a corrupt version is refused with the live one untouched. The version
+        rolled away from is revoked: the release stage will not re-release it."""
+        pointer = self.pointer()
+        if pointer is None:
+            raise RegistryError(f"{self.dir}: nothing is released, nothing to roll back")
+        stack, live = list(pointer["stack"]), pointer["live"]
+        if to is None:
+            if len(stack) < 2:
+                raise RegistryError(f"{self.dir}: {live} is the only version ever live; use --to VERSION")
+            target = stack[-2]
+        else:
+            target = check_version(to, "rollback --to")
+        path = self.path(target)
+        if target == live:
+            return {"action": "rollback", "from": live, "to": live, "noop": True, "at": _now(), "by": _who()}
+        try:
+            verify(path, target)
+        except IntegrityError as exc:
+            raise IntegrityError(f"rollback refused, {live} stays live: {exc}") from exc
+        failure = check(path, target) if check else None
+        if failure:
+            raise IntegrityError(f"rollback refused, {live} stays live: {failure}")
         with self.lock():
-            pointer = self.pointer()
-            if pointer is None:
-                raise RegistryError(f"{self.root}: nothing is released, nothing to roll back")
-            stack, live = list(pointer["stack"]), pointer["live"]
+            now = self.pointer()
+            if now is None or now["live"] != live or now["stack"] != pointer["stack"]:
+                raise ConcurrentChangeError(
+                    f"the registry changed while {target} was being checked "
+                    f"(live {live} -> {now and now['live']}); rerun the rollback"
+                )
             revoked = self.revoked()
-            if to is None:
-                if len(stack) < 2:
-                    raise RegistryError(f"{self.root}: {live} is the only version ever live; use --to VERSION")
-                stack.pop()
-            else:
-                self.path(to)
-                if to == live:
-                    return {"action": "rollback", "from": live, "to": live, "noop": True, "at": _now(), "by": _who()}
-                stack = [v for v in stack if v != to] + [to]
-                revoked.pop(to, None)  # chosen by a person: no longer revoked
+            stack = [v for v in stack if v != target] + [target] if to is not None else stack[:-1]
+            if to is not None:
+                revoked.pop(target, None)  # chosen by a person: no longer revoked
             revoked[live] = _now()
             return self._switch(stack, "rollback", reason, revoked)

@@ -1,20 +1,28 @@
 """The HTTP service: FastAPI under uvicorn, serving the registry's live model.
 
 `POST /predict` takes one record or a list. Per record, by `inference.mode`: `static`
-answers from the batch store, `dynamic` computes, `hybrid` answers from the store when it
-holds a prediction by the served model and computes otherwise; each answer says which path
-served it. Computing merges the online feature table's row for the entity with the request
-(the request wins), then runs the model's own feature pipeline on the record.
+answers from the batch store's table of the served model, `dynamic` computes, `hybrid`
+answers from that table and computes on a miss; each answer says which path served it.
+Computing merges the online feature table's row for the entity with the request (the
+request wins), then runs the model's own feature pipeline on the record.
 
-The served model is one immutable object, swapped by a background thread when the
-registry's live pointer changes (release or rollback): a request in flight keeps the model
-it started with, and no request ever waits for a load.
+Everything a request reads (model, online table, store) is one immutable `State`, rebuilt
+and swapped in one reference by a background thread when the registry's live pointer or a
+table file changes: a request in flight keeps the state it started with, and never waits
+for a load. A table the mode needs that is missing or unreadable makes `/readyz` 503 and
+the records that need it 503 (`lookup_unavailable`), never a score computed with silently
+missing features. A live version that cannot be loaded (corrupt files) leaves the old model
+serving, with `mlsys_model_mismatch` 1 and the reason in `/metrics`: one bad file must not
+take every replica out.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
+import os
+import sqlite3
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -33,11 +41,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from mlsys.data.build import EVENT_LOCAL, event_time_of
+from mlsys.errors import ConfigError, MlsysError
 from mlsys.model import Model, load_model
 from mlsys.release.registry import Registry
 from mlsys.serving.log import RequestLog
-from mlsys.serving.request import request_model
-from mlsys.serving.store import entity, online_reader, prediction_reader
+from mlsys.serving.request import lookup_specs, request_model
+from mlsys.serving.store import Reader, entity, has_predictions, online_reader, prediction_reader
 
 
 @dataclass(frozen=True)
@@ -46,6 +55,32 @@ class Served:
     version: str
     card: dict[str, Any]
     loaded_at: str
+
+
+@dataclass(frozen=True)
+class Online:
+    """The online feature table as last opened: its reader, or why it cannot be read."""
+
+    reader: Reader | None
+    names: list[str]
+    example: dict[str, Any]
+    problem: str | None
+
+
+@dataclass(frozen=True)
+class State:
+    served: Served | None
+    online: Online
+    store: Reader | None  # the batch predictions of the served model
+    mismatch: tuple[str, str] | None  # (live version, why it is not the one served)
+
+
+class Unavailable(Exception):
+    """A record needs a table that cannot be read: 503, naming it."""
+
+    def __init__(self, kind: str, detail: str) -> None:
+        super().__init__(detail)
+        self.kind, self.detail = kind, detail
 
 
 class Metrics:
@@ -65,6 +100,16 @@ class Metrics:
         )
         self.model_info = Gauge("mlsys_model_info", "The served model (value 1)", ["version"], registry=r)
         self.reloads = Counter("mlsys_model_reloads", "Model switches without restart", registry=r)
+        self.mismatch = Gauge(
+            "mlsys_model_mismatch",
+            "1 while the registry's live version is not the one served (it failed to load)",
+            registry=r,
+        )
+        self.load_error = Gauge(
+            "mlsys_model_load_error", "Why the live version is not served (value 1)", ["version", "reason"], registry=r
+        )
+        self.misses = Counter("mlsys_lookup_misses", "Entities not found in a table", ["table"], registry=r)
+        self.available = Gauge("mlsys_table_available", "1 if the table can be read", ["table"], registry=r)
 
 
 class Service:
@@ -78,80 +123,159 @@ class Service:
         self.mode = cfg.inference.mode
         self.key = list(cfg.data.key)
         self.event_time = OmegaConf.to_container(cfg.data.event_time, resolve=True)
-        self.registry = Registry(root / p.registry)
+        self.registry = Registry(root / p.registry, cfg.release.model_name)
+        self.online_path, self.store_path = root / p.online, root / p.store
+        self.needs_online = self.mode != "static" and bool(lookup_specs(cfg))
         self.metrics = Metrics()
         self.log = RequestLog(root / p.request_log, cfg.inference.request_log.sample_rate)
-        self.served: Served | None = None
+        self.request_type = request_model(cfg)
+        self.adapter = TypeAdapter(list[self.request_type])  # type: ignore[name-defined]
+        self.state = State(served=None, online=Online(None, [], {}, "not opened yet"), store=None, mismatch=None)
         self._stamps: dict[str, Any] = {}
         self.reload()
 
     # --- state ----------------------------------------------------------------------
-    def _open_tables(self) -> None:
-        p = self.cfg.paths
-        self.online, kinds, self.example = online_reader(self.root / p.online)
-        self.lookup_names = list(kinds)
-        self.store = prediction_reader(self.root / p.store)
-        self.request_type = request_model(self.cfg, kinds)
-        self.adapter = TypeAdapter(list[self.request_type])  # type: ignore[name-defined]
-
-    def _stamp(self, path: Path) -> tuple[int, int] | None:
+    @staticmethod
+    def _stamp(path: Path) -> tuple[int, int] | None:
         try:
             st = path.stat()
         except FileNotFoundError:
             return None
         return st.st_ino, st.st_mtime_ns
 
+    def _open_online(self) -> Online:
+        try:
+            reader, kinds, example = online_reader(self.online_path)
+        except sqlite3.Error as exc:
+            what = "missing" if str(exc) == "missing" else f"unreadable ({exc})"
+            return Online(None, [], {}, f"{self.online_path} is {what}: run `dvc repro online`")
+        return Online(reader, list(kinds), example, None)
+
+    def _model(self, state: State) -> tuple[Served | None, tuple[str, str] | None]:
+        """The model to serve: the pinned one, or the registry's live version if it loads;
+        else the one served now, and why the live one is not."""
+        served = state.served
+        if self.pinned is not None:
+            if served is None:
+                model = load_model(self.pinned)
+                served = Served(model, model.version, model.meta, datetime.now(UTC).isoformat(timespec="seconds"))
+            return served, None
+        try:
+            live = self.registry.live()
+        except MlsysError as exc:
+            return served, ("unknown", f"the registry's pointer cannot be read: {exc}")
+        if live is None or (served is not None and served.version == live):
+            return served, None
+        try:
+            model = load_model(self.registry.path(live), version=live)  # verified first: never a corrupt file
+        except MlsysError as exc:
+            return served, (live, str(exc))
+        return Served(model, model.version, model.meta, datetime.now(UTC).isoformat(timespec="seconds")), None
+
     def reload(self) -> None:
         """Pick up a new live model, online table or batch store (no restart)."""
-        p = self.cfg.paths
         stamps = {
-            "pointer": self._stamp(self.registry.root / "released.json"),
-            "online": self._stamp(self.root / p.online),
+            "pointer": self._stamp(self.registry.pointer_path),
+            "online": self._stamp(self.online_path),
+            "store": self._stamp(self.store_path),
         }
-        if stamps == self._stamps:
+        old = self.state
+        if stamps == self._stamps and old.mismatch is None:
             return
-        if self.pinned is not None:
-            source = self.pinned if self.served is None else None
-        else:
-            live = self.registry.live()
-            changed = live is not None and (self.served is None or self.served.version != live)
-            source = self.registry.path(live) if changed else None
-        if source is not None:
-            model = load_model(source)
-            old = self.served
-            self.served = Served(model, model.version, model.meta, datetime.now(UTC).isoformat(timespec="seconds"))
-            self.metrics.model_info.labels(model.version).set(1)
-            if old is not None:
-                self.metrics.model_info.remove(old.version)
-                self.metrics.reloads.inc()
-        if not self._stamps or stamps["online"] != self._stamps["online"]:  # the store is rewritten in place
-            self._open_tables()
+        served, mismatch = self._model(old)
+        online = self._open_online() if stamps["online"] != self._stamps.get("online") else old.online
+        changed = served is not old.served or stamps["store"] != self._stamps.get("store")
+        store = old.store if not changed else (prediction_reader(self.store_path, served.version) if served else None)
+        self.state = State(served=served, online=online, store=store, mismatch=mismatch)
         self._stamps = stamps
+        self._record(old, self.state)
+
+    def _record(self, old: State, new: State) -> None:
+        """Metrics and one log line per change of what is served or why not."""
+        m = self.metrics
+        if new.served is not old.served and new.served is not None:
+            m.model_info.labels(new.served.version).set(1)
+            if old.served is not None:
+                m.model_info.remove(old.served.version)
+                m.reloads.inc()
+        if new.mismatch != old.mismatch:
+            if old.mismatch is not None:
+                m.load_error.remove(old.mismatch[0], old.mismatch[1][:200])
+            if new.mismatch is not None:
+                m.load_error.labels(new.mismatch[0], new.mismatch[1][:200]).set(1)
+                serving = new.served.version if new.served else "nothing"
+                print(
+                    f"serve: live version {new.mismatch[0]} not loaded, serving {serving}: {new.mismatch[1]}",
+                    flush=True,
+                )
+        m.mismatch.set(0 if new.mismatch is None else 1)
+        m.available.labels("online").set(0 if new.online.problem else 1)
+        if new.online.problem and new.online.problem != old.online.problem and self.needs_online:
+            print(f"serve: online table unavailable: {new.online.problem}", flush=True)
+
+    def problems(self, state: State) -> list[str]:
+        """Why the service cannot answer as its mode promises (empty: ready)."""
+        out = []
+        if state.served is None:
+            out.append(state.mismatch[1] if state.mismatch else "no model is released yet: run `dvc repro` (release)")
+        if self.needs_online and state.online.problem:
+            out.append(f"online table: {state.online.problem}")
+        if self.mode == "static" and state.served and not has_predictions(self.store_path, state.served.version):
+            out.append(
+                f"lookup store {self.store_path} has no predictions by {state.served.version}: run `mlsys predict`"
+            )
+        return out
 
     # --- scoring --------------------------------------------------------------------
-    def features(self, record: dict[str, Any], key: str) -> dict[str, Any]:
+    def features(self, state: State, record: dict[str, Any], key: str) -> dict[str, Any]:
         """Online row for the entity, overlaid with what the request carries, + event time."""
-        row = self.online.one(key)
-        merged = dict(zip(self.lookup_names, row[1:], strict=True)) if row else {}
+        merged: dict[str, Any] = {}
+        if self.needs_online:
+            online = state.online
+            if online.reader is None:
+                raise Unavailable("lookup_unavailable", f"online table: {online.problem}")
+            try:
+                row = online.reader.one(key)
+            except sqlite3.Error as exc:
+                raise Unavailable("lookup_unavailable", f"online table {self.online_path} unreadable: {exc}") from exc
+            if row is None:
+                self.metrics.misses.labels("online").inc()
+            else:
+                merged = dict(zip(online.names, row[1:], strict=True))
         merged.update(record)
         merged[EVENT_LOCAL] = event_time_of(record, self.event_time, local=True)
         return merged
 
-    def score(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        served = self.served  # one model for the whole request, whatever a reload does meanwhile
+    def _stored(self, state: State, key: str) -> tuple | None:
+        """The served model's batch prediction for the entity, if the store has it."""
+        if state.store is None:
+            return None
+        try:
+            hit = state.store.one(key)
+        except sqlite3.Error as exc:
+            if self.mode == "static":
+                what = "has no predictions by the served model" if "no such table" in str(exc) else f"unreadable: {exc}"
+                raise Unavailable("store_unavailable", f"lookup store {self.store_path} {what}") from exc
+            return None  # hybrid: compute instead
+        if hit is None:
+            self.metrics.misses.labels("store").inc()
+        return hit
+
+    def score(self, state: State, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        served = state.served  # one model for the whole request, whatever a reload does meanwhile
         if served is None:
-            raise RuntimeError("no model is released yet")
+            raise Unavailable("not_ready", "; ".join(self.problems(state)))
         out: list[dict[str, Any]] = [{} for _ in records]
         todo: list[tuple[int, str, dict[str, Any]]] = []
         for i, rec in enumerate(records):
             key = entity(rec, self.key)
-            hit = self.store.one(key) if self.mode != "dynamic" else None
-            if hit is not None and (self.mode == "static" or hit[1] == served.version):
-                out[i] = {"entity": key, "score": hit[0], "model_version": hit[1], "path": "static"}
+            hit = self._stored(state, key) if self.mode != "dynamic" else None
+            if hit is not None:
+                out[i] = {"entity": key, "score": hit[0], "model_version": served.version, "path": "static"}
             elif self.mode == "static":
                 out[i] = {"entity": key, "error": "no batch prediction for this entity (inference.mode: static)"}
             else:
-                todo.append((i, key, self.features(rec, key)))
+                todo.append((i, key, self.features(state, rec, key)))
         if todo:
             pipe = served.model.pipeline
             x = np.vstack([pipe.transform_record(f) for _, _, f in todo])
@@ -162,15 +286,40 @@ class Service:
         return out
 
 
-def _error(status: int, kind: str, detail: Any) -> JSONResponse:
-    return JSONResponse({"error": kind, "detail": detail}, status_code=status)
+def _error(status: int, kind: str, detail: Any, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": kind, "detail": detail}, status_code=status, headers=headers)
 
 
 def _json_safe(v: Any) -> Any:
     return None if isinstance(v, float) and not np.isfinite(v) else v
 
 
+def _token(server: DictConfig) -> bytes | None:
+    """The bearer token /predict requires (from the environment variable the config names)."""
+    if not server.auth_token_env:
+        return None
+    token = os.environ.get(server.auth_token_env)
+    if not token:
+        raise ConfigError(
+            f"inference.server.auth_token_env: the environment variable {server.auth_token_env!r} is not set "
+            "(it holds the bearer token /predict requires)"
+        )
+    return token.encode()
+
+
+async def _body(request: Request, limit: int) -> bytes | None:
+    """The body, read as it streams in; None as soon as it passes `limit` bytes."""
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def create_app(cfg: DictConfig, root: Path, pinned: Path | None = None) -> FastAPI:
+    token = _token(cfg.inference.server)
     service = Service(cfg, root, pinned)
     limits = SimpleNamespace(**OmegaConf.to_container(cfg.inference.server))  # plain: read per request
 
@@ -180,7 +329,8 @@ def create_app(cfg: DictConfig, root: Path, pinned: Path | None = None) -> FastA
                 service.reload()
             except Exception as exc:  # a bad release must not kill the service: keep serving
                 service.metrics.errors.labels("reload").inc()
-                print(f"serve: reload failed, still serving {service.served and service.served.version}: {exc}")
+                served = service.state.served
+                print(f"serve: reload failed, still serving {served and served.version}: {exc}", flush=True)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -197,14 +347,16 @@ def create_app(cfg: DictConfig, root: Path, pinned: Path | None = None) -> FastA
     m = service.metrics
 
     @app.get("/livez")
-    async def livez() -> dict[str, str]:
-        return {"status": "alive"}
+    async def livez() -> dict[str, Any]:
+        return {"status": "alive", "pid": os.getpid()}
 
     @app.get("/readyz")
     async def readyz() -> Response:
-        if service.served is None:
-            return _error(503, "not_ready", "no model is released yet: run `dvc repro` (release stage)")
-        return JSONResponse({"status": "ready", "model_version": service.served.version, "mode": service.mode})
+        state = service.state
+        problems = service.problems(state)
+        if problems:
+            return _error(503, "not_ready", problems)
+        return JSONResponse({"status": "ready", "model_version": state.served.version, "mode": service.mode})
 
     @app.get("/metrics")
     async def metrics() -> Response:
@@ -212,9 +364,10 @@ def create_app(cfg: DictConfig, root: Path, pinned: Path | None = None) -> FastA
 
     @app.get("/model")
     async def model() -> Response:
-        served = service.served
+        state = service.state
+        served = state.served
         if served is None:
-            return _error(503, "not_ready", "no model is released yet")
+            return _error(503, "not_ready", service.problems(state))
         return JSONResponse(
             {
                 "version": served.version,
@@ -223,7 +376,7 @@ def create_app(cfg: DictConfig, root: Path, pinned: Path | None = None) -> FastA
                 "timeline": service.registry.timeline(served.version),
                 "card": served.card,
                 "request_fields": json.loads(json.dumps(service.request_type.model_json_schema(), default=str)),
-                "example_request": service.example,
+                "example_request": state.online.example,
             }
         )
 
@@ -232,19 +385,31 @@ def create_app(cfg: DictConfig, root: Path, pinned: Path | None = None) -> FastA
         start = time.perf_counter()
         status, kind = 200, ""
         try:
+            if token is not None:
+                given = request.headers.get("authorization", "")
+                if not (given.startswith("Bearer ") and hmac.compare_digest(given[7:].encode(), token)):
+                    status, kind = 401, "unauthorized"
+                    return _error(401, kind, "a bearer token is required", {"WWW-Authenticate": "Bearer"})
+            ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+            if ctype != "application/json" and not ctype.endswith("+json"):
+                status, kind = 415, "unsupported_media_type"
+                return _error(415, kind, f"content-type {ctype or '(none)'}: send application/json")
             declared = request.headers.get("content-length")
-            if declared is not None and int(declared) > limits.max_body_bytes:
+            if declared is not None and declared.isdigit() and int(declared) > limits.max_body_bytes:
                 status, kind = 413, "too_large"
                 return _error(413, kind, f"body of {declared} bytes > inference.server.max_body_bytes")
-            body = await request.body()
-            if len(body) > limits.max_body_bytes:
+            body = await _body(request, limits.max_body_bytes)
+            if body is None:
                 status, kind = 413, "too_large"
-                return _error(413, kind, f"body of {len(body)} bytes > inference.server.max_body_bytes")
+                return _error(413, kind, f"body over inference.server.max_body_bytes={limits.max_body_bytes}")
             try:
                 payload = json.loads(body)
             except (json.JSONDecodeError, UnicodeDecodeError) as exc:
                 status, kind = 422, "malformed_json"
                 return _error(422, kind, f"the body is not valid JSON: {exc}")
+            except RecursionError:
+                status, kind = 422, "malformed_json"
+                return _error(422, kind, "the body is nested deeper than the JSON parser's limit")
             single = isinstance(payload, dict)
             items = [payload] if single else payload
             if not isinstance(items, list) or not items:
@@ -268,10 +433,15 @@ def create_app(cfg: DictConfig, root: Path, pinned: Path | None = None) -> FastA
                 ]
                 return _error(422, kind, errors)
             records = [r.model_dump(exclude_none=True) for r in parsed]
-            if len(records) > 32:
-                results = await asyncio.to_thread(service.score, records)
-            else:
-                results = service.score(records)
+            state = service.state  # one state (model, tables) for the whole request
+            try:
+                if len(records) > 32:
+                    results = await asyncio.to_thread(service.score, state, records)
+                else:
+                    results = service.score(state, records)
+            except Unavailable as exc:
+                status, kind = 503, exc.kind
+                return _error(503, kind, exc.detail)
             if single and "error" in results[0]:
                 status, kind = 404, "not_found"
                 return _error(404, kind, results[0]["error"])

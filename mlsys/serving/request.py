@@ -1,25 +1,36 @@
 """The serving form of the contract: what a caller sends, as a pydantic model generated from
-the primary source's contract (per-request Pandera would cost milliseconds; Pandera checks
-the logged requests in batches instead).
+the contracts (per-request Pandera would cost milliseconds; Pandera checks the logged
+requests in batches instead, against the same serving table).
 
 A request carries what the upstream system knows before the event: the primary table's
 columns that are not known only after the outcome. Columns that come from other tables
 (as-of joins, lookups, aggregates) are looked up in the online feature table; a request may
-also carry them, and then its values are used.
+also carry them, and then its values are used, held to the bounds of the table they come
+from (and of `contract.dataset`, where it declares them).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import pandas as pd
-from omegaconf import DictConfig
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from omegaconf import DictConfig, OmegaConf
+from pydantic import BaseModel, ConfigDict, Field, Strict, create_model, model_validator
 
+from mlsys.config import ColumnContract
 from mlsys.data.build import EVENT_LOCAL, EVENT_TIME, LABEL, PREDICTION_TIME
 
-TYPES: dict[str, type] = {"int64": int, "Int64": int, "float64": float, "str": str, "bool": bool}
+# Strict: "529" and true are not numbers; an int is a float, not the other way round.
+TYPES: dict[str, Any] = {
+    "int64": Annotated[int, Strict()],
+    "Int64": Annotated[int, Strict()],
+    "float64": Annotated[float, Strict()],
+    "str": Annotated[str, Strict()],
+    "bool": Annotated[bool, Strict()],
+}
+NUMERIC = TYPES["float64"]
+NUMERIC_DTYPES = ("int", "Int", "float", "Float", "uint", "UInt")
 
 
 def request_columns(cfg: DictConfig) -> list[str]:
@@ -36,27 +47,91 @@ def lookup_columns(dataset_columns: list[str], cfg: DictConfig) -> list[str]:
     return [c for c in dataset_columns if c not in skip]
 
 
-def _field(spec: DictConfig) -> tuple[Any, Any]:
+def lookup_specs(cfg: DictConfig) -> dict[str, tuple[str, DictConfig]]:
+    """Columns a request may carry instead of having them looked up -> (kind, contract):
+    joined columns with the spec of their source table's column, aggregates (numeric), each
+    overridden by `contract.dataset`'s spec where it declares one. Always nullable."""
+    data, contract = cfg.data, cfg.contract
+    out: dict[str, tuple[str, DictConfig | None]] = {}
+    for join in [*data.asof_joins, *data.lookup_joins]:
+        table = contract.tables[join.source].columns
+        for col in join.columns:
+            spec = table.get(col)
+            if spec is None:
+                kind = "any"  # not in its table's contract: a number or a text, unbounded
+            else:
+                kind = "numeric" if str(spec.dtype or "").startswith(NUMERIC_DTYPES) else "categorical"
+            out[join.prefix + col] = (kind, spec)
+    for name in data.aggregates:
+        out[name] = ("numeric", None)
+    declared = contract.dataset.columns if contract.dataset is not None else {}
+    specs = {}
+    for name, (kind, spec) in out.items():
+        spec = declared.get(name, spec)
+        plain = OmegaConf.structured(ColumnContract) if spec is None else spec.copy()
+        plain.dtype, plain.nullable, plain.required, plain.unique, plain.max_missing = None, True, False, False, None
+        specs[name] = (kind, plain)
+    return specs
+
+
+def serving_table(cfg: DictConfig) -> DictConfig:
+    """The serving contract: the primary table's minus what is known only after the outcome,
+    plus the looked-up columns a request may carry; no uniqueness or row-count bounds (the
+    same entity may well be asked about twice)."""
+    table = cfg.contract.tables[cfg.data.primary].copy()
+    columns = {c: table.columns[c] for c in request_columns(cfg)}
+    columns.update({name: spec for name, (_, spec) in lookup_specs(cfg).items()})
+    table.columns, table.unique, table.min_rows, table.max_rows, table.volume = columns, [], None, None, None
+    return table
+
+
+def _field(spec: DictConfig, kind: str | None = None) -> tuple[Any, Any]:
     """(annotation, field) of one contract column: type, bounds, pattern, allowed values;
     required unless the contract lets it be null."""
     dtype = str(spec.dtype or "")
-    kind: Any = dt.datetime if dtype.startswith("datetime64") else TYPES.get(dtype, str)
+    if dtype.startswith("datetime64"):
+        annotation: Any = dt.datetime
+    elif kind == "numeric":
+        annotation = NUMERIC
+    elif kind == "any":
+        annotation = NUMERIC | TYPES["str"]
+    else:
+        annotation = TYPES.get(dtype, TYPES["str"])
     if spec.isin is not None:
-        kind = Literal[tuple(spec.isin)]  # type: ignore[valid-type]
-    bounds = {"ge": spec.min, "le": spec.max, "pattern": spec.regex if kind is str else None}
+        annotation = Literal[tuple(spec.isin)]  # type: ignore[valid-type]
+    text = annotation is TYPES["str"]
+    bounds = {"ge": spec.min, "le": spec.max, "pattern": spec.regex if text else None}
     info = Field(default=None if spec.nullable else ..., **{k: v for k, v in bounds.items() if v is not None})
-    return (kind | None if spec.nullable else kind), info
+    return (annotation | None if spec.nullable else annotation), info
 
 
-def request_model(cfg: DictConfig, lookups: dict[str, str]) -> type[BaseModel]:
+def _event_time_check(event_time: DictConfig) -> Any:
+    """A model validator: the event time's local parts form a real date and time (30 February
+    is refused with a 422, as the batch path quarantines it)."""
+    parts = dict(event_time.parts) if not event_time.column else {}
+
+    def check(self: BaseModel) -> BaseModel:
+        values = {unit: getattr(self, col, None) for unit, col in parts.items()}
+        if values and None not in values.values():
+            try:
+                dt.datetime(**{unit: int(v) for unit, v in values.items()})
+            except ValueError as exc:
+                raise ValueError(f"{', '.join(parts.values())} do not form a date and time: {exc}") from exc
+        return self
+
+    return model_validator(mode="after")(check)
+
+
+def request_model(cfg: DictConfig) -> type[BaseModel]:
     """The request model: contract columns (required unless nullable) + optional lookups
-    (name -> 'numeric' | 'categorical'). Unknown fields, NaN and infinities are refused."""
-    table = cfg.contract.tables[cfg.data.primary]
-    fields: dict[str, Any] = {c: _field(table.columns[c]) for c in request_columns(cfg)}
-    for name, kind in lookups.items():
-        fields[name] = (float | None, None) if kind == "numeric" else (str | None, None)
+    (bounded like their tables). Unknown fields, NaN, infinities and non-strict types are
+    refused; an impossible event time too."""
+    table = serving_table(cfg)
+    kinds = {name: kind for name, (kind, _) in lookup_specs(cfg).items()}
+    fields: dict[str, Any] = {c: _field(table.columns[c], kinds.get(c)) for c in table.columns}
     config = ConfigDict(extra="forbid", allow_inf_nan=False, str_max_length=200)
-    return create_model("Request", __config__=config, **fields)
+    validators = {"event_time": _event_time_check(cfg.data.event_time)}
+    return create_model("Request", __config__=config, __validators__=validators, **fields)
 
 
 def request_body(row: pd.Series, columns: list[str]) -> dict[str, Any]:

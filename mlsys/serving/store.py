@@ -1,8 +1,10 @@
 """SQLite files the service reads: the online feature table and the batch prediction store.
 
 Both are keyed by the entity: the `data.key` columns joined with '|'. The prediction store
-replaces its table in one transaction (readers see the old table or the new one, never a
-mix), so a batch that fails its checks leaves the previous predictions in place.
+holds one table per model version (`predictions_<version>`), so a rollback switches table
+instead of serving the rolled-back model's scores; a batch replaces its version's table in
+one transaction (readers see the old table or the new one, never a mix), so a batch that
+fails its checks leaves the previous predictions in place.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import json
 import sqlite3
 import threading
 from collections.abc import Iterable, Mapping, Sequence
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -49,8 +52,8 @@ def write_online(path: Path, frame: pd.DataFrame, key: Sequence[str], columns: l
 
     def write(tmp: Path) -> None:
         con = sqlite3.connect(tmp)
-        cols = ", ".join(f'"{c}"' for c in columns)
-        con.execute(f"CREATE TABLE features (entity TEXT PRIMARY KEY, {cols}) WITHOUT ROWID")
+        cols = ", ".join(["entity TEXT PRIMARY KEY", *(f'"{c}"' for c in columns)])  # none: a one-table dataset
+        con.execute(f"CREATE TABLE features ({cols}) WITHOUT ROWID")
         rows = zip(entities(frame, key), *(map(_plain, frame[c].tolist()) for c in columns), strict=True)
         con.executemany(f"INSERT INTO features VALUES ({', '.join('?' * (len(columns) + 1))})", rows)
         con.execute("CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT)")
@@ -62,27 +65,42 @@ def write_online(path: Path, frame: pd.DataFrame, key: Sequence[str], columns: l
     return atomic_write(path, write)
 
 
-def write_predictions(path: Path, ids: list[str], scores: np.ndarray, version: str, meta: dict[str, Any]) -> None:
-    """Replace the predictions table in one transaction (the previous one stays on failure)."""
+def predictions_table(version: str) -> str:
+    """The store's table of one model version's predictions."""
+    from mlsys.release.registry import check_version
+
+    return f"predictions_{check_version(version)}"
+
+
+def write_predictions(
+    path: Path, ids: list[str], scores: np.ndarray, version: str, meta: dict[str, Any], keep: Sequence[str]
+) -> None:
+    """Replace `version`'s predictions table in one transaction (the previous one stays on
+    failure); tables of versions not in `keep` (the registry's kept versions) are dropped."""
+    table = predictions_table(version)
     path.parent.mkdir(parents=True, exist_ok=True)
     con = sqlite3.connect(path, isolation_level=None)
     try:
         con.execute("PRAGMA journal_mode=WAL")  # readers keep reading while the batch writes
         con.execute("BEGIN IMMEDIATE")
-        con.execute("DROP TABLE IF EXISTS predictions_new")
+        con.execute(f'DROP TABLE IF EXISTS "{table}_new"')
         con.execute(
-            "CREATE TABLE predictions_new (entity TEXT PRIMARY KEY, score REAL NOT NULL, "
-            "model_version TEXT NOT NULL, created_at TEXT NOT NULL) WITHOUT ROWID"
+            f'CREATE TABLE "{table}_new" (entity TEXT PRIMARY KEY, score REAL NOT NULL, '
+            "created_at TEXT NOT NULL) WITHOUT ROWID"
         )
         at = meta["created_at"]
         con.executemany(
-            "INSERT INTO predictions_new VALUES (?, ?, ?, ?)",
-            ((i, float(s), version, at) for i, s in zip(ids, scores, strict=True)),
+            f'INSERT INTO "{table}_new" VALUES (?, ?, ?)', ((i, float(s), at) for i, s in zip(ids, scores, strict=True))
         )
-        con.execute("DROP TABLE IF EXISTS predictions")
-        con.execute("ALTER TABLE predictions_new RENAME TO predictions")
+        con.execute(f'DROP TABLE IF EXISTS "{table}"')
+        con.execute(f'ALTER TABLE "{table}_new" RENAME TO "{table}"')
+        kept = {predictions_table(v) for v in [*keep, version]}
+        names = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        for name in names:
+            if name.startswith("predictions") and name not in kept:  # incl. the unversioned table of before
+                con.execute(f'DROP TABLE "{name}"')
         con.execute("CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT)")
-        con.execute("INSERT OR REPLACE INTO meta VALUES ('batch', ?)", (json.dumps(meta, default=str),))
+        con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (f"batch:{version}", json.dumps(meta, default=str)))
         con.execute("COMMIT")
     except BaseException:
         if con.in_transaction:
@@ -93,39 +111,52 @@ def write_predictions(path: Path, ids: list[str], scores: np.ndarray, version: s
 
 
 class Reader:
-    """Thread-safe point lookups in one SQLite file (one read-only connection per thread)."""
+    """Thread-safe point lookups in one SQLite file (one read-only connection per thread).
+    A missing or unreadable file raises `sqlite3.Error`: the caller decides what that means."""
 
     def __init__(self, path: Path, query: str) -> None:
         self.path, self.query = Path(path), query
         self._local = threading.local()
 
-    def _con(self) -> sqlite3.Connection | None:
+    def _con(self) -> sqlite3.Connection:
         con = getattr(self._local, "con", None)
-        if con is None and self.path.exists():
+        if con is None:
             con = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
             self._local.con = con
         return con
 
     def one(self, *args: Any) -> tuple | None:
-        con = self._con()
-        if con is None:
-            return None
-        try:
-            return con.execute(self.query, args).fetchone()
-        except sqlite3.OperationalError:  # e.g. no table yet
-            return None
+        return self._con().execute(self.query, args).fetchone()
 
     def all(self, query: str, args: Iterable[Any] = ()) -> list[tuple]:
-        con = self._con()
-        return [] if con is None else con.execute(query, tuple(args)).fetchall()
+        return self._con().execute(query, tuple(args)).fetchall()
 
 
 def online_reader(path: Path) -> tuple[Reader, dict[str, str], dict[str, Any]]:
-    """A reader of the online feature table, its columns' kinds and its example request."""
+    """A reader of the online feature table, its columns' kinds and its example request;
+    `sqlite3.Error` if the file is missing or is not a readable online table."""
+    if not Path(path).is_file():
+        raise sqlite3.OperationalError("missing")
     reader = Reader(path, "SELECT * FROM features WHERE entity = ?")
-    meta = dict(reader.all("SELECT name, value FROM meta")) if Path(path).exists() else {}
+    meta = dict(reader.all("SELECT name, value FROM meta"))
+    reader.all("SELECT * FROM features LIMIT 1")  # the table is there and its pages read
     return reader, json.loads(meta.get("columns", "{}")), json.loads(meta.get("example", "{}"))
 
 
-def prediction_reader(path: Path) -> Reader:
-    return Reader(path, "SELECT score, model_version, created_at FROM predictions WHERE entity = ?")
+def prediction_reader(path: Path, version: str) -> Reader:
+    """Point lookups of `version`'s batch predictions: (score, created_at)."""
+    return Reader(path, f'SELECT score, created_at FROM "{predictions_table(version)}" WHERE entity = ?')
+
+
+def has_predictions(path: Path, version: str) -> bool:
+    """Whether the store holds a table of `version`'s predictions (False if it is unreadable)."""
+    if not Path(path).is_file():
+        return False
+    try:
+        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as con:
+            found = con.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (predictions_table(version),)
+            ).fetchone()
+    except sqlite3.Error:
+        return False
+    return found is not None

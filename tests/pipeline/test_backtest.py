@@ -9,8 +9,7 @@ import pandas as pd
 from mlsys.data.build import EVENT_TIME
 from mlsys.errors import ExitCode
 from mlsys.model import load_model
-from mlsys.release.registry import Registry
-from tests.conftest import run
+from tests.conftest import registry_of, run
 
 
 def _ran(output: str) -> set[str]:
@@ -101,7 +100,7 @@ def test_a_failing_retrain_keeps_the_previous_model_and_says_so(sample_copy):
 
 def test_dynamic_mode_rolls_the_windows_and_gates_the_retrain_against_the_live_model(sample_copy):
     p = sample_copy
-    live = json.loads((p / "registry/released.json").read_text())["live"]
+    live = registry_of(p).live()
     steps = [
         run(["mlsys", stage, "training.mode=dynamic"], p) for stage in ("featurize", "train", "evaluate", "package")
     ]
@@ -126,10 +125,10 @@ def test_dynamic_mode_rolls_the_windows_and_gates_the_retrain_against_the_live_m
     blessing = json.loads((p / "reports/blessing.json").read_text())
     change = [g for g in blessing["gates"] if g["gate"] == "change"]
     assert change and all(f"vs live {live}" in g["reason"] for g in change)  # judged on the same newest rows
-    now_live = json.loads((p / "registry/released.json").read_text())["live"]
+    now_live = registry_of(p).live()
     if blessing["blessed"]:
         assert release.returncode == 0 and now_live == card["version"]
-        assert Registry(p / "registry").timeline(now_live)["released_at"] is not None
+        assert registry_of(p).timeline(now_live)["released_at"] is not None
     else:
         assert release.returncode == ExitCode.GATE and now_live == live and "live model stays" in release.stderr
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tests.conftest import init_project, run
+from tests.conftest import init_project, registry_of, run
 
 CONF = {
     "data/orders.yaml": """
@@ -172,7 +172,7 @@ def test_pipeline_runs_on_a_yaml_only_dataset(tmp_path):
     assert metrics["auc"] > 0.7
     card = json.loads((p / "models/bundle/card.json").read_text())
     assert {f["name"] for f in card["features"]} >= {"segment", "region_orders_2h"}
-    assert json.loads((p / "registry/released.json").read_text())["live"] == card["version"]
+    assert registry_of(p).live() == card["version"]
     assert json.loads((p / "metrics/backtest.json").read_text())["periods"] == 2
     predicted = json.loads((p / "reports/predict.json").read_text())
     assert predicted["passed"] and predicted["rows"] == predicted["checks"][-1]["value"] * predicted["rows"] > 1000

@@ -12,9 +12,8 @@ from mlsys.config import SECTIONS, load_sections, read_params, select
 from mlsys.errors import ExitCode
 from mlsys.model import load_model
 from mlsys.release.infra import infra_gate
-from mlsys.release.registry import Registry
 from mlsys.stages import SERVE
-from tests.conftest import ENV, run
+from tests.conftest import ENV, registry_of, run
 
 
 def _ran(output: str) -> set[str]:
@@ -113,8 +112,8 @@ def test_exp_run_composes_and_shows_metrics(sample_copy):
     assert 0.5 < metric < 1
     # the weaker experiment is gated and recorded, not released, and does not fail the run
     assert rows["ref"]["data"]["metrics"]["metrics/release.json"]["data"]["blessed"] is False
-    live = json.loads((p / "registry/released.json").read_text())["live"]
-    assert Registry(p / "registry").versions() == [live]
+    live = registry_of(p).live()
+    assert registry_of(p).versions() == [live]
 
 
 def test_misspelled_parameter_fails_exp_run_naming_it(sample_copy):
@@ -208,16 +207,16 @@ def test_repro_released_the_blessed_candidate(sample_project):
     assert any(g["gate"] == "change" and "no model is released" in g["reason"] for g in blessing["gates"])
     infra = next(g for g in blessing["gates"] if g["gate"] == "infra")
     assert infra["passed"] and infra["value"] <= 1e-9
-    pointer = json.loads((p / "registry/released.json").read_text())
-    assert pointer["live"] == card["version"]
-    kept = p / "registry/versions" / card["version"]
+    registry = registry_of(p)
+    assert registry.live() == card["version"]
+    kept = registry.verified(card["version"])
     model = load_model(p / "models/bundle")
     sample = pd.read_parquet(p / "data/dataset/labelled.parquet").head(20).drop(columns=["label"])
     serve = OmegaConf.to_container(select(load_sections(read_params(p), tuple(SECTIONS), "params.yaml"), SERVE))
     wrong = infra_gate(p / "models/bundle", sample, model.predict_frame(sample) + 1e-6, serve, timeout=120)
     assert wrong["passed"] is False and "max |served - batch| = 1.00e-06" in wrong["reason"]
     assert "20/20 requests answered by a sandboxed `mlsys serve`" in wrong["reason"]
-    assert {"model.txt", "feature_state.json", "card.json", "blessing.json", "params.yaml"} <= {
+    assert {"model.txt", "feature_state.json", "card.json", "blessing.json", "params.yaml", "checksums.json"} <= {
         f.name for f in kept.iterdir()
     }
 
@@ -235,7 +234,7 @@ def _use(project, group: str, option: str) -> None:
 def test_degraded_candidate_is_vetoed_and_live_model_stays(sample_copy):
     """Drop the strongest features (the point-in-time aggregates): the change gate blocks it."""
     p = sample_copy
-    live = json.loads((p / "registry/released.json").read_text())["live"]
+    live = registry_of(p).live()
     _use(p, "features", "reference")
     proc = run(["dvc", "repro", "release"], p, check=False)
     assert proc.returncode != 0
@@ -243,34 +242,34 @@ def test_degraded_candidate_is_vetoed_and_live_model_stays(sample_copy):
     assert "REJECTED" in out and f"live model stays {live}" in out
     blessing = json.loads((p / "reports/blessing.json").read_text())
     assert not blessing["blessed"] and any(f.startswith("change:auc") for f in blessing["failed"])
-    assert json.loads((p / "registry/released.json").read_text())["live"] == live
-    assert Registry(p / "registry").versions() == [live]  # the rejected candidate is not kept
+    assert registry_of(p).live() == live
+    assert registry_of(p).versions() == [live]  # the rejected candidate is not kept
     by_hand = run(["mlsys", "release"], p, check=False)
     assert by_hand.returncode == ExitCode.GATE and "REJECTED" in by_hand.stdout
 
 
 def test_release_then_rollback_through_the_cli(sample_copy):
     p = sample_copy
-    first = json.loads((p / "registry/released.json").read_text())["live"]
+    first = registry_of(p).live()
     release = p / "conf/release/sample.yaml"
     release.write_text(release.read_text() + "change: {auc: {max_worsening: 0.05}}\n")
     training = p / "conf/training/default.yaml"
     training.write_text(training.read_text().replace("seed: 42", "seed: 7"))
     run(["mlsys", "compose"], p)
     run(["dvc", "repro", "release"], p)
-    second = json.loads((p / "registry/released.json").read_text())["live"]
+    second = registry_of(p).live()
     assert second != first
     env = {**ENV, "MLSYS_USER": "oncall"}
     out = run(["mlsys", "rollback", "--reason", "pager"], p, env=env).stdout
     assert f"{first} is live (was {second})" in out
-    assert json.loads((p / "registry/released.json").read_text())["live"] == first
+    assert registry_of(p).live() == first
     listing = run(["mlsys", "release", "list"], p).stdout
     live_row = next(line for line in listing.splitlines() if "│ * │" in line)
     assert first in live_row and second in listing
     again = run(["mlsys", "release"], p, check=False)  # the blessed candidate was rolled away
     assert again.returncode == ExitCode.GATE and f"rollback --to {second}" in again.stderr
     run(["mlsys", "rollback", "--to", second], p, env=env)
-    history = [json.loads(line) for line in (p / "registry/history.jsonl").read_text().splitlines()]
+    history = registry_of(p).history()
     assert [(e["action"], e["to"]) for e in history] == [
         ("release", first),
         ("release", second),
@@ -278,5 +277,9 @@ def test_release_then_rollback_through_the_cli(sample_copy):
         ("rollback", second),
     ]
     assert history[2]["by"] == "oncall" and history[2]["reason"] == "pager"
-    proc = run(["mlsys", "rollback", "--to", "nope"], p, check=False)
+    for bad in ("", ".", "..", "nope"):  # not a version id: a usage error, nothing revoked
+        proc = run(["mlsys", "rollback", "--to", bad], p, check=False)
+        assert proc.returncode == ExitCode.USAGE and "is not a model version" in proc.stderr, bad
+    proc = run(["mlsys", "rollback", "--to", "0123456789ab"], p, check=False)
     assert proc.returncode == ExitCode.MISSING_INPUT and "no such released version" in proc.stderr
+    assert registry_of(p).live() == second and not registry_of(p).revoked().get(second)

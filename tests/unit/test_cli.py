@@ -30,8 +30,12 @@ def test_help_lists_stages_and_exit_codes():
 
 def test_exit_code_table_in_readme_matches_code():
     readme = (REPO / "README.md").read_text()
+    table = readme[readme.index("## Exit codes") :].split("\n\n")[1]
+    rows = [line for line in table.splitlines() if line.startswith("| ") and line[2].isdigit()]
+    assert [int(r.split("|")[1]) for r in rows] == [int(c) for c in ExitCode]
+    helped = run(["mlsys", "--help"], REPO).stdout
     for code in ExitCode:
-        assert f"| {int(code)} |" in readme, f"exit code {code.name} missing from the README table"
+        assert f"{int(code)} " in helped.split("exit codes:")[1], f"exit code {code.name} missing from --help"
 
 
 def test_config_error_exit_code_and_message(tmp_path):
@@ -44,3 +48,20 @@ def test_outside_a_project_is_a_config_error(tmp_path):
     proc = run(["mlsys", "train"], tmp_path, check=False)
     assert proc.returncode == ExitCode.CONFIG
     assert "conf/config.yaml" in proc.stderr
+
+
+def test_guard_and_snapshot_never_import_lightgbm():
+    """LightGBM's own parameter check runs where training does, not in the no-op path."""
+    code = (
+        "import sys\nfrom mlsys import config\n"
+        "config.guard(config.project_root())\nconfig.stage_config('snapshot')\n"
+        "print('lightgbm' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False", out.stderr
+
+
+def test_a_value_lightgbm_refuses_is_a_config_error_naming_the_key():
+    proc = run(["mlsys", "show", "train", "model.params.learning_rate=-1"], REPO, check=False)
+    assert proc.returncode == ExitCode.CONFIG, proc.stderr
+    assert "model.params.learning_rate: LightGBM refuses -1" in proc.stderr and "Traceback" not in proc.stderr

@@ -84,6 +84,14 @@ def test_guard_passes_on_clean_checkout_and_stops_on_stale(tmp_path, monkeypatch
         ("data.sources.weather.available=static", r"data\.asof_joins\[0\]\.source: as-of joins read 'timestamped'"),
         ("data.sources.planes.available=timestamped", r"data\.lookup_joins\[0\]\.source: a plain lookup would see"),
         ("data.sources.planes.available=at_prediction", r"data\.sources\.planes\.available: only the primary"),
+        # values LightGBM itself refuses, named by their key
+        ("model.params.learning_rate=-1", r"model\.params\.learning_rate: LightGBM refuses -1: .*learning_rate"),
+        ("model.params.num_leaves=1", r"model\.params\.num_leaves: LightGBM refuses 1"),
+        ("model.params.objective=bogus", r"model\.params\.objective: LightGBM refuses 'bogus'"),
+        # loss bounds and the registry's model name
+        ("contract.tables.flights.max_quarantine_fraction=2", r"contract\.tables\.flights\.max_quarantine_fraction"),
+        ("contract.tables.weather.volume.min_ratio=1.5", r"contract\.tables\.weather\.volume: min_ratio 1\.5"),
+        ("release.model_name=..", r"release\.model_name: '\.\.' is not a model name"),
     ],
 )
 def test_bad_config_names_the_key(override, message):
@@ -128,7 +136,7 @@ def test_stage_receives_and_hashes_exactly_its_keys(monkeypatch):
     assert set(train) == {"model", "training", "paths"}
     validate, _ = config.stage_config("validate")
     assert set(validate) == {"data", "contract", "paths"}
-    assert set(validate.data) == {"sources"} and set(validate.contract) == {"tables"}
+    assert set(validate.data) == {"sources", "primary", "event_time"} and set(validate.contract) == {"tables"}
     base = provenance("train", train)["config_hash"]
     lead, _ = config.stage_config("train", ["data.prediction_lead=3h"])
     rounds, _ = config.stage_config("train", ["model.num_boost_round=7"])
