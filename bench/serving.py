@@ -29,9 +29,10 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from mlsys.config import load_sections, read_params
+from mlsys.config import SECTIONS, load_sections, read_params, select
 from mlsys.serving.app import Service
 from mlsys.serving.request import request_body
+from mlsys.stages import SERVE
 
 ROOT = Path(__file__).resolve().parents[1]
 BARE = """
@@ -96,13 +97,14 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=3000)
     args = parser.parse_args()
     os.chdir(ROOT)
-    cfg = load_sections(read_params(ROOT), ("data", "contract", "inference", "paths"), "params.yaml")
+    cfg = select(load_sections(read_params(ROOT), tuple(SECTIONS), "params.yaml"), SERVE)
     cfg.inference.request_log.sample_rate = 0.0
     service = Service(cfg, ROOT)
-    served = service.served
+    state = service.state
+    served = state.served
     assert served is not None, "no released model: run dvc repro"
     rows = pd.concat([pd.read_parquet(ROOT / cfg.paths.dataset / f"{n}.parquet") for n in ("labelled", "unlabelled")])
-    columns = list(service.example)
+    columns = list(state.online.example)
     sample = rows.sample(2000, random_state=0)
     bodies = [request_body(r, columns) for _, r in sample.iterrows()]
     records = [service.request_type(**b).model_dump(exclude_none=True) for b in bodies]
@@ -116,12 +118,12 @@ def main() -> None:
     one = matrix[:1].copy()
     service.mode = "dynamic"
     i = iter(range(10**9))
-    t_ml = per_call(lambda: service.score([records[next(i) % len(records)]]), 5000)
+    t_ml = per_call(lambda: service.score(state, [records[next(i) % len(records)]]), 5000)
     t_raw = per_call(lambda: booster.predict(one, num_threads=1), 5000)
     t_new = per_call(lambda: booster.predict(one.copy(), num_threads=1), 5000)  # a server has a new array per call
     table.add_row("one record, in process (µs)", f"{t_ml * 1e6:.0f}", f"{t_raw * 1e6:.0f}", f"{t_ml / t_raw:.2f}x")
     table.add_row("  vs raw on a new array each call", "", f"{t_new * 1e6:.0f}", f"{t_ml / t_new:.2f}x")
-    t_feat = per_call(lambda: pipe.transform_record(service.features(records[0], "x")), 5000)
+    t_feat = per_call(lambda: pipe.transform_record(service.features(state, records[0], "x")), 5000)
     table.add_row("  of which lookup + features (µs)", f"{t_feat * 1e6:.0f}", "", "")
 
     # 2. batch

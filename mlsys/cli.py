@@ -60,10 +60,13 @@ def _parser() -> argparse.ArgumentParser:
             f"keys: {', '.join(stage.params)}. Without overrides the config "
             "comes from params.yaml; with overrides, from conf/ + overrides.",
         )
+        if name == "backtest":  # one period; dvc.yaml passes them (`foreach` over backtest.periods)
+            for arg, example in (("period", "2013-05"), ("start", "2013-05-01"), ("end", "2013-06-01"), ("prev", "")):
+                p.add_argument(arg, help=f"e.g. {example or '2013-04 (the period before)'}")
         p.add_argument(
             "overrides",
             nargs="*",
-            help="Hydra overrides, e.g. model.params.num_leaves=15"
+            help="Hydra overrides, e.g. model.params.num_leaves=15 or ~key"
             + ("; or `list`: the released versions" if name == "release" else ""),
         )
     return parser
@@ -108,7 +111,7 @@ def _run(args: argparse.Namespace) -> None:
         from mlsys.serving.app import create_app
         from mlsys.stages import SERVE
 
-        cfg, root = config.stage_config("serve", args.overrides, keys=SERVE)
+        cfg, root = config.stage_config(SERVE, args.overrides)
         app = create_app(cfg, root)
         service = app.state.service
         served = service.state.served
@@ -121,28 +124,19 @@ def _run(args: argparse.Namespace) -> None:
             print(f"serve: not ready: {problem}", flush=True)
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
     elif args.command == "check-requests":
+        from mlsys.serving import checks as check_requests
         from mlsys.stages import SERVE
-        from pipelines import check_requests
 
-        cfg, root = config.stage_config("check_requests", args.overrides, keys=SERVE)
+        cfg, root = config.stage_config(SERVE, args.overrides)
         check_requests.run(cfg, root)
     elif args.command == "show":
         from omegaconf import OmegaConf
 
-        cfg, _ = config.stage_config(args.stage, args.overrides)
+        cfg, _ = config.stage_config(STAGES[args.stage].params, args.overrides)
         print(OmegaConf.to_yaml(cfg), end="")
     else:
-        extra = {}
-        if args.command == "backtest":  # `mlsys backtest NAME START END PREV [overrides]`
-            positional = [a for a in args.overrides if "=" not in a]
-            if len(positional) != 4:
-                raise UsageError(
-                    "mlsys backtest NAME START END PREV, e.g. "
-                    "`mlsys backtest 2013-05 2013-05-01 2013-06-01 2013-04` (dvc.yaml passes them)"
-                )
-            extra = dict(zip(("period", "start", "end", "prev"), positional, strict=True))
-            args.overrides = [a for a in args.overrides if "=" in a]
-        cfg, root = config.stage_config(args.command, args.overrides)
+        extra = {k: getattr(args, k) for k in ("period", "start", "end", "prev") if args.command == "backtest"}
+        cfg, root = config.stage_config(STAGES[args.command].params, args.overrides)
         module = importlib.import_module(f"pipelines.{args.command}")
         start = time.perf_counter()
         module.run(cfg, root, **extra)

@@ -25,3 +25,13 @@ def parse_duration(text: str) -> pd.Timedelta:
             f"units: {sorted(set(UNITS))}"
         )
     return pd.Timedelta(float(match.group(1)), unit=UNITS[match.group(2).lower()])
+
+
+def check_duration(text: str, key: str) -> pd.Timedelta:
+    """`parse_duration`, or a ConfigError naming the config key."""
+    from mlsys.errors import ConfigError
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise ConfigError(f"{key}: {exc}") from exc

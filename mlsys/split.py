@@ -95,3 +95,15 @@ def between(frame: pd.DataFrame, time_column: str, start: pd.Timestamp, end: pd.
     """Rows whose time is in [start, end) (instants)."""
     t = frame[time_column]
     return frame[(t >= start) & (t < end)].reset_index(drop=True)
+
+
+def check_backtest(backtest: DictConfig) -> None:
+    """Periods chain: each names the one before it, in order, without gaps."""
+    prev = backtest.initial
+    for i, period in enumerate(backtest.periods):
+        key = f"backtest.periods[{i}]"
+        if period.prev != prev.name:
+            raise ConfigError(f"{key}.prev: {period.prev!r}, expected {prev.name!r} (the period before it)")
+        if period.start != prev.end:
+            raise ConfigError(f"{key}.start: {period.start} must equal the previous period's end {prev.end}")
+        prev = period

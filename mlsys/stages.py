@@ -83,16 +83,3 @@ STAGES: dict[str, Stage] = {
 }
 # Not a DVC stage: `mlsys serve` reads these keys (and the registry for the live model).
 SERVE = (*REQUEST, "data.event_time", "inference", "release.model_name", "paths")
-
-
-def provenance(stage: str, cfg: object) -> dict[str, object]:
-    """What a stage saves with its artifacts: its name, config and the config's hash."""
-    from omegaconf import OmegaConf
-
-    from mlsys.config import config_hash
-
-    return {
-        "stage": stage,
-        "config_hash": config_hash(cfg),  # type: ignore[arg-type]
-        "config": OmegaConf.to_container(cfg, resolve=True),
-    }  # type: ignore[arg-type]

@@ -12,12 +12,12 @@ from typing import Any
 import pandas as pd
 from omegaconf import DictConfig
 
+from mlsys.config import provenance
 from mlsys.data.build import EVENT_TIME
 from mlsys.durations import parse_duration
 from mlsys.dynamic import PROFILE, Trained, check_new_data, data_profile, fit, gate_retrain, score, window
 from mlsys.io import read_json, read_parquet, write_json
 from mlsys.model import META_FILE, Model, load_model, save_model_dir
-from mlsys.stages import provenance
 
 SCORES = "scores.json"
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import DictConfig
 
+from mlsys.config import provenance
 from mlsys.dynamic import PROFILE, data_profile, fit
 from mlsys.io import read_parquet, write_json
 from mlsys.model import save_model_dir
-from mlsys.stages import provenance
 
 
 def run(cfg: DictConfig, root: Path) -> None:

@@ -8,11 +8,11 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import DictConfig
 
+from mlsys.config import provenance
 from mlsys.contracts import summary, validate_table, without_column
 from mlsys.data.build import LABEL, build
 from mlsys.errors import ContractError
 from mlsys.io import read_parquet, write_json, write_parquet
-from mlsys.stages import provenance
 
 
 def run(cfg: DictConfig, root: Path) -> None:

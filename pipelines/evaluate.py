@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig
 
+from mlsys.config import provenance
 from mlsys.data.build import EVENT_TIME, LABEL
 from mlsys.errors import ConfigError, ContractError
 from mlsys.io import read_parquet, write_json
@@ -15,7 +16,6 @@ from mlsys.model import load_model
 from mlsys.model.evaluate import calibration_table, logistic_baseline, roc_points, scores, slice_metrics
 from mlsys.reports import evaluation_html
 from mlsys.split import resolved, select
-from mlsys.stages import provenance
 
 
 def run(cfg: DictConfig, root: Path) -> None:

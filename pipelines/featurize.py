@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
+from mlsys.config import provenance
 from mlsys.data.build import EVENT_TIME, LABEL
 from mlsys.dynamic import PROFILE, check_new_data, data_profile
 from mlsys.errors import ConfigError, ContractError
@@ -21,7 +22,6 @@ from mlsys.features import FeaturePipeline, fit_pipeline
 from mlsys.io import read_parquet, write_json, write_parquet
 from mlsys.model import FEATURES_FILE
 from mlsys.split import CADENCE, FEATURIZED_FILE, WINDOWS_FILE, period_bounds, resolve, select
-from mlsys.stages import provenance
 
 
 def _check_newest(cfg: DictConfig, root: Path, dataset: pd.DataFrame, pipeline: FeaturePipeline, end: str) -> None:

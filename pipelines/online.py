@@ -9,12 +9,12 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import DictConfig
 
+from mlsys.config import provenance
 from mlsys.data.build import EVENT_TIME
 from mlsys.io import read_parquet, write_json
 from mlsys.serving.request import lookup_columns, request_body, request_columns
 from mlsys.serving.store import write_online
 from mlsys.split import window_rows
-from mlsys.stages import provenance
 
 
 def built_rows(cfg: DictConfig, root: Path) -> tuple[pd.DataFrame, pd.DataFrame]:

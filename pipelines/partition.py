@@ -7,10 +7,10 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from mlsys.config import provenance
 from mlsys.data.build import EVENT_TIME
 from mlsys.io import read_parquet, write_json, write_parquet
 from mlsys.split import window_rows
-from mlsys.stages import provenance
 
 
 def run(cfg: DictConfig, root: Path) -> None:

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig
 
+from mlsys.config import provenance
 from mlsys.data.build import EVENT_TIME
 from mlsys.errors import ConfigError, GateError, MissingInputError
 from mlsys.io import write_json
@@ -17,7 +18,6 @@ from mlsys.model import load_model
 from mlsys.release.registry import Registry
 from mlsys.serving.store import entities, write_predictions
 from mlsys.split import between
-from mlsys.stages import provenance
 from pipelines.online import built_rows, serving_rows
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
+from mlsys.config import provenance
 from mlsys.config import select as select_keys
 from mlsys.data.build import EVENT_TIME, LABEL
 from mlsys.errors import GateError, MlsysError
@@ -22,7 +23,7 @@ from mlsys.release import gates as g
 from mlsys.release.infra import infra_gate
 from mlsys.release.registry import Registry
 from mlsys.split import resolved, select
-from mlsys.stages import SERVE, provenance
+from mlsys.stages import SERVE
 
 
 def _live_metrics(registry: Registry, live: str | None, test: pd.DataFrame, bins: int) -> dict[str, Any] | None:

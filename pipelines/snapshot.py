@@ -23,10 +23,10 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import DictConfig
 
+from mlsys.config import provenance
 from mlsys.data.sources import MANIFEST, TRUNCATED_LINE, fingerprint, raw_files_match, read_source
 from mlsys.errors import ContractError, MlsysError, UpstreamChangedError
 from mlsys.io import file_sha256, fsync_dir, read_json, write_json, write_parquet
-from mlsys.stages import provenance
 
 
 def _volume_problems(cfg: DictConfig, frames: dict[str, pd.DataFrame], previous: dict | None) -> list[str]:

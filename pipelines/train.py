@@ -9,11 +9,11 @@ from pathlib import Path
 from omegaconf import DictConfig
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from mlsys.config import provenance
 from mlsys.data.build import LABEL
 from mlsys.features import FeaturePipeline
 from mlsys.io import read_json, read_parquet
 from mlsys.model import FEATURES_FILE, save_model_dir, train
-from mlsys.stages import provenance
 
 
 class _ProgressCallback:

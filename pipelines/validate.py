@@ -8,12 +8,12 @@ import pandas as pd
 from omegaconf import DictConfig
 from rich.progress import track
 
+from mlsys.config import provenance
 from mlsys.contracts import summary, validate_table
 from mlsys.data.build import invalid_event_times
 from mlsys.data.sources import MANIFEST, TRUNCATED_LINE, failure_cases, parse_times, raw_files_match
 from mlsys.errors import ContractError, IntegrityError
 from mlsys.io import read_json, read_parquet, write_json, write_parquet
-from mlsys.stages import provenance
 
 
 def _row_failures(

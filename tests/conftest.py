@@ -142,6 +142,13 @@ def sample_project(tmp_path_factory, full_config) -> Path:
     return dest
 
 
+def project_copy(sample_project: Path, folder: Path) -> Path:
+    """A copy of the reproduced sample project under `folder` (for a module's own changes)."""
+    dest = folder / "project"
+    shutil.copytree(sample_project, dest, symlinks=True)
+    return dest
+
+
 @pytest.fixture
 def sample_copy(sample_project, tmp_path) -> Path:
     """A private copy of the reproduced sample project, to change freely."""

@@ -35,6 +35,16 @@ def row_count(frame: pd.DataFrame, *, min_rows: int | None, max_rows: int | None
     return (min_rows is None or n >= min_rows) and (max_rows is None or n <= max_rows)
 
 
+def check_table(table: DictConfig, key: str) -> None:
+    """Loss bounds that make sense: a share in [0, 1], a volume band around 1."""
+    if not 0 <= table.max_quarantine_fraction <= 1:
+        raise ConfigError(f"{key}.max_quarantine_fraction: {table.max_quarantine_fraction} not in [0, 1]")
+    if table.volume is not None and not 0 <= table.volume.min_ratio <= 1 <= table.volume.max_ratio:
+        raise ConfigError(
+            f"{key}.volume: min_ratio {table.volume.min_ratio} <= 1 <= max_ratio {table.volume.max_ratio} expected"
+        )
+
+
 def compile_schema(name: str, table: DictConfig) -> pa.DataFrameSchema:
     """Build the Pandera schema a `contract.tables.<name>` entry declares."""
     columns = {}

@@ -12,7 +12,7 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from mlsys.errors import ConfigError, ContractError
-from mlsys.features.transforms import Encoder, encoder, fit
+from mlsys.features.transforms import Encoder, encoder, fit, resolve
 
 
 @dataclass
@@ -73,3 +73,30 @@ def fit_pipeline(features: DictConfig, train: pd.DataFrame) -> FeaturePipeline:
             }
         )
     return FeaturePipeline(specs=specs)
+
+
+def check_features(features: DictConfig, data: DictConfig) -> None:
+    """Every model input has a transform that resolves, fits its type, and is known at the
+    prediction time (its source is not a column known only after the outcome)."""
+    from mlsys.data.checks import after_outcome_columns
+
+    leaky = after_outcome_columns(data)
+    for name, feat in features.columns.items():
+        key = f"features.columns.{name}"
+        try:
+            resolve(feat.transform)
+        except ValueError as exc:
+            raise ConfigError(f"{key}.transform: {exc}") from exc
+        if (feat.type == "categorical") != (feat.transform == "vocab"):
+            raise ConfigError(f"{key}: categorical features use transform 'vocab' and only they do")
+        if feat.availability == "after_outcome":
+            raise ConfigError(
+                f"{key}: declared availability 'after_outcome' - a model input must be known at "
+                "the prediction time; drop it or derive a point-in-time aggregate instead"
+            )
+        if feat.source in leaky:
+            raise ConfigError(
+                f"{key}.source: {feat.source!r} is known only after the outcome ({leaky[feat.source]}),"
+                " so it cannot be a model input at the prediction time; use a point-in-time"
+                " aggregate (data.aggregates) instead"
+            )

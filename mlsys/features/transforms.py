@@ -3,6 +3,11 @@ then applied by one object to a whole column (`column`) or to one value (`value`
 
 The value path avoids pandas entirely (a one-row DataFrame costs ~1.5 ms against ~35 us
 for the model); tests prove both paths give identical numbers.
+
+One door for every transform: `resolve(name)`. A name is a built-in (`clip`, `vocab`, ...)
+or the dotted path of a Python function (`mypkg.features.log_amount`) taking a float array
+and returning one of the same length: it is applied to whole columns offline and to a
+one-element array online, through the same encoder, so it cannot differ between the two.
 """
 
 from __future__ import annotations
@@ -146,9 +151,38 @@ TRANSFORMS: dict[str, tuple[type[Encoder], Callable[[pd.Series, Any], State]]] =
 }
 
 
+def _function_encoder(fn: Callable[[np.ndarray], np.ndarray]) -> type[Encoder]:
+    """An encoder applying a user's element-wise function to columns and to single values."""
+
+    class Function(Encoder):
+        def _column(self, s: pd.Series) -> np.ndarray:
+            return np.asarray(fn(s.to_numpy(np.float64, na_value=np.nan)), dtype=np.float64)
+
+        def _value(self, v: Any) -> float:
+            return float(np.asarray(fn(np.array([float(v)])), dtype=np.float64)[0])
+
+    Function.__name__ = f"Function_{getattr(fn, '__name__', 'transform')}"
+    return Function
+
+
+def resolve(name: str) -> tuple[type[Encoder], Callable[[pd.Series, Any], State]]:
+    """(encoder class, fit function) of a built-in transform or of an importable function;
+    ValueError saying which when neither."""
+    if name in TRANSFORMS:
+        return TRANSFORMS[name]
+    if "." in name:
+        from hydra.utils import get_method
+
+        try:
+            return _function_encoder(get_method(name)), _fit_none
+        except Exception as exc:  # Hydra wraps import and attribute errors alike
+            raise ValueError(f"{name!r} cannot be imported as a function: {exc}") from exc
+    raise ValueError(f"{name!r} is not a built-in transform {sorted(TRANSFORMS)} nor a dotted path to a function")
+
+
 def fit(transform: str, s: pd.Series, cfg: Any) -> State:
     """Fit one transform on the training column; add the imputation value if asked."""
-    encoder_cls, fit_fn = TRANSFORMS[transform]
+    encoder_cls, fit_fn = resolve(transform)
     state = fit_fn(s, cfg)
     if cfg.impute is not None:
         encoded = encoder_cls({**state, "fill": None}).column(s)
@@ -159,4 +193,4 @@ def fit(transform: str, s: pd.Series, cfg: Any) -> State:
 
 
 def encoder(transform: str, state: State) -> Encoder:
-    return TRANSFORMS[transform][0](state)
+    return resolve(transform)[0](state)

@@ -53,6 +53,12 @@ def listed(directory: Path) -> list[str]:
     return list(read_json(path, "the bundle's checksums")["files"]) if path.exists() else []
 
 
+def _present(file: Path, why: str) -> Path:
+    if not file.is_file():
+        raise IntegrityError(f"{file}: missing ({why})")
+    return file
+
+
 def verify(directory: Path, version: str | None = None) -> None:
     """Every file listed in checksums.json is there with its recorded sha256; and, given a
     `version`, the model's content hashes to it. Raises IntegrityError naming the file."""
@@ -61,25 +67,21 @@ def verify(directory: Path, version: str | None = None) -> None:
         raise IntegrityError(f"{directory}: no such model folder")
     path = directory / CHECKSUMS
     if path.exists():
-        manifest = read_json(path, "the bundle's checksums")
-        for name, expected in manifest.get("files", {}).items():
-            file = directory / name
-            if not file.is_file():
-                raise IntegrityError(f"{file}: missing (listed in {path})")
-            actual = file_sha256(file)
+        files = read_json(path, "the bundle's checksums").get("files", {})
+        if MODEL_FILE not in files:
+            raise IntegrityError(f"{path}: does not list {MODEL_FILE}")
+        for name, expected in files.items():
+            actual = file_sha256(_present(directory / name, f"listed in {path}"))
             if actual != expected:
                 raise IntegrityError(
-                    f"{file}: sha256 {actual[:12]}... differs from {expected[:12]}... recorded in {CHECKSUMS}: "
-                    "the file changed after it was written (corrupt, truncated or edited)"
+                    f"{directory / name}: sha256 {actual[:12]}... differs from {expected[:12]}... recorded in "
+                    f"{CHECKSUMS}: the file changed after it was written (corrupt, truncated or edited)"
                 )
-        if MODEL_FILE not in manifest.get("files", {}):
-            raise IntegrityError(f"{path}: does not list {MODEL_FILE}")
     elif version is None:
         raise IntegrityError(f"{directory}: no {CHECKSUMS} (written by an older mlsys?): rerun the stage that made it")
     if version is not None:
         for name in (MODEL_FILE, FEATURES_FILE):
-            if not (directory / name).is_file():
-                raise IntegrityError(f"{directory / name}: missing")
+            _present(directory / name, f"part of version {version}")
         actual = bundle_version(directory)
         if actual != version:
             raise IntegrityError(

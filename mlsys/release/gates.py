@@ -11,10 +11,35 @@ from typing import Any
 import numpy as np
 from omegaconf import DictConfig
 
+from mlsys.errors import ConfigError
+
 # Better direction of each metric: +1 higher is better, -1 lower is better.
 DIRECTIONS = {"auc": 1, "pr_auc": 1, "logloss": -1, "brier": -1, "ece": -1}
 
 Gate = dict[str, Any]
+
+
+def check_release(release: DictConfig) -> None:
+    """Every gated metric is one the gates know (with its better direction); the model's
+    registry name is a safe folder name."""
+    from mlsys.errors import UsageError
+    from mlsys.release.registry import check_name
+
+    try:
+        check_name(release.model_name)
+    except UsageError as exc:
+        raise ConfigError(str(exc)) from exc
+    known = sorted(DIRECTIONS)
+    for key, names in (
+        ("absolute", release.absolute),
+        ("change", release.change),
+        ("slices.bounds", release.slices.bounds),
+        ("baseline.metric", [release.baseline.metric]),
+    ):
+        for name in names:
+            if name not in DIRECTIONS:
+                where = f"release.{key}" if key == "baseline.metric" else f"release.{key}.{name}"
+                raise ConfigError(f"{where}: {name!r} is not one of the gated metrics {known}")
 
 
 def make_gate(gate: str, metric: str, value: float | None, threshold: Any, passed: bool | None, reason: str) -> Gate:

@@ -18,7 +18,7 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 from pydantic import BaseModel, ConfigDict, Field, Strict, create_model, model_validator
 
-from mlsys.config import ColumnContract
+from mlsys.config.schema import ColumnContract
 from mlsys.data.build import EVENT_LOCAL, EVENT_TIME, LABEL, PREDICTION_TIME
 
 # Strict: "529" and true are not numbers; an int is a float, not the other way round.

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from mlsys.config import FeatureConfig, FeaturesConfig, ModelConfig, TrainingConfig
+from mlsys.config.schema import FeatureConfig, FeaturesConfig, ModelConfig, TrainingConfig
 from mlsys.features import fit_pipeline
 from mlsys.model import load_model, save_model_dir, train
 

@@ -19,7 +19,7 @@ import pytest
 from mlsys.errors import ExitCode
 from mlsys.model.integrity import write_checksums
 from tests.bundles import corrupt, corrupt_leaf_values
-from tests.conftest import registry_of, run
+from tests.conftest import project_copy, registry_of, run
 from tests.serving.harness import Server, another_version, wait_until
 
 pytestmark = pytest.mark.slow
@@ -29,9 +29,7 @@ HOWS = ["truncate", "flip", "delete"]
 
 @pytest.fixture(scope="module")
 def project(sample_project, tmp_path_factory) -> Path:
-    dest = tmp_path_factory.mktemp("faults") / "project"
-    shutil.copytree(sample_project, dest, symlinks=True)
-    return dest
+    return project_copy(sample_project, tmp_path_factory.mktemp("faults"))
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ sources:
     available: at_prediction
     time_columns:
       ts: {tz: UTC, format: ISO8601}
-    after_outcome: [refund_amount]
+    after_outcome: {refund_amount: {}}
   customers:
     kind: parquet
     path: upstream/customers.parquet

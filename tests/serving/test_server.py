@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -20,7 +19,7 @@ from mlsys.errors import ExitCode
 from mlsys.model import load_model
 from mlsys.serving.request import request_body
 from mlsys.serving.store import predictions_table
-from tests.conftest import registry_of, run
+from tests.conftest import project_copy, registry_of, run
 from tests.serving.harness import Server, another_version
 
 KEY = ["year", "month", "day", "carrier", "flight", "origin"]
@@ -28,9 +27,7 @@ KEY = ["year", "month", "day", "carrier", "flight", "origin"]
 
 @pytest.fixture(scope="module")
 def project(sample_project, tmp_path_factory) -> Path:
-    dest = tmp_path_factory.mktemp("serving") / "project"
-    shutil.copytree(sample_project, dest, symlinks=True)
-    return dest
+    return project_copy(sample_project, tmp_path_factory.mktemp("serving"))
 
 
 @pytest.fixture(scope="module")

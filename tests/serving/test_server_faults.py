@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import select
-import shutil
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +15,7 @@ import pytest
 
 from mlsys.errors import ExitCode
 from mlsys.serving.request import request_body
-from tests.conftest import ENV, registry_of, run
+from tests.conftest import ENV, project_copy, registry_of, run
 from tests.serving.harness import Server, another_version, wait_until
 
 pytestmark = pytest.mark.slow
@@ -25,9 +24,7 @@ ONLINE = "data/serving/online.sqlite"
 
 @pytest.fixture(scope="module")
 def project(sample_project, tmp_path_factory) -> Path:
-    dest = tmp_path_factory.mktemp("server-faults") / "project"
-    shutil.copytree(sample_project, dest, symlinks=True)
-    return dest
+    return project_copy(sample_project, tmp_path_factory.mktemp("server-faults"))
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
-from mlsys.config import Aggregate
+from mlsys.config.schema import Aggregate
 from mlsys.data.build import EVENT_TIME, PREDICTION_TIME, aggregate, asof_join, event_times
 from mlsys.durations import parse_duration
 

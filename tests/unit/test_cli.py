@@ -53,8 +53,8 @@ def test_outside_a_project_is_a_config_error(tmp_path):
 def test_guard_and_snapshot_never_import_lightgbm():
     """LightGBM's own parameter check runs where training does, not in the no-op path."""
     code = (
-        "import sys\nfrom mlsys import config\n"
-        "config.guard(config.project_root())\nconfig.stage_config('snapshot')\n"
+        "import sys\nfrom mlsys import config\nfrom mlsys.stages import STAGES\n"
+        "config.guard(config.project_root())\nconfig.stage_config(STAGES['snapshot'].params)\n"
         "print('lightgbm' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)

@@ -8,6 +8,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from mlsys import config
+from mlsys.data.checks import after_outcome_columns
 from mlsys.errors import ConfigError, StaleParamsError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -69,13 +70,29 @@ def test_guard_passes_on_clean_checkout_and_stops_on_stale(tmp_path, monkeypatch
         ("model.num_boost_round=many", r"model\.num_boost_round"),
         ("training.seed=1.5", r"training\.seed"),
         ("data.prediction_lead=5", r"data\.prediction_lead: '5' is not a non-negative duration with a unit"),
-        ("data.label.op=between", r"data\.label\.op: 'between' is not one of"),
+        ("data.label.op=between", r"data\.label\.op: Invalid value 'between', expected one of \[gt, ge"),
+        ("training.mode=daily", r"training\.mode: Invalid value 'daily', expected one of \[static, dynamic\]"),
+        ("inference.mode=lazy", r"inference\.mode: Invalid value 'lazy'"),
+        ("features.columns.distance.transform=log", r"features\.columns\.distance\.transform: 'log' is not a built-in"),
+        (
+            "features.columns.distance.transform=nowhere.fn",
+            r"features\.columns\.distance\.transform: 'nowhere\.fn' cannot be imported",
+        ),
         ("+contract.tables.flights.columns.year.minimum=3", r"contract\.tables\.flights\.columns\.year\.minimum"),
         ("release.slices.min_rows=10", r"release\.slices\.min_rows: 10 is below evaluation\.min_slice_rows"),
         # availability: what is known when
         (
             "data.aggregates.origin_dep_delay_3h.observed_after=null",
-            r"data\.aggregates\.origin_dep_delay_3h: 'dep_delay' is known only after the outcome",
+            r"data\.aggregates\.origin_dep_delay_3h: 'dep_delay' is known at the event \+ dep_delay minutes, but "
+            r"this aggregate observes a row at the event \+ 0h",
+        ),
+        (
+            "data.aggregates.flight_arr_delay_7d.observed_lag=12h",
+            r"data\.aggregates\.flight_arr_delay_7d: 'arr_delay' is known at the event \+ 1d.*\+ 12h",
+        ),
+        (
+            "data.sources.flights.after_outcome.arr_delay.lag=null",
+            r"data\.aggregates\.flight_arr_delay_7d\.value: 'arr_delay' is known only after .* does not say when",
         ),
         (
             "data.aggregates.origin_scheduled_1h.value=arr_delay",
@@ -97,6 +114,17 @@ def test_guard_passes_on_clean_checkout_and_stops_on_stale(tmp_path, monkeypatch
 def test_bad_config_names_the_key(override, message):
     with pytest.raises(ConfigError, match=message):
         _compose_and_check([override])
+
+
+def test_an_arrival_observed_at_departure_time_is_a_leak():
+    """`value: arr_delay, observed_after: dep_delay` would let the arrival in at departure."""
+    leak = [
+        "data.aggregates.flight_arr_delay_7d.observed_after=dep_delay",
+        "data.aggregates.flight_arr_delay_7d.observed_lag=0h",
+    ]
+    with pytest.raises(ConfigError, match=r"'arr_delay' is known at the event \+ 1d, but this aggregate observes a row "
+                       r"at the event \+ dep_delay minutes"):  # fmt: skip
+        _compose_and_check(leak)
 
 
 @pytest.mark.parametrize("column", ["dep_delay", "arr_time", "air_time", "dep_time", "arr_delay", "label"])
@@ -129,39 +157,42 @@ def test_stage_params_match_dvc_yaml():
 def test_stage_receives_and_hashes_exactly_its_keys(monkeypatch):
     """Through the CLI's own path: train sees model/training/paths only; a data edit does
     not change its hash, a model edit does."""
-    from mlsys.stages import STAGES, provenance
+    from mlsys.config import provenance
+    from mlsys.stages import STAGES
 
     monkeypatch.chdir(REPO)
-    train, _ = config.stage_config("train")
+    train, _ = config.stage_config(STAGES["train"].params)
     assert set(train) == {"model", "training", "paths"}
-    validate, _ = config.stage_config("validate")
+    validate, _ = config.stage_config(STAGES["validate"].params)
     assert set(validate) == {"data", "contract", "paths"}
     assert set(validate.data) == {"sources", "primary", "event_time"} and set(validate.contract) == {"tables"}
     base = provenance("train", train)["config_hash"]
-    lead, _ = config.stage_config("train", ["data.prediction_lead=3h"])
-    rounds, _ = config.stage_config("train", ["model.num_boost_round=7"])
+    lead, _ = config.stage_config(STAGES["train"].params, ["data.prediction_lead=3h"])
+    rounds, _ = config.stage_config(STAGES["train"].params, ["model.num_boost_round=7"])
     assert provenance("train", lead)["config_hash"] == base
     assert provenance("train", rounds)["config_hash"] != base
     assert STAGES["train"].params == ("model", "training", "paths")
 
 
 def test_leaky_feature_is_caught_whichever_stage_runs(monkeypatch):
+    from mlsys.stages import STAGES
+
     monkeypatch.chdir(REPO)
     with pytest.raises(ConfigError, match=r"features\.columns\.distance\.source: 'dep_delay'"):
-        config.stage_config("train", ["features.columns.distance.source=dep_delay"])
+        config.stage_config(STAGES["snapshot"].params, ["features.columns.distance.source=dep_delay"])
 
 
 def test_joined_after_outcome_columns_are_leaky_under_their_prefix():
     raw = config.read_params(REPO)
     data = OmegaConf.merge(
-        config.load_sections(raw, ("data",), "t").data, {"sources": {"weather": {"after_outcome": ["visib"]}}}
+        config.load_sections(raw, ("data",), "t").data, {"sources": {"weather": {"after_outcome": {"visib": {}}}}}
     )
-    assert "wx_visib" in config.after_outcome_columns(data)
+    assert "wx_visib" in after_outcome_columns(data)
 
 
 def test_unknown_release_metric_is_a_config_error():
     raw = config.read_params(REPO)
     full = config.load_sections(raw, tuple(config.SECTIONS), "t")
     bad = OmegaConf.merge(full, {"release": {"change": {"acu": {"max_worsening": 0.1}}}})
-    with pytest.raises(ConfigError, match=r"release\.change\.acu: 'acu' is not one of"):
+    with pytest.raises(ConfigError, match=r"release\.change\.acu: 'acu' is not one of the gated metrics"):
         config.check(bad, lightgbm=False)

@@ -10,7 +10,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from mlsys import drift
-from mlsys.config import DataCheckConfig, FeaturesConfig, TrainingConfig
+from mlsys.config.schema import DataCheckConfig, FeaturesConfig, TrainingConfig
 from mlsys.data.build import EVENT_TIME, LABEL
 from mlsys.dynamic import check_new_data, data_profile
 from mlsys.features import FeaturePipeline, fit_pipeline

@@ -97,7 +97,7 @@ def test_generated_records_match_frame_path(fitted, data):
 def test_clip_without_finite_training_values_has_no_bounds(fitted):
     from omegaconf import OmegaConf
 
-    from mlsys.config import FeatureConfig
+    from mlsys.config.schema import FeatureConfig
     from mlsys.features.transforms import encoder, fit
 
     cfg = OmegaConf.structured(FeatureConfig(source="x", transform="clip"))
@@ -111,7 +111,7 @@ def test_every_transform_row_path_equals_frame_path(transform):
     """Each transform, fitted on one column, gives the same number per value and per column."""
     from omegaconf import OmegaConf
 
-    from mlsys.config import FeatureConfig
+    from mlsys.config.schema import FeatureConfig
     from mlsys.features.transforms import encoder, fit
 
     rng = np.random.default_rng(0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from omegaconf import OmegaConf
 
-from mlsys.config import ReleaseConfig
+from mlsys.config.schema import ReleaseConfig
 from mlsys.release import gates as g
 
 RELEASE = OmegaConf.merge(

@@ -1,5 +1,5 @@
-"""Pandera on what the service was sent: the request log's inputs, in one batch, against the
-serving contract (`mlsys.serving.request.serving_table`: per request, a pydantic model
+"""`mlsys check-requests`: Pandera on what the service was sent, the request log's inputs, in
+one batch, against the serving contract (`mlsys.serving.request.serving_table`: per request, a pydantic model
 generated from the same table already refused what it could; this catches what only a batch
 shows: missing fractions, a share of rows, rules the request model does not carry)."""
 
@@ -11,12 +11,12 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import DictConfig
 
+from mlsys.config import provenance
 from mlsys.contracts import summary, validate_table
 from mlsys.data.sources import failure_cases, parse_times
 from mlsys.errors import ContractError
 from mlsys.io import require, write_json
 from mlsys.serving.request import lookup_specs, request_columns, serving_table
-from mlsys.stages import provenance
 
 
 def logged_inputs(path: Path) -> tuple[list[dict], int]:

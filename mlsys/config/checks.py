@@ -1,0 +1,44 @@
+"""Checks beyond types on a whole config. Each domain owns its checks (data, contracts,
+features, release gates, LightGBM parameters, backtest periods); this module runs them and
+holds only what crosses domains."""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig
+
+from mlsys.errors import ConfigError
+
+
+def check(cfg: DictConfig, lightgbm: bool = True) -> None:
+    """Every domain's checks on a whole config (`lightgbm=False` skips importing LightGBM:
+    the no-op path, `guard` and `snapshot`, stays fast)."""
+    from mlsys.contracts import check_table
+    from mlsys.data.checks import check_data
+    from mlsys.durations import check_duration
+    from mlsys.features import check_features
+    from mlsys.release.gates import check_release
+    from mlsys.split import check_backtest
+
+    check_data(cfg.data)
+    missing = sorted(set(cfg.data.sources) - set(cfg.contract.tables))
+    if missing:
+        raise ConfigError(f"contract.tables: no contract for sources {missing}; every boundary needs one")
+    for name, table in cfg.contract.tables.items():
+        check_table(table, f"contract.tables.{name}")
+    if cfg.contract.dataset is not None:
+        check_table(cfg.contract.dataset, "contract.dataset")
+    check_features(cfg.features, cfg.data)
+    check_duration(cfg.training.holdout, "training.holdout")
+    check_backtest(cfg.backtest)
+    check_release(cfg.release)
+    if not 0 <= cfg.inference.request_log.sample_rate <= 1:
+        raise ConfigError(f"inference.request_log.sample_rate: {cfg.inference.request_log.sample_rate} not in [0, 1]")
+    if cfg.release.slices.min_rows < cfg.evaluation.min_slice_rows:
+        raise ConfigError(
+            f"release.slices.min_rows: {cfg.release.slices.min_rows} is below "
+            f"evaluation.min_slice_rows={cfg.evaluation.min_slice_rows}: such slices have no metrics"
+        )
+    if lightgbm:
+        from mlsys.model.params import check_lightgbm_params
+
+        check_lightgbm_params(cfg.model.params, "model.params")

@@ -1,0 +1,180 @@
+"""Composition: `conf/` + overrides -> params.yaml (with DVC's own function), the guard that
+stops a run on stale params, and the typed, checked sections a stage receives."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from mlsys.config.schema import SECTIONS, register
+from mlsys.errors import ConfigError, StaleParamsError
+
+PARAMS_FILE = "params.yaml"
+CONF_DIR = "conf"
+
+
+def project_root(start: Path | None = None) -> Path:
+    """The nearest folder holding `conf/` (the project), from `start` or the cwd up."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / CONF_DIR / "config.yaml").is_file():
+            return folder
+    raise ConfigError(f"no {CONF_DIR}/config.yaml in {here} or any parent: run mlsys inside a project")
+
+
+def compose_yaml(root: Path, overrides: list[str] | tuple[str, ...] = ()) -> str:
+    """Compose `conf/` + overrides into params.yaml text with DVC's own function.
+
+    DVC's `compose_and_dump` is what `dvc exp run` calls, so the CLI, the stale-params
+    guard and the tests produce byte-for-byte what DVC would.
+    """
+    import tempfile
+
+    from dvc.utils.hydra import compose_and_dump
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    register()
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / PARAMS_FILE
+        try:
+            compose_and_dump(out, str(root / CONF_DIR), None, "config", str(root), list(overrides))
+        except (HydraException, OmegaConfBaseException) as exc:
+            raise ConfigError(f"{CONF_DIR}/: {_hydra_message(exc)}") from exc
+        finally:
+            from hydra.core.global_hydra import GlobalHydra
+
+            GlobalHydra.instance().clear()
+        return out.read_text(encoding="utf-8")
+
+
+def _hydra_message(exc: BaseException) -> str:
+    """Hydra wraps the useful OmegaConf message in its cause: lead with the full key it names."""
+    parts, cause, key = [str(exc).strip()], exc.__cause__, getattr(exc, "full_key", None)
+    while cause is not None:
+        key = key or getattr(cause, "full_key", None)
+        text = str(cause).strip()
+        if text and text not in parts[-1]:
+            parts.append(text)
+        cause = cause.__cause__
+    if key:  # e.g. "data.label.op: Invalid value 'between', expected one of [gt, ...]"
+        detail = next((ln for p in parts for ln in p.splitlines() if "full_key" not in ln and "merging" not in ln), "")
+        return f"{key}: {detail}\n" + "\n".join(parts)
+    return "\n".join(parts)
+
+
+def write_params(root: Path) -> Path:
+    """Compose `conf/`, check and write params.yaml; returns its path.
+
+    No overrides on purpose: params.yaml must stay the composition of `conf/` (the guard
+    checks it); one-off variants are `dvc exp run -S key=value` or `mlsys <stage> key=value`.
+    """
+    from mlsys.config.checks import check
+
+    text = compose_yaml(root)
+    check(load_sections(OmegaConf.create(text), tuple(SECTIONS), source=f"{CONF_DIR}/"))
+    path = root / PARAMS_FILE
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def guard(root: Path) -> str:
+    """Stop a plain `dvc repro` from running on params.yaml that is stale against `conf/`.
+
+    Under `dvc exp run` (DVC sets DVC_EXP_BASELINE_REV), DVC has just composed
+    params.yaml from `conf/` + `-S` overrides, so it is fresh by construction.
+    """
+    from mlsys.config.checks import check
+
+    params = read_params(root)
+    check(load_sections(params, tuple(SECTIONS), source=PARAMS_FILE), lightgbm=False)  # no-op runs stay fast
+    if os.environ.get("DVC_EXP_BASELINE_REV"):
+        return "params.yaml composed by dvc exp run"
+    if (root / PARAMS_FILE).read_text(encoding="utf-8") != compose_yaml(root):
+        raise StaleParamsError(
+            f"{PARAMS_FILE} is stale: it differs from the composition of {CONF_DIR}/.\n"
+            "  Run `mlsys compose` (then `dvc repro`), or `dvc exp run` which composes first."
+        )
+    return "params.yaml matches conf/"
+
+
+def read_params(root: Path) -> DictConfig:
+    """params.yaml as written (untyped); `load_sections` types it."""
+    path = root / PARAMS_FILE
+    if not path.is_file():
+        raise ConfigError(f"{path} not found: run `mlsys compose` to create it from {CONF_DIR}/")
+    return OmegaConf.load(path)  # type: ignore[return-value]
+
+
+def load_sections(raw: DictConfig, sections: tuple[str, ...], source: str) -> DictConfig:
+    """Merge the given top-level sections of `raw` onto their typed schema."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    out = {}
+    for name in sections:
+        if name not in SECTIONS:
+            raise ConfigError(f"{source}: unknown section {name!r}; known: {sorted(SECTIONS)}")
+        if name not in raw:
+            raise ConfigError(f"{source}: section {name!r} is missing")
+        try:
+            node = OmegaConf.merge(OmegaConf.structured(SECTIONS[name]), raw[name])
+            OmegaConf.to_container(node, throw_on_missing=True)
+        except OmegaConfBaseException as exc:
+            raise ConfigError(f"{source}: {name}.{_omegaconf_key(exc)}") from exc
+        out[name] = node
+    return OmegaConf.create(out)
+
+
+def _omegaconf_key(exc: Exception) -> str:
+    key = getattr(exc, "full_key", "") or ""
+    msg = getattr(exc, "msg", str(exc)).split("\n")[0]
+    return f"{key}: {msg}" if key else msg
+
+
+def stage_config(keys: tuple[str, ...], overrides: list[str] | tuple[str, ...] = ()) -> tuple[DictConfig, Path]:
+    """The params `keys` (dotted) a stage declares, from params.yaml or, with overrides,
+    from `conf/` + overrides.
+
+    The whole config is checked first (a leaky feature is an error whichever stage runs;
+    LightGBM's own parameter check only where a stage reads `model`), then the stage
+    receives only its declared keys.
+    """
+    from mlsys.config.checks import check
+
+    root = project_root()
+    if overrides:
+        raw = OmegaConf.create(compose_yaml(root, overrides))
+        source = f"{CONF_DIR}/ + {' '.join(overrides)}"
+    else:
+        raw = read_params(root)
+        source = PARAMS_FILE
+    full = load_sections(raw, tuple(SECTIONS), source)
+    check(full, lightgbm="model" in {k.split(".")[0] for k in keys})
+    return select(full, keys), root
+
+
+def select(full: DictConfig, keys: tuple[str, ...]) -> DictConfig:
+    """Only the given (dotted) keys of `full`, nested as in params.yaml."""
+    out: dict = {}
+    for key in keys:
+        *parents, leaf = key.split(".")
+        node, target = full, out
+        for part in parents:
+            node, target = node[part], target.setdefault(part, {})
+        target[leaf] = node[leaf]
+    return OmegaConf.create(out)
+
+
+def config_hash(cfg: DictConfig) -> str:
+    """Hash of exactly the sections a stage received (sorted JSON)."""
+    blob = json.dumps(OmegaConf.to_container(cfg, resolve=True), sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def provenance(stage: str, cfg: DictConfig) -> dict[str, object]:
+    """What a stage saves with its artifacts: its name, config and the config's hash."""
+    return {"stage": stage, "config_hash": config_hash(cfg), "config": OmegaConf.to_container(cfg, resolve=True)}

@@ -1,0 +1,513 @@
+"""The typed schema of every `conf/` group: dataclasses registered in Hydra's ConfigStore.
+
+They are registered as `mlsys_schema` (by `hydra_plugins/mlsys_schema`, so DVC's own
+composition sees them too), and `conf/config.yaml` lists it first in its defaults: an
+unknown key, a wrong type or a value outside an Enum fails composition with the key's full
+path (`training.mode: Invalid value 'daily', expected one of [static, dynamic]`). The
+choices are `StrEnum`s, so they compare, print and hash as the plain strings they are in
+YAML. Checks a schema cannot express live with their domains (`mlsys.config.checks`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from omegaconf import MISSING
+
+SCHEMA_NAME = "mlsys_schema"
+
+
+class SourceKind(StrEnum):
+    package = "package"
+    csv = "csv"
+    parquet = "parquet"
+
+
+class SourceAvailability(StrEnum):
+    at_prediction = "at_prediction"  # the primary table: one row per event
+    timestamped = "timestamped"  # rows known from a time column + lag: as-of joins only
+    static = "static"  # reference data known in advance: plain lookups
+
+
+class LabelOp(StrEnum):
+    gt = "gt"
+    ge = "ge"
+    lt = "lt"
+    le = "le"
+    eq = "eq"
+    ne = "ne"
+
+
+class MissingLabel(StrEnum):
+    exclude = "exclude"
+    fail = "fail"
+
+
+class UpstreamChange(StrEnum):
+    adopt = "adopt"
+    fail = "fail"
+
+
+class Stat(StrEnum):
+    mean = "mean"
+    sum = "sum"
+    count = "count"
+    last = "last"
+
+
+class Known(StrEnum):
+    past = "past"
+    schedule = "schedule"
+
+
+class Policy(StrEnum):
+    fail = "fail"
+    quarantine = "quarantine"
+
+
+class FeatureType(StrEnum):
+    numeric = "numeric"
+    categorical = "categorical"
+
+
+class FeatureAvailability(StrEnum):
+    at_prediction = "at_prediction"
+    after_outcome = "after_outcome"
+
+
+class Impute(StrEnum):
+    median = "median"
+    zero = "zero"
+
+
+class TrainingMode(StrEnum):
+    static = "static"
+    dynamic = "dynamic"
+
+
+class Cadence(StrEnum):
+    month = "month"
+    week = "week"
+
+
+class WindowKind(StrEnum):
+    expanding = "expanding"
+    sliding = "sliding"
+
+
+class Force(StrEnum):
+    row_wise = "row_wise"
+    col_wise = "col_wise"
+
+
+class InferenceMode(StrEnum):
+    static = "static"
+    dynamic = "dynamic"
+    hybrid = "hybrid"
+
+
+# --- data ------------------------------------------------------------------------------
+@dataclass
+class TimeColumn:
+    """A timestamp column as stored in a source: its text format and time zone."""
+
+    tz: str = "UTC"
+    format: str = "ISO8601"
+
+
+@dataclass
+class KnownAfter:
+    """When a column known only after the outcome becomes known: at the event's time + the
+    minutes in column `after` (e.g. a departure is seen `dep_delay` minutes after its
+    schedule) + `lag`. Neither set: known at some time after the outcome, which no
+    aggregate may then read."""
+
+    after: str | None = None
+    lag: str | None = None
+
+
+@dataclass
+class SourceConfig:
+    """One upstream table: a file, or a file shipped inside an installed package.
+
+    `available` says when its values are known: `at_prediction` (the primary table: one
+    row per event, known at prediction time except the `after_outcome` columns),
+    `timestamped` (each row known from one of its time columns + lag: joined only as of the
+    prediction time), or `static` (reference data known in advance: plain lookups).
+    """
+
+    kind: SourceKind = MISSING
+    path: str = MISSING  # file path, or a resource path inside `package`
+    package: str | None = None
+    available: SourceAvailability = MISSING
+    time_columns: dict[str, TimeColumn] = field(default_factory=dict)
+    # Columns whose value is known only after the outcome (leakage if used as input), and when.
+    after_outcome: dict[str, KnownAfter] = field(default_factory=dict)
+
+
+@dataclass
+class EventTime:
+    """How the event timestamp is built: from local date/time parts in `tz`."""
+
+    parts: dict[str, str] = field(default_factory=dict)  # year/month/day/hour/minute -> column
+    column: str | None = None  # or an existing timestamp column (declared in time_columns)
+    tz: str = "UTC"
+
+
+@dataclass
+class LabelConfig:
+    column: str = MISSING
+    op: LabelOp = LabelOp.gt
+    threshold: float = 0.0
+    missing: MissingLabel = MissingLabel.exclude  # rows whose label column is null
+
+
+@dataclass
+class AsofJoin:
+    """Latest row of `source` with the same `by` keys observed by the prediction time."""
+
+    source: str = MISSING
+    by: list[str] = field(default_factory=list)
+    time: str = MISSING  # a time column of `source`
+    lag: str = "0h"  # a row stamped t is available at t + lag
+    tolerance: str = "3h"
+    columns: list[str] = field(default_factory=list)
+    prefix: str = ""
+
+
+@dataclass
+class LookupJoin:
+    """Static attributes of an entity (e.g. plane metadata): a plain left join."""
+
+    source: str = MISSING
+    key: str = MISSING  # key column, same name on both sides
+    columns: list[str] = field(default_factory=list)
+    prefix: str = ""
+
+
+@dataclass
+class Aggregate:
+    """Point-in-time aggregate over the primary table's own rows.
+
+    `known: past` aggregates rows observed in (prediction time - window, prediction time],
+    a row being observed at its event time plus `observed_after` minutes (a column, e.g.
+    the departure delay: a departure is seen when it happens) plus `observed_lag`;
+    `known: schedule` counts rows whose event time is within +-window of this event
+    (schedules are published in advance).
+    """
+
+    by: list[str] = field(default_factory=list)
+    value: str | None = None
+    stat: Stat = Stat.mean
+    window: str = "3h"
+    known: Known = Known.past
+    observed_after: str | None = None
+    observed_lag: str = "0h"
+
+
+@dataclass
+class DataConfig:
+    name: str = MISSING
+    sources: dict[str, SourceConfig] = field(default_factory=dict)
+    primary: str = MISSING
+    key: list[str] = field(default_factory=list)
+    event_time: EventTime = field(default_factory=EventTime)
+    prediction_lead: str = "0h"
+    label: LabelConfig = field(default_factory=LabelConfig)
+    asof_joins: list[AsofJoin] = field(default_factory=list)
+    lookup_joins: list[LookupJoin] = field(default_factory=list)
+    aggregates: dict[str, Aggregate] = field(default_factory=dict)
+    on_upstream_change: UpstreamChange = UpstreamChange.adopt
+
+
+# --- contracts -------------------------------------------------------------------------
+@dataclass
+class ColumnContract:
+    dtype: str | None = None  # int64, float64, str, bool, datetime64[us, UTC], ...
+    nullable: bool = True
+    required: bool = True
+    min: float | None = None
+    max: float | None = None
+    isin: list[Any] | None = None
+    regex: str | None = None
+    unique: bool = False
+    max_missing: float | None = None  # fraction of nulls allowed (frame-level)
+
+
+@dataclass
+class VolumeBand:
+    """Rows of a new snapshot of a table, as a ratio of the previous snapshot's (TFDV's
+    span comparator): outside the band the new data is not adopted."""
+
+    min_ratio: float = 0.5
+    max_ratio: float = 2.0
+
+
+@dataclass
+class TableContract:
+    policy: Policy = Policy.fail
+    # Quarantine may keep this share of the rows at most; more fails the table (data loss).
+    max_quarantine_fraction: float = 0.01
+    volume: VolumeBand | None = field(default_factory=VolumeBand)  # null: any row count is adopted
+    min_rows: int | None = None
+    max_rows: int | None = None
+    unique: list[str] = field(default_factory=list)  # columns unique together
+    strict: bool = False  # extra columns are an error
+    columns: dict[str, ColumnContract] = field(default_factory=dict)
+    # Escape hatch: a Python function returning a pandera DataFrameSchema, applied after.
+    python_schema: dict[str, Any] | None = None
+    examples: int = 5
+
+
+@dataclass
+class ContractConfig:
+    tables: dict[str, TableContract] = field(default_factory=dict)  # one per source
+    dataset: TableContract | None = None  # the built modelling table (build stage output)
+
+
+# --- features --------------------------------------------------------------------------
+@dataclass
+class FeatureConfig:
+    """One model input: where it comes from, its type, transform and availability."""
+
+    source: str = MISSING  # a column of the built dataset
+    type: FeatureType = FeatureType.numeric
+    transform: str = "identity"  # identity | clip | vocab | hhmm_minutes | day_of_week | ...
+    availability: FeatureAvailability = FeatureAvailability.at_prediction
+    clip_quantiles: list[float] = field(default_factory=lambda: [0.001, 0.999])
+    impute: Impute | None = None  # None: LightGBM routes missing values itself
+    min_count: int = 1  # vocab: rarer categories are treated as unknown
+    max_categories: int = 1000
+
+
+@dataclass
+class FeaturesConfig:
+    name: str = MISSING
+    columns: dict[str, FeatureConfig] = field(default_factory=dict)
+
+
+# --- split, model, training, evaluation ------------------------------------------------
+@dataclass
+class Period:
+    name: str = MISSING
+    start: str = MISSING  # inclusive, local date in split.tz
+    end: str = MISSING  # exclusive
+
+
+@dataclass
+class SplitConfig:
+    tz: str = "UTC"
+    periods: list[Period] = field(default_factory=list)
+    train: str = "train"
+    valid: str = "valid"
+    test: str = "test"
+
+
+@dataclass
+class ModelConfig:
+    name: str = "lightgbm"
+    params: dict[str, Any] = field(default_factory=dict)
+    num_boost_round: int = 1000
+    early_stopping_rounds: int = 50
+
+
+@dataclass
+class DataCheckConfig:
+    """What new data must pass before a dynamic retrain adopts it (vs the previous period)."""
+
+    min_rows: int = 1000
+    max_psi: float = 0.25  # per feature, against the previous period's profile
+    max_missing_change: float = 0.25  # change in a feature's share of missing values
+    expected_drift: list[str] = field(default_factory=list)  # fnmatch patterns: PSI reported, not gated
+
+
+@dataclass
+class TrainingConfig:
+    mode: TrainingMode = TrainingMode.static  # static: train once on split.train | dynamic: windows roll
+    seed: int = 42
+    num_threads: int = 2
+    deterministic: bool = True
+    force: Force = Force.row_wise
+    # Dynamic: retrain every `cadence` on the data before it, minus a `holdout` that gates it.
+    cadence: Cadence = Cadence.month
+    holdout: str = "7d"  # newest data kept out of a retrain to gate it against the live model
+    window: WindowKind = WindowKind.expanding
+    sliding_periods: int = 3  # sliding: how many most recent cadence periods
+    warm_start: bool = False  # backtest: continue the previous model on the new data, else retrain
+    retrain_rounds: int = 200  # boosting rounds of a from-scratch backtest retrain (no early stopping)
+    warm_rounds: int = 50  # rounds added by a warm start
+    data_check: DataCheckConfig = field(default_factory=DataCheckConfig)
+
+
+@dataclass
+class BacktestPeriod:
+    name: str = MISSING
+    start: str = MISSING  # inclusive local date
+    end: str = MISSING  # exclusive
+    prev: str | None = None  # the period before (the initial window for the first)
+
+
+@dataclass
+class BacktestConfig:
+    """Replay time: a static model trained once on `initial`, a dynamic one retrained before
+    each period; both scored on every period. Periods are explicit so DVC can `foreach`."""
+
+    tz: str = "UTC"
+    initial: BacktestPeriod = field(default_factory=BacktestPeriod)
+    periods: list[BacktestPeriod] = field(default_factory=list)
+
+
+@dataclass
+class BaselineConfig:
+    features: list[str] = field(default_factory=list)
+    max_iter: int = 200
+
+
+@dataclass
+class EvaluationConfig:
+    slices: list[str] = field(default_factory=list)
+    min_slice_rows: int = 200
+    calibration_bins: int = 10
+    baseline: BaselineConfig = field(default_factory=BaselineConfig)
+
+
+@dataclass
+class Bound:
+    min: float | None = None
+    max: float | None = None
+
+
+@dataclass
+class ChangeGate:
+    """How much worse than the released model a metric may get (by its better direction)."""
+
+    max_worsening: float = MISSING
+    relative: bool = False  # fraction of the released value, else absolute
+
+
+@dataclass
+class SliceGate:
+    bounds: dict[str, Bound] = field(default_factory=dict)  # per metric, for every slice
+    min_rows: int = 500  # smaller slices are reported, not gated
+
+
+@dataclass
+class BaselineGate:
+    metric: str = "auc"
+    margin: float = 0.0  # the model must beat the logistic baseline by this much
+
+
+@dataclass
+class InfraGate:
+    requests: int = 200  # sample requests answered by the candidate in a separate process
+    timeout_seconds: float = 120.0
+
+
+@dataclass
+class ReleaseConfig:
+    model_name: str = MISSING  # the registry folder of this model (default: data.name)
+    absolute: dict[str, Bound] = field(default_factory=dict)  # slow degradation
+    slices: SliceGate = field(default_factory=SliceGate)
+    change: dict[str, ChangeGate] = field(default_factory=dict)  # sudden degradation
+    baseline: BaselineGate = field(default_factory=BaselineGate)
+    min_prediction_std: float = 1e-4  # a constant model is not a model
+    infra: InfraGate = field(default_factory=InfraGate)
+
+
+@dataclass
+class PathsConfig:
+    raw: str = "data/raw"
+    validated: str = "data/validated"
+    quarantine: str = "data/quarantine"
+    dataset: str = "data/dataset"
+    features: str = "data/features"
+    model: str = "models/model"
+    bundle: str = "models/bundle"
+    metrics: str = "metrics"
+    plots: str = "plots"
+    reports: str = "reports"
+    guard: str = "reports/params_guard.json"
+    registry: str = "registry"  # released models; outside the DVC DAG, point it at shared storage
+    periods: str = "data/periods"  # the labelled dataset cut by backtest period
+    backtest: str = "models/backtest"  # one folder per period: dynamic model + scores
+    online: str = "data/serving/online.sqlite"  # online feature table (request-time lookups)
+    store: str = "data/serving/predictions.sqlite"  # batch predictions (the lookup store)
+    request_log: str = "logs/requests.jsonl"  # what the server saw and answered (monitoring reads it)
+
+
+@dataclass
+class ServingWindow:
+    start: str = MISSING  # inclusive local date (split.tz)
+    end: str = MISSING  # exclusive
+
+
+@dataclass
+class PredictionChecks:
+    max_nan: int = 0
+    range_margin: float = 0.05
+    max_outside_range: float = 0.01  # share of predictions outside the widened validation range
+    min_coverage: float = 1.0
+
+
+@dataclass
+class ServerConfig:
+    max_body_bytes: int = 1_000_000
+    max_records: int = 1000
+    reload_seconds: float = 1.0
+    # Name of an environment variable holding a bearer token /predict then requires (off: null).
+    auth_token_env: str | None = None
+
+
+@dataclass
+class RequestLogConfig:
+    sample_rate: float = 1.0
+
+
+@dataclass
+class InferenceConfig:
+    """Static (batch -> lookup store), dynamic (computed per request) or hybrid."""
+
+    mode: InferenceMode = InferenceMode.hybrid
+    window: ServingWindow = field(default_factory=ServingWindow)
+    checks: PredictionChecks = field(default_factory=PredictionChecks)
+    server: ServerConfig = field(default_factory=ServerConfig)
+    request_log: RequestLogConfig = field(default_factory=RequestLogConfig)
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    contract: ContractConfig = field(default_factory=ContractConfig)
+    features: FeaturesConfig = field(default_factory=FeaturesConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    release: ReleaseConfig = field(default_factory=ReleaseConfig)
+    backtest: BacktestConfig = field(default_factory=BacktestConfig)
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+
+
+SECTIONS: dict[str, type] = {
+    "data": DataConfig,
+    "contract": ContractConfig,
+    "features": FeaturesConfig,
+    "split": SplitConfig,
+    "model": ModelConfig,
+    "training": TrainingConfig,
+    "evaluation": EvaluationConfig,
+    "release": ReleaseConfig,
+    "backtest": BacktestConfig,
+    "inference": InferenceConfig,
+    "paths": PathsConfig,
+}
+
+
+def register() -> None:
+    """Register the schema in Hydra's ConfigStore (called by hydra_plugins/ and compose)."""
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(name=SCHEMA_NAME, node=Config)
