@@ -1,5 +1,6 @@
-"""Cost of one dynamic retrain: full (expanding window) vs warm start, each against plain
-LightGBM doing the same work on the same data, same run.   python bench/retrain.py
+"""Cost of one dynamic retrain (the backtest's rules: windows ending at September, early
+stopping on valid): full (expanding window) vs warm start, each against plain LightGBM doing
+the same work on the same matrices, same run.   python bench/retrain.py
 """
 
 from __future__ import annotations
@@ -13,68 +14,66 @@ from rich.console import Console
 from rich.table import Table
 
 from mlsys.config import load_sections, read_params
-from mlsys.data.build import LABEL
-from mlsys.dynamic import fit
+from mlsys.data.columns import EVENT_TIME, LABEL
 from mlsys.model import Model, lgb_params
+from mlsys.retrain import fit
+from mlsys.split import select, windows_ending
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def _raw(params: dict, x, y, xv, yv, pipeline, rounds: int, stop: int, init=None) -> lgb.Booster:
+    """Plain LightGBM: the same matrices, rounds and early stopping as mlsys's retrain."""
+
+    def data(a, b, ref=None):
+        return lgb.Dataset(a, b, feature_name=pipeline.names, categorical_feature=pipeline.categorical, reference=ref)
+
+    train = data(x, y)
+    return lgb.train(
+        params,
+        train,
+        rounds,
+        valid_sets=[train, data(xv, yv, train)],
+        init_model=init,
+        callbacks=[lgb.early_stopping(stop, verbose=False)],
+    )
 
 
 def main() -> None:
     cfg = load_sections(read_params(ROOT), ("features", "model", "training", "backtest", "paths"), "params.yaml")
     names = [cfg.backtest.initial.name, *(p.name for p in cfg.backtest.periods)][:7]  # initial .. 2013-08
     parts = {n: pd.read_parquet(ROOT / cfg.paths.periods / f"{n}.parquet") for n in names}
-    window, newest = pd.concat(parts.values(), ignore_index=True), parts[names[-1]]
+    window = pd.concat(parts.values(), ignore_index=True)
+    split = windows_ending(pd.Timestamp(cfg.backtest.periods[6].start), cfg.backtest.initial.start, cfg.training,
+                           cfg.backtest.tz)  # fmt: skip
+    train, valid = (select(window, EVENT_TIME, split, split[r]) for r in ("train", "valid"))
+    newest = train[train[EVENT_TIME] >= pd.Timestamp(cfg.backtest.periods[5].start, tz=cfg.backtest.tz)]
     params = lgb_params(cfg.model, cfg.training)
-    rows = []
+    stop, rows = cfg.model.early_stopping_rounds, []
 
     start = time.perf_counter()
-    full = fit(window, cfg.features, cfg.model, cfg.training)
+    full = fit(train, valid, cfg.features, cfg.model, cfg.training)
     t_ml = time.perf_counter() - start
-    x = full.pipeline.transform_frame(window)  # the same matrix for the raw run (encoding excluded there)
+    pipe = full.pipeline
+    x, xv = pipe.transform_frame(train), pipe.transform_frame(valid)  # the raw run gets the matrices
+    y, yv = train[LABEL].to_numpy(), valid[LABEL].to_numpy()
     start = time.perf_counter()
-    raw = lgb.train(
-        params,
-        lgb.Dataset(
-            x, window[LABEL].to_numpy(), feature_name=full.pipeline.names, categorical_feature=full.pipeline.categorical
-        ),
-        cfg.training.retrain_rounds,
+    raw = _raw(params, x, y, xv, yv, pipe, cfg.model.num_boost_round, stop)
+    t_raw = time.perf_counter() - start
+    label = f"full retrain, {len(train):,} rows, {full.best_iteration} rounds (early stopping; mlsys incl. refit)"
+    rows.append((label, t_ml, t_raw))
+    assert raw.model_to_string(num_iteration=raw.best_iteration) == full.booster.model_to_string(
+        num_iteration=full.best_iteration
     )
-    rows.append(
-        (
-            f"full retrain, {len(window):,} rows, {cfg.training.retrain_rounds} rounds (mlsys incl. refit "
-            "of feature state + encoding)",
-            t_ml,
-            time.perf_counter() - start,
-        )
-    )
-    assert raw.model_to_string() == full.booster.model_to_string()
 
-    init = Model(booster=full.booster, pipeline=full.pipeline, version="bench", meta={})
+    init = Model(booster=full.booster, pipeline=pipe, version="bench", meta={})
     start = time.perf_counter()
-    warm = fit(newest, cfg.features, cfg.model, cfg.training, init=init)
+    warm = fit(newest, valid, cfg.features, cfg.model, cfg.training, init=init)
     t_ml = time.perf_counter() - start
-    xn = full.pipeline.transform_frame(newest)
     start = time.perf_counter()
-    lgb.train(
-        params,
-        lgb.Dataset(
-            xn,
-            newest[LABEL].to_numpy(),
-            feature_name=full.pipeline.names,
-            categorical_feature=full.pipeline.categorical,
-        ),
-        cfg.training.warm_rounds,
-        init_model=full.booster,
-    )
-    rows.append(
-        (
-            f"warm start, newest month {len(newest):,} rows, +{cfg.training.warm_rounds} rounds",
-            t_ml,
-            time.perf_counter() - start,
-        )
-    )
-    assert warm.booster.num_trees() == full.booster.num_trees() + cfg.training.warm_rounds
+    _raw(params, pipe.transform_frame(newest), newest[LABEL].to_numpy(), xv, yv, pipe, cfg.training.warm_rounds, stop,
+         init=full.booster)  # fmt: skip
+    rows.append((f"warm start, newest month {len(newest):,} rows, {warm.how}", t_ml, time.perf_counter() - start))
 
     table = Table(title="one retrain: mlsys vs plain LightGBM (seconds)")
     for col in ("work", "mlsys", "raw", "ratio"):

@@ -101,10 +101,10 @@ def _run(args: argparse.Namespace) -> None:
 
         root, paths = _project_paths()
         result = score(Project.load(root))
-        write_json(root / paths.reports / "audit.json", result)
-        atomic_write(root / paths.reports / "audit.md", lambda p: p.write_text(markdown(result)))
+        write_json(root / f"{paths.audit}.json", result)
+        atomic_write(root / f"{paths.audit}.md", lambda p: p.write_text(markdown(result)))
         _print_audit(result)
-        print(f"report: {paths.reports}/audit.json, {paths.reports}/audit.md")
+        print(f"report: {paths.audit}.json, {paths.audit}.md")
     elif args.command == "serve":
         import uvicorn
 

@@ -86,6 +86,11 @@ def write_parquet(path: Path, frame: pd.DataFrame) -> Path:
     return atomic_write(path, lambda p: frame.to_parquet(p, index=False))
 
 
+def write_csv(frame: pd.DataFrame, path: Path) -> Path:
+    """A plot's data (DVC plots read CSV), written atomically."""
+    return atomic_write(path, lambda p: frame.to_csv(p, index=False))
+
+
 def read_parquet(path: Path, what: str, columns: list[str] | None = None) -> pd.DataFrame:
     import pandas as pd
     import pyarrow as pa

@@ -12,6 +12,8 @@ import pandas as pd
 
 from mlsys.io import atomic_write
 
+SCORES = "scores.json"  # in each backtest period's model folder: how both models did there
+
 
 def _png(fig: Any) -> str:
     buf = io.BytesIO()

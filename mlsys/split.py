@@ -36,48 +36,60 @@ def period_bounds(split: DictConfig) -> dict[str, tuple[pd.Timestamp, pd.Timesta
 
 
 CADENCE = {"month": "MS", "week": "W-MON"}  # period starts
-WINDOWS_FILE = "windows.json"  # featurize's record of the windows it used (the resolved split)
-FEATURIZED_FILE = "featurize.json"  # in paths.reports: when featurize ran
 
 
-def resolved(features_dir: Path) -> DictConfig:
-    """The split featurize used; later stages read it rather than resolving it again."""
+def resolved(windows: Path) -> DictConfig:
+    """The split featurize used (`paths.windows`); later stages read it, not resolve it again."""
     from mlsys.io import read_json
 
-    return OmegaConf.create(
-        read_json(features_dir / WINDOWS_FILE, "the windows featurize used: run featurize")["split"]
-    )
+    return OmegaConf.create(read_json(windows, "the windows featurize used: run featurize")["split"])
+
+
+def holdout_days(training: DictConfig) -> int:
+    """`training.holdout` in whole local calendar days (windows are dates, DST or not)."""
+    from mlsys.durations import check_duration
+
+    hold = check_duration(training.holdout, "training.holdout")
+    if hold <= pd.Timedelta(0) or hold % pd.Timedelta(days=1):
+        raise ConfigError(f"training.holdout: {training.holdout!r}: windows are local calendar days, use whole days")
+    return hold.days
 
 
 def data_end(times: pd.Series, training: DictConfig, tz: str) -> pd.Timestamp:
     """Exclusive end of the last complete cadence period in `times` (a day with data counts
-    as complete), as a local midnight."""
-    last_day = times.max().tz_convert(tz).normalize() + pd.Timedelta(days=1)
+    as complete), as a local date (naive: calendar arithmetic, unaffected by DST)."""
+    last_day = times.max().tz_convert(tz).tz_localize(None).normalize() + pd.DateOffset(days=1)
     offset = pd.tseries.frequencies.to_offset(CADENCE[training.cadence])
     return last_day if offset.is_on_offset(last_day) else offset.rollback(last_day)
 
 
-def resolve(split: DictConfig, training: DictConfig, times: pd.Series) -> DictConfig:
-    """The split a stage uses: as declared (static), or rolled to the data (dynamic)."""
-    if training.mode == "static":
-        return split
-    from mlsys.durations import parse_duration
-
-    end = data_end(times, training, split.tz)
-    hold = parse_duration(training.holdout)
-    test, valid = end - hold, end - 2 * hold
+def windows_ending(end: pd.Timestamp, first: str, training: DictConfig, tz: str) -> DictConfig:
+    """The rolling split that ends at local date `end`: test = the last `holdout` days,
+    valid = the `holdout` days before, train = everything from `first` (expanding) or the
+    last `sliding_periods` cadence periods (sliding). The one rule of the main pipeline's
+    dynamic retrain and of every backtest retrain."""
+    end = pd.Timestamp(end).tz_localize(None).normalize() if pd.Timestamp(end).tzinfo else pd.Timestamp(end)
+    days = holdout_days(training)
+    test, valid = end - pd.DateOffset(days=days), end - pd.DateOffset(days=2 * days)
     if training.window == "expanding":
-        start = pd.Timestamp(split.periods[0].start, tz=split.tz)
+        start = pd.Timestamp(first)
     else:
         offset = pd.tseries.frequencies.to_offset(CADENCE[training.cadence])
-        start = offset.rollback(valid.normalize()) - (training.sliding_periods - 1) * offset
+        start = offset.rollback(valid) - (training.sliding_periods - 1) * offset
     day = "%Y-%m-%d"
     periods = [
         {"name": "train", "start": start.strftime(day), "end": valid.strftime(day)},
         {"name": "valid", "start": valid.strftime(day), "end": test.strftime(day)},
         {"name": "test", "start": test.strftime(day), "end": end.strftime(day)},
     ]
-    return OmegaConf.create({"tz": split.tz, "periods": periods, "train": "train", "valid": "valid", "test": "test"})
+    return OmegaConf.create({"tz": tz, "periods": periods, "train": "train", "valid": "valid", "test": "test"})
+
+
+def resolve(split: DictConfig, training: DictConfig, times: pd.Series) -> DictConfig:
+    """The split a stage uses: as declared (static), or rolled to the data (dynamic)."""
+    if training.mode == "static":
+        return split
+    return windows_ending(data_end(times, training, split.tz), split.periods[0].start, training, split.tz)
 
 
 def select(frame: pd.DataFrame, time_column: str, split: DictConfig, name: str) -> pd.DataFrame:

@@ -15,15 +15,12 @@ class Stage:
     help: str  # the code lives in pipelines/<stage name>.py
 
 
-# What resolves the rolling windows and the data check of dynamic training.
-DYNAMIC = (
-    "training.mode",
-    "training.cadence",
-    "training.holdout",
-    "training.window",
-    "training.sliding_periods",
-    "training.data_check",
-)
+# What a LightGBM training reads: the model, and the settings that make it deterministic.
+MODEL = ("model", "training.seed", "training.num_threads", "training.deterministic", "training.force")
+
+# What places the rolling windows of a retrain, and what new data must pass first.
+WINDOWS = ("training.cadence", "training.holdout", "training.window", "training.sliding_periods")
+DYNAMIC = ("training.mode", *WINDOWS, "training.data_check")
 
 # What defines a serving request: the primary table's contract minus after-outcome columns,
 # and the looked-up columns a request may carry (joins, aggregates) with their tables' bounds.
@@ -53,22 +50,44 @@ STAGES: dict[str, Stage] = {
         ("features", "split", *DYNAMIC, "contract.dataset", "paths"),
         "resolve the windows; check new data (dynamic); fit feature state on train; encode",
     ),
-    "train": Stage(("model", "training", "paths"), "LightGBM with early stopping on valid"),
+    "train": Stage((*MODEL, "paths"), "LightGBM with early stopping on valid"),
     "evaluate": Stage(("evaluation", "paths"), "test metrics, slices, baselines, plots"),
     "package": Stage(("paths",), "assemble the model bundle and its card"),
     "release": Stage(
-        ("release", "training.mode", *REQUEST, "data.event_time", "evaluation.calibration_bins", "inference", "paths"),
+        (
+            "release",
+            "training.mode",
+            *REQUEST,
+            "data.event_time",
+            "evaluation.calibration_bins",
+            "inference.server",
+            "paths",
+        ),
         "gate the candidate (in a sandboxed server too); if blessed, register and make it live",
     ),
     "partition": Stage(("backtest", "paths"), "cut the labelled dataset into backtest periods"),
     "backtest_static": Stage(
-        ("features", "model", "training", "backtest.initial", "backtest.tz", "paths"),
+        ("features", *MODEL, *WINDOWS, "backtest.initial", "backtest.tz", "paths"),
         "train the static model once on the initial window",
     ),
     # One stage per period (dvc.yaml foreach); the period itself is in its command, so
     # adding a period to backtest.periods does not touch the others.
     "backtest": Stage(
-        ("features", "model", "training", "contract.dataset", "release", "backtest.initial", "backtest.tz", "paths"),
+        (
+            "features",
+            *MODEL,
+            *WINDOWS,
+            "training.data_check",
+            "training.warm_start",
+            "training.warm_rounds",
+            "contract.dataset",
+            "release",
+            "evaluation",
+            "backtest.initial",
+            "backtest.tz",
+            "backtest.skip_gates",
+            "paths",
+        ),
         "check the new data, retrain, gate; score the period with static and dynamic",
     ),
     "online": Stage(
@@ -79,7 +98,18 @@ STAGES: dict[str, Stage] = {
         (*REQUEST, "inference.window", "inference.checks", "split.tz", "release.model_name", "paths"),
         "score the serving window with the live model; check; replace the lookup store's table",
     ),
-    "backtest_report": Stage(("backtest", "training", "paths"), "static vs dynamic by period: plot, summary, page"),
+    "backtest_report": Stage(
+        ("backtest", "training.window", "training.warm_start", "paths"),
+        "static vs dynamic by period: plot, summary, page",
+    ),
 }
 # Not a DVC stage: `mlsys serve` reads these keys (and the registry for the live model).
-SERVE = (*REQUEST, "data.event_time", "inference", "release.model_name", "paths")
+SERVE = (
+    *REQUEST,
+    "data.event_time",
+    "inference.mode",
+    "inference.server",
+    "inference.request_log",
+    "release.model_name",
+    "paths",
+)

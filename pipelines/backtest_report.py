@@ -7,14 +7,14 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import DictConfig
 
-from mlsys.io import atomic_write, read_json, write_json
-from mlsys.reports import backtest_html
+from mlsys.io import read_json, write_csv, write_json
+from mlsys.reports import SCORES, backtest_html
 
 
 def run(cfg: DictConfig, root: Path) -> None:
     """models/backtest/*/scores.json -> reports/backtest/{backtest.csv,index.html}, metrics/backtest.json."""
     results = [
-        read_json(root / cfg.paths.backtest / p.name / "scores.json", f"backtest period {p.name}: run backtest")
+        read_json(root / cfg.paths.backtest / p.name / SCORES, f"backtest period {p.name}: run backtest")
         for p in cfg.backtest.periods
     ]
     rows = [
@@ -41,10 +41,9 @@ def run(cfg: DictConfig, root: Path) -> None:
         "retrains_kept_previous": sum(not r["retrain"]["adopted"] for r in results),
         "dynamic_training": cfg.training.window + (" + warm start" if cfg.training.warm_start else ""),
     }
-    out = root / cfg.paths.reports / "backtest"
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write(out / "backtest.csv", lambda p: table.to_csv(p, index=False))
-    write_json(root / cfg.paths.metrics / "backtest.json", summary)
+    out = root / cfg.paths.backtest_report
+    write_csv(table, root / cfg.paths.backtest_table)
+    write_json(root / cfg.paths.backtest_metrics, summary)
     decisions = {
         r["period"]: r["dynamic_training"]
         if r["retrain"]["adopted"]

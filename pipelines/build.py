@@ -10,9 +10,11 @@ from omegaconf import DictConfig
 
 from mlsys.config import provenance
 from mlsys.contracts import summary, validate_table, without_column
-from mlsys.data.build import LABEL, build
-from mlsys.errors import ContractError
-from mlsys.io import read_parquet, write_json, write_parquet
+from mlsys.data.build import build, pending
+from mlsys.data.columns import LABEL
+from mlsys.data.sources import MANIFEST
+from mlsys.errors import ContractError, MlsysError
+from mlsys.io import read_json, read_parquet, write_json, write_parquet
 
 
 def run(cfg: DictConfig, root: Path) -> None:
@@ -21,7 +23,9 @@ def run(cfg: DictConfig, root: Path) -> None:
         name: read_parquet(root / cfg.paths.validated / f"{name}.parquet", "validated table: run validate")
         for name in cfg.data.sources
     }
-    result = build(tables, cfg.data)
+    manifest = read_json(root / cfg.paths.raw / MANIFEST, "the snapshot manifest: run snapshot")
+    as_of = pd.Timestamp(manifest["snapshot_time"])  # labels are final or pending as of the snapshot
+    result = build(tables, cfg.data, as_of)
     report = dict(result.report)
     labelled, unlabelled = result.labelled, result.unlabelled
     if cfg.contract.dataset is not None:
@@ -32,26 +36,32 @@ def run(cfg: DictConfig, root: Path) -> None:
             "unlabelled": validate_table("dataset", without_column(cfg.contract.dataset, LABEL), unlabelled),
         }
         quarantined = pd.concat([c.quarantined.assign(_part=part) for part, c in checks.items()], ignore_index=True)
-        write_parquet(root / cfg.paths.dataset / "quarantined.parquet", quarantined)
+        write_parquet(root / cfg.paths.dataset_quarantine, quarantined)
         report["contract"] = {part: c.report for part, c in checks.items()}
         for c in checks.values():
             print(summary(c.report))
         if any(c.report["status"] == "failed" for c in checks.values()):
-            write_json(root / cfg.paths.reports / "build.json", {**report, **provenance("build", cfg)})
-            raise ContractError(f"contract.dataset violated; report in {cfg.paths.reports}/build.json")
+            write_json(root / cfg.paths.build_report, {**report, **provenance("build", cfg)})
+            raise ContractError(f"contract.dataset violated; report in {cfg.paths.build_report}")
         labelled, unlabelled = checks["labelled"].passed, checks["unlabelled"].passed
+        young = int(pending(unlabelled, cfg.data.label, as_of).sum())
         report["rows_quarantined"] = len(quarantined)
-        report["rows_labelled"], report["rows_excluded_no_label"] = len(labelled), len(unlabelled)
-    accounted = report["rows_labelled"] + report["rows_excluded_no_label"] + report.get("rows_quarantined", 0)
-    assert accounted == report["rows_in"], f"build lost rows: {accounted} != {report['rows_in']}"
-    out = root / cfg.paths.dataset
-    write_parquet(out / "labelled.parquet", labelled)
-    write_parquet(out / "unlabelled.parquet", unlabelled)
-    write_json(root / cfg.paths.reports / "build.json", {**report, **provenance("build", cfg)})
-    write_json(root / cfg.paths.metrics / "build.json", {k: v for k, v in report.items() if k != "contract"})
+        report["rows_labelled"], report["rows_pending_label"] = len(labelled), young
+        report["rows_excluded_no_label"] = len(unlabelled) - young
+    parts = ("rows_labelled", "rows_excluded_no_label", "rows_pending_label", "rows_quarantined")
+    accounted = sum(report.get(k, 0) for k in parts)
+    if accounted != report["rows_in"] or len(labelled) + len(unlabelled) != accounted - report.get(
+        "rows_quarantined", 0
+    ):
+        raise MlsysError(f"build lost rows: {accounted} accounted for, {report['rows_in']} in ({parts})")
+    write_parquet(root / cfg.paths.labelled, labelled)
+    write_parquet(root / cfg.paths.unlabelled, unlabelled)
+    write_json(root / cfg.paths.build_report, {**report, **provenance("build", cfg)})
+    write_json(root / cfg.paths.build_metrics, {k: v for k, v in report.items() if k != "contract"})
     print(
         f"build: {report['rows_in']:,} rows -> {report['rows_labelled']:,} labelled, "
         f"{report['rows_excluded_no_label']:,} set aside (no {cfg.data.label.column}: data.label.missing=exclude), "
+        f"{report['rows_pending_label']:,} pending (label not final yet), "
         f"{report.get('rows_quarantined', 0):,} quarantined by contract.dataset; "
         f"positive rate {report['positive_rate']:.3f}"
     )

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from omegaconf import DictConfig
 
 from mlsys.config import provenance
-from mlsys.data.build import EVENT_TIME, LABEL
-from mlsys.errors import ConfigError, ContractError
-from mlsys.io import read_parquet, write_json
+from mlsys.data.columns import EVENT_TIME, LABEL
+from mlsys.io import read_parquet, write_csv, write_json
 from mlsys.model import load_model
-from mlsys.model.evaluate import calibration_table, logistic_baseline, roc_points, scores, slice_metrics
+from mlsys.model.evaluate import calibration_table, evaluate, roc_points
 from mlsys.reports import evaluation_html
 from mlsys.split import resolved, select
 
@@ -22,48 +20,26 @@ def run(cfg: DictConfig, root: Path) -> None:
     """Model + test window -> metrics (overall, slices, baselines), plot data, HTML report."""
     ev = cfg.evaluation
     model = load_model(root / cfg.paths.model)
-    dataset = read_parquet(root / cfg.paths.dataset / "labelled.parquet", "built dataset: run build")
-    split = resolved(root / cfg.paths.features)
+    dataset = read_parquet(root / cfg.paths.labelled, "built dataset: run build")
+    split = resolved(root / cfg.paths.windows)
     train = select(dataset, EVENT_TIME, split, split.train)
     test = select(dataset, EVENT_TIME, split, split.test)
-    for key, columns in (("evaluation.baseline.features", ev.baseline.features), ("evaluation.slices", ev.slices)):
-        missing = sorted(set(columns) - set(test.columns))
-        if missing:
-            raise ConfigError(f"{key}: {missing} are not columns of the built dataset")
+    result = evaluate(model.predict_frame(test), train, test, ev, LABEL)
+    metrics, slices, p, p_logreg = result.metrics, result.slices, result.predictions, result.baseline
     y = test[LABEL].to_numpy("int8")
-    p = model.predict_frame(test)
-    if not np.isfinite(p).all():
-        raise ContractError(f"evaluate: {int((~np.isfinite(p)).sum())} non-finite predictions on the test window")
-
-    base_rate = float(train[LABEL].mean())
-    p_logreg = logistic_baseline(train, test, list(ev.baseline.features), LABEL, ev.baseline.max_iter)
-    overall = scores(y, p, ev.calibration_bins)
-    logreg = scores(y, p_logreg, ev.calibration_bins)
-    constant = scores(y, np.full(len(y), base_rate), ev.calibration_bins)
-    metrics = {
-        **overall,
-        "test_rows": len(y),
-        "test_positive_rate": float(y.mean()),
-        "baseline_logreg": logreg,
-        "baseline_base_rate": constant,
-        "auc_lift_over_logreg": overall["auc"] - logreg["auc"],
-    }
-    out_metrics, out_plots = root / cfg.paths.metrics, root / cfg.paths.plots
-    write_json(out_metrics / "metrics.json", metrics)
-    slices = slice_metrics(test, y, p, list(ev.slices), ev.min_slice_rows)
-    write_json(out_metrics / "slices.json", slices)
+    write_json(root / cfg.paths.test_metrics, metrics)
+    write_json(root / cfg.paths.slice_metrics, slices)
 
     roc = pd.concat([roc_points(y, p).assign(model="lightgbm"), roc_points(y, p_logreg).assign(model="logreg")])
     calib = calibration_table(y, p, ev.calibration_bins)
     gain = model.booster.feature_importance(importance_type="gain")
     importance = pd.DataFrame({"feature": model.pipeline.names, "gain": gain / gain.sum()}).sort_values("gain")
-    out_plots.mkdir(parents=True, exist_ok=True)
-    roc[roc["model"] == "lightgbm"].drop(columns="model").to_csv(out_plots / "roc.csv", index=False)
-    roc[roc["model"] == "logreg"].drop(columns="model").to_csv(out_plots / "roc_baseline.csv", index=False)
-    calib.to_csv(out_plots / "calibration.csv", index=False)
-    importance.to_csv(out_plots / "importance.csv", index=False)
+    roc[roc["model"] == "lightgbm"].drop(columns="model").pipe(write_csv, root / cfg.paths.roc)
+    roc[roc["model"] == "logreg"].drop(columns="model").pipe(write_csv, root / cfg.paths.roc_baseline)
+    write_csv(calib, root / cfg.paths.calibration)
+    write_csv(importance, root / cfg.paths.importance)
 
-    report = root / cfg.paths.reports / "evaluation.html"
+    report = root / cfg.paths.evaluation_page
     evaluation_html(
         report,
         metrics=metrics,
@@ -73,10 +49,9 @@ def run(cfg: DictConfig, root: Path) -> None:
         slices=slices,
         title=f"mlsys evaluation - model {model.version}",
     )
-    write_json(
-        root / cfg.paths.reports / "evaluate.json", {"model_version": model.version, **provenance("evaluate", cfg)}
-    )
+    write_json(root / cfg.paths.evaluate_report, {"model_version": model.version, **provenance("evaluate", cfg)})
     print(
-        f"evaluate: test AUC {overall['auc']:.4f} (logreg {logreg['auc']:.4f}), log loss {overall['logloss']:.4f}, "
-        f"Brier {overall['brier']:.4f}, ECE {overall['ece']:.4f} on {len(y):,} rows; report {report}"
+        f"evaluate: test AUC {metrics['auc']:.4f} (logreg {metrics['baseline_logreg']['auc']:.4f}), "
+        f"log loss {metrics['logloss']:.4f}, Brier {metrics['brier']:.4f}, ECE {metrics['ece']:.4f} "
+        f"on {len(y):,} rows; report {report}"
     )

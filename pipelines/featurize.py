@@ -8,45 +8,37 @@ data that fails it is not adopted (exit 6), so nothing is retrained and the live
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from itertools import pairwise
 from pathlib import Path
 
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from mlsys.config import provenance
-from mlsys.data.build import EVENT_TIME, LABEL
-from mlsys.dynamic import PROFILE, check_new_data, data_profile
+from mlsys.data.columns import EVENT_TIME, LABEL
+from mlsys.dynamic import PROFILE, check_newest, data_profile
 from mlsys.errors import ConfigError, ContractError
 from mlsys.features import FeaturePipeline, fit_pipeline
 from mlsys.io import read_parquet, write_json, write_parquet
 from mlsys.model import FEATURES_FILE
-from mlsys.split import CADENCE, FEATURIZED_FILE, WINDOWS_FILE, period_bounds, resolve, select
+from mlsys.split import period_bounds, resolve, select
 
 
 def _check_newest(cfg: DictConfig, root: Path, dataset: pd.DataFrame, pipeline: FeaturePipeline, end: str) -> None:
     """Dynamic: the newest cadence period vs the one before it; fail -> ContractError."""
-    stop = pd.Timestamp(end, tz=cfg.split.tz)
-    step = pd.tseries.frequencies.to_offset(CADENCE[cfg.training.cadence])
-    bounds = [stop - 2 * step, stop - step, stop]
-    t = dataset[EVENT_TIME]
-    before, newest = (dataset[(t >= a) & (t < b)] for a, b in pairwise(bounds))
-    check = check_new_data(
-        newest, pipeline, data_profile(pipeline, before), cfg.contract.dataset, cfg.training.data_check
-    )
-    check["period"] = {"start": str(bounds[1]), "end": str(stop), "previous_start": str(bounds[0])}
-    write_json(root / cfg.paths.reports / "data_check.json", check)
+    check = check_newest(dataset, end, pipeline, cfg.training, cfg.contract.dataset, cfg.split.tz)
+    write_json(root / cfg.paths.data_check, check)
+    start, stop = check["period"]["start"][:10], check["period"]["end"][:10]
     if not check["adopted"]:
         raise ContractError(
-            f"new data {bounds[1].date()}..{stop.date()} not adopted, so nothing is retrained and the live model "
-            f"stays: {'; '.join(check['reasons'])} (report: {cfg.paths.reports}/data_check.json)"
+            f"new data {start}..{stop} not adopted, so nothing is retrained and the live model "
+            f"stays: {'; '.join(check['reasons'])} (report: {cfg.paths.data_check})"
         )
-    print(f"featurize: new data {bounds[1].date()}..{stop.date()} passed the data check ({len(newest):,} rows)")
+    print(f"featurize: new data {start}..{stop} passed the data check ({check['rows']:,} rows)")
 
 
 def run(cfg: DictConfig, root: Path) -> None:
     """Built dataset -> feature state (train window only) + encoded train / valid + profile."""
-    dataset = read_parquet(root / cfg.paths.dataset / "labelled.parquet", "built dataset: run build")
+    dataset = read_parquet(root / cfg.paths.labelled, "built dataset: run build")
     split = resolve(cfg.split, cfg.training, dataset[EVENT_TIME])
     periods = {p.name: select(dataset, EVENT_TIME, split, p.name) for p in split.periods}
     train = periods[split.train]
@@ -60,7 +52,7 @@ def run(cfg: DictConfig, root: Path) -> None:
     if cfg.training.mode == "dynamic":
         _check_newest(cfg, root, dataset, pipeline, split.periods[-1].end)
     else:
-        write_json(root / cfg.paths.reports / "data_check.json", {"adopted": True, "reasons": [], "mode": "static"})
+        write_json(root / cfg.paths.data_check, {"adopted": True, "reasons": [], "mode": "static"})
     out = root / cfg.paths.features
     write_json(out / FEATURES_FILE, pipeline.state())
     write_json(out / PROFILE, data_profile(pipeline, train))  # the reference monitoring compares with
@@ -68,10 +60,10 @@ def run(cfg: DictConfig, root: Path) -> None:
         frame = periods[split[role]]
         matrix = pd.DataFrame(pipeline.transform_frame(frame), columns=pipeline.names)
         matrix[LABEL] = frame[LABEL].to_numpy("int8")
-        write_parquet(out / f"{role}.parquet", matrix)
+        write_parquet(root / cfg.paths[f"{role}_matrix"], matrix)
     bounds = period_bounds(split)
     write_json(
-        out / WINDOWS_FILE,
+        root / cfg.paths.windows,
         {
             "mode": cfg.training.mode,
             "split": OmegaConf.to_container(split, resolve=True),
@@ -93,7 +85,7 @@ def run(cfg: DictConfig, root: Path) -> None:
     # The time goes outside data/features: a timestamp in train's input would rerun training
     # on identical features.
     now = datetime.now(UTC).isoformat(timespec="seconds")
-    write_json(root / cfg.paths.reports / FEATURIZED_FILE, {"featurized_at": now})
+    write_json(root / cfg.paths.featurized, {"featurized_at": now})
     print(
         f"featurize: {len(pipeline.names)} features fitted on {len(train):,} train rows ({cfg.training.mode}); "
         + ", ".join(f"{k}={len(v):,} [{bounds[k][0].date()}..{bounds[k][1].date()})" for k, v in periods.items())

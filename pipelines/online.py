@@ -6,40 +6,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
 from omegaconf import DictConfig
 
 from mlsys.config import provenance
-from mlsys.data.build import EVENT_TIME
 from mlsys.io import read_parquet, write_json
+from mlsys.serving.batch import serving_rows
 from mlsys.serving.request import lookup_columns, request_body, request_columns
 from mlsys.serving.store import write_online
-from mlsys.split import window_rows
-
-
-def built_rows(cfg: DictConfig, root: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The built dataset's labelled and unlabelled rows."""
-    return tuple(  # type: ignore[return-value]
-        read_parquet(root / cfg.paths.dataset / f"{name}.parquet", "built dataset: run build")
-        for name in ("labelled", "unlabelled")
-    )
-
-
-def serving_rows(cfg: DictConfig, labelled: pd.DataFrame, unlabelled: pd.DataFrame) -> pd.DataFrame:
-    """Every built row (labelled or not: cancelled flights were scheduled too) in the window."""
-    frame = pd.concat([labelled, unlabelled], ignore_index=True).sort_values(EVENT_TIME, kind="stable")
-    w = cfg.inference.window
-    return window_rows(frame, EVENT_TIME, w.start, w.end, cfg.split.tz)
 
 
 def run(cfg: DictConfig, root: Path) -> None:
     """Built dataset (serving window) -> paths.online (SQLite, keyed by data.key)."""
-    rows = serving_rows(cfg, *built_rows(cfg, root))
+    labelled = read_parquet(root / cfg.paths.labelled, "built dataset: run build")
+    unlabelled = read_parquet(root / cfg.paths.unlabelled, "built dataset: run build")
+    rows = serving_rows(labelled, unlabelled, cfg.inference.window, cfg.split.tz)
     columns = lookup_columns(list(rows.columns), cfg)
     example = request_body(rows.iloc[0], request_columns(cfg)) if len(rows) else {}
     path = write_online(root / cfg.paths.online, rows, list(cfg.data.key), columns, example)
     write_json(
-        root / cfg.paths.reports / "online.json",
+        root / cfg.paths.online_report,
         {"rows": len(rows), "columns": columns, "window": dict(cfg.inference.window), **provenance("online", cfg)},
     )
     print(f"online: {len(rows):,} entities x {len(columns)} looked-up columns -> {path}")

@@ -17,7 +17,6 @@ from mlsys.dynamic import PROFILE
 from mlsys.io import read_json, require, write_json
 from mlsys.model import CARD_FILE, FEATURES_FILE, META_FILE, MODEL_FILE, bundle_version
 from mlsys.model.integrity import CHECKSUMS, verify, write_checksums
-from mlsys.split import FEATURIZED_FILE, WINDOWS_FILE
 
 LIBRARIES = ("lightgbm", "pandas", "numpy", "pyarrow", "pandera", "scikit-learn", "hydra-core", "dvc")
 
@@ -29,11 +28,11 @@ def run(cfg: DictConfig, root: Path) -> None:
     verify(model_dir)  # what is copied is what train wrote
     meta = read_json(model_dir / META_FILE, "model meta: run train")
     snapshot = read_json(root / p.raw / MANIFEST, "snapshot manifest: run snapshot")
-    validation = read_json(root / p.reports / "validation.json", "validation report: run validate")
-    build = read_json(root / p.reports / "build.json", "build report: run build")
-    windows = read_json(root / p.features / WINDOWS_FILE, "windows: run featurize")
-    featurized = read_json(root / p.reports / FEATURIZED_FILE, "featurize time: run featurize")
-    metrics = read_json(root / p.metrics / "metrics.json", "metrics: run evaluate")
+    validation = read_json(root / p.validation_report, "validation report: run validate")
+    build = read_json(root / p.build_report, "build report: run build")
+    windows = read_json(root / p.windows, "windows: run featurize")
+    featurized = read_json(root / p.featurized, "featurize time: run featurize")
+    metrics = read_json(root / p.test_metrics, "metrics: run evaluate")
     features = read_json(model_dir / FEATURES_FILE, "feature state: run train")["features"]
 
     stage_hashes = {r["stage"]: r["config_hash"] for r in (snapshot, validation, build, windows, meta)}
@@ -64,7 +63,10 @@ def run(cfg: DictConfig, root: Path) -> None:
             name: {k: t[k] for k in ("status", "rows_in", "rows_passed", "rows_quarantined")}
             for name, t in validation["tables"].items()
         },
-        "dataset": {k: build[k] for k in ("rows_in", "rows_labelled", "rows_excluded_no_label", "positive_rate")},
+        "dataset": {
+            k: build[k]
+            for k in ("rows_in", "rows_labelled", "rows_excluded_no_label", "rows_pending_label", "positive_rate")
+        },
         "windows": windows["periods"],
         "roles": windows["roles"],
         "features": [{k: f[k] for k in ("name", "source", "type", "transform", "availability")} for f in features],

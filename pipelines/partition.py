@@ -8,21 +8,21 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from mlsys.config import provenance
-from mlsys.data.build import EVENT_TIME
+from mlsys.data.columns import EVENT_TIME
 from mlsys.io import read_parquet, write_json, write_parquet
 from mlsys.split import window_rows
 
 
 def run(cfg: DictConfig, root: Path) -> None:
     """Labelled dataset -> data/periods/<name>.parquet for the initial window and each period."""
-    dataset = read_parquet(root / cfg.paths.dataset / "labelled.parquet", "built dataset: run build")
+    dataset = read_parquet(root / cfg.paths.labelled, "built dataset: run build")
     out, counts = root / cfg.paths.periods, {}
     for period in [cfg.backtest.initial, *cfg.backtest.periods]:
         rows = window_rows(dataset, EVENT_TIME, period.start, period.end, cfg.backtest.tz)
         write_parquet(out / f"{period.name}.parquet", rows)
         counts[period.name] = len(rows)
     write_json(
-        root / cfg.paths.reports / "partition.json",
+        root / cfg.paths.partition_report,
         {"rows": counts, "rows_outside_periods": len(dataset) - sum(counts.values()), **provenance("partition", cfg)},
     )
     print(

@@ -11,34 +11,14 @@ import pandas as pd
 from omegaconf import DictConfig
 
 from mlsys.config import provenance
-from mlsys.data.build import EVENT_TIME
+from mlsys.data.columns import EVENT_TIME
 from mlsys.errors import ConfigError, GateError, MissingInputError
-from mlsys.io import write_json
+from mlsys.io import read_parquet, write_json
 from mlsys.model import load_model
 from mlsys.release.registry import Registry
+from mlsys.serving.batch import checks, serving_rows
 from mlsys.serving.store import entities, write_predictions
 from mlsys.split import between
-from pipelines.online import built_rows, serving_rows
-
-
-def checks(scores: np.ndarray, valid: np.ndarray, requested: int, cfg: DictConfig) -> list[dict]:
-    """No NaN; (almost) all within the validation range widened by the margin; coverage."""
-    c = cfg.inference.checks
-    finite = np.isfinite(scores)
-    lo, hi = float(valid.min()) - c.range_margin, float(valid.max()) + c.range_margin
-    outside = float(((scores[finite] < lo) | (scores[finite] > hi)).mean()) if finite.any() else 1.0
-    coverage = float(finite.sum() / requested) if requested else 0.0
-    nan = int((~finite).sum())
-    return [
-        {"check": "nan", "value": nan, "limit": c.max_nan, "passed": nan <= c.max_nan},
-        {
-            "check": f"share outside the validation range [{lo:.4f}, {hi:.4f}]",
-            "value": outside,
-            "limit": c.max_outside_range,
-            "passed": outside <= c.max_outside_range,
-        },
-        {"check": "coverage", "value": coverage, "limit": c.min_coverage, "passed": coverage >= c.min_coverage},
-    ]
 
 
 def run(cfg: DictConfig, root: Path) -> None:
@@ -48,14 +28,15 @@ def run(cfg: DictConfig, root: Path) -> None:
     if live is None:
         raise MissingInputError("predict: no model is released yet; run `dvc repro` (release stage) first")
     model = load_model(registry.path(live), version=live)  # verified first: a corrupt file is named
-    labelled, unlabelled = built_rows(cfg, root)
-    rows = serving_rows(cfg, labelled, unlabelled)
+    labelled = read_parquet(root / cfg.paths.labelled, "built dataset: run build")
+    unlabelled = read_parquet(root / cfg.paths.unlabelled, "built dataset: run build")
+    rows = serving_rows(labelled, unlabelled, cfg.inference.window, cfg.split.tz)
     if rows.empty:
         raise ConfigError(f"inference.window: {dict(cfg.inference.window)} holds no scheduled rows of the dataset")
     scores = model.predict_frame(rows)
     valid_window = model.meta["windows"][model.meta["roles"]["valid"]]
     valid_rows = between(labelled, EVENT_TIME, pd.Timestamp(valid_window["start"]), pd.Timestamp(valid_window["end"]))
-    results = checks(scores, model.predict_frame(valid_rows), len(rows), cfg)
+    results = checks(scores, model.predict_frame(valid_rows), len(rows), cfg.inference.checks)
     created = datetime.now(UTC).isoformat(timespec="microseconds")  # tells two batches of one second apart
     report = {
         "model_version": live,
@@ -66,7 +47,7 @@ def run(cfg: DictConfig, root: Path) -> None:
         "passed": all(r["passed"] for r in results),
         **provenance("predict", cfg),
     }
-    write_json(root / cfg.paths.reports / "predict.json", report)
+    write_json(root / cfg.paths.predict_report, report)
     if not report["passed"]:
         failed = "; ".join(f"{r['check']}: {r['value']} vs {r['limit']}" for r in results if not r["passed"])
         raise GateError(f"predict: batch predictions failed their checks ({failed}); the store keeps its table")

@@ -10,7 +10,7 @@ from omegaconf import DictConfig
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from mlsys.config import provenance
-from mlsys.data.build import LABEL
+from mlsys.data.columns import LABEL
 from mlsys.features import FeaturePipeline
 from mlsys.io import read_json, read_parquet
 from mlsys.model import FEATURES_FILE, save_model_dir, train
@@ -36,12 +36,12 @@ def run(cfg: DictConfig, root: Path) -> None:
 
     feats = root / cfg.paths.features
     pipeline = FeaturePipeline.from_state(read_json(feats / FEATURES_FILE, "feature state: run featurize"))
-    tr = read_parquet(feats / "train.parquet", "encoded train window: run featurize")
-    va = read_parquet(feats / "valid.parquet", "encoded valid window: run featurize")
+    tr = read_parquet(root / cfg.paths.train_matrix, "encoded train window: run featurize")
+    va = read_parquet(root / cfg.paths.valid_matrix, "encoded valid window: run featurize")
     x, y = tr[pipeline.names].to_numpy("float64"), tr[LABEL].to_numpy()
     xv, yv = va[pipeline.names].to_numpy("float64"), va[LABEL].to_numpy()
 
-    live = Live(str(root / cfg.paths.reports / "train"), dvcyaml=False, save_dvc_exp=False, report=None)
+    live = Live(str(root / cfg.paths.train_log), dvcyaml=False, save_dvc_exp=False, report=None)
     start = time.perf_counter()
     with Progress(
         TextColumn("train"),

@@ -47,20 +47,18 @@ def run(cfg: DictConfig, root: Path) -> None:
     for name in track(list(cfg.data.sources), description="validate", transient=True):
         entry = manifest["sources"][name]
         raw = read_parquet(raw_dir / entry["file"]["name"], "raw snapshot: run the snapshot stage")
-        parsed, times = parse_times(raw, cfg.data.sources[name])
+        parsed, times, local_times = parse_times(raw, cfg.data.sources[name])
         extra = _row_failures(name, cfg, parsed, times, list(entry.get("truncated_rows", [])))
         result = validate_table(name, cfg.contract.tables[name], parsed, extra, raw=raw)
         write_parquet(root / cfg.paths.validated / f"{name}.parquet", result.passed)
         write_parquet(root / cfg.paths.quarantine / f"{name}.parquet", result.quarantined)
-        reports[name] = result.report
+        reports[name] = {**result.report, "local_times": local_times}  # ambiguous -> first, nonexistent -> forward
         print(summary(result.report))
         if result.report["status"] == "failed":
             failed.append(name)
-    report_path = root / cfg.paths.reports / "validation.json"
+    report_path = root / cfg.paths.validation_report
     write_json(report_path, {"tables": reports, **provenance("validate", cfg)})
     counts = ("rows_in", "rows_passed", "rows_quarantined")
-    write_json(
-        root / cfg.paths.metrics / "validation.json", {name: {k: r[k] for k in counts} for name, r in reports.items()}
-    )
+    write_json(root / cfg.paths.validation_metrics, {name: {k: r[k] for k in counts} for name, r in reports.items()})
     if failed:
         raise ContractError(f"contract violated for {failed}; full report in {report_path}")

@@ -21,6 +21,24 @@ ENV = {**os.environ, "PATH": BIN + os.pathsep + os.environ.get("PATH", ""), "DVC
 ENV.pop("DVC_EXP_BASELINE_REV", None)
 
 
+_OUTCOMES: dict[str, str] = {}
+
+
+def pytest_runtest_logreport(report) -> None:
+    """Each test's outcome (a failed setup counts as failed), for the audit to read."""
+    if report.when == "call" or report.outcome != "passed":
+        _OUTCOMES[report.nodeid] = "skipped" if report.skipped else report.outcome
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    """Merge this run's outcomes into reports/tests/results.json (the latest per test id):
+    `mlsys audit` counts a test only if it passed there."""
+    from mlsys.audit import record_results
+
+    if _OUTCOMES:
+        record_results(REPO, _OUTCOMES)
+
+
 def run(cmd: list[str] | str, cwd: Path, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run a command (the real CLI, the real dvc) and keep its output for assertions."""
     proc = subprocess.run(

@@ -30,6 +30,11 @@ def check(cfg: DictConfig, lightgbm: bool = True) -> None:
     check_features(cfg.features, cfg.data)
     check_duration(cfg.training.holdout, "training.holdout")
     check_backtest(cfg.backtest)
+    from mlsys.release.gates import GATES
+
+    unknown = sorted(set(cfg.backtest.skip_gates) - set(GATES))
+    if unknown:
+        raise ConfigError(f"backtest.skip_gates: {unknown} are not gates; gates: {list(GATES)}")
     check_release(cfg.release)
     if not 0 <= cfg.inference.request_log.sample_rate <= 1:
         raise ConfigError(f"inference.request_log.sample_rate: {cfg.inference.request_log.sample_rate} not in [0, 1]")

@@ -161,7 +161,10 @@ class LabelConfig:
     column: str = MISSING
     op: LabelOp = LabelOp.gt
     threshold: float = 0.0
-    missing: MissingLabel = MissingLabel.exclude  # rows whose label column is null
+    missing: MissingLabel = MissingLabel.exclude  # rows whose label column is null (and mature)
+    # A label is final only this long after its event (a flight lands, a refund window
+    # closes): younger rows at snapshot time are pending, kept out of training and holdouts.
+    matures_after: str | None = None
 
 
 @dataclass
@@ -234,6 +237,8 @@ class ColumnContract:
     regex: str | None = None
     unique: bool = False
     max_missing: float | None = None  # fraction of nulls allowed (frame-level)
+    # Your own checks: [{_target_: pkg.fn, **kwargs}], fn(series, **kwargs) -> bool per row (or one bool).
+    checks: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -256,6 +261,8 @@ class TableContract:
     unique: list[str] = field(default_factory=list)  # columns unique together
     strict: bool = False  # extra columns are an error
     columns: dict[str, ColumnContract] = field(default_factory=dict)
+    # Your own checks on whole rows: [{_target_: pkg.fn, **kwargs}], fn(frame, **kwargs) -> bool per row.
+    checks: list[dict[str, Any]] = field(default_factory=list)
     # Escape hatch: a Python function returning a pandera DataFrameSchema, applied after.
     python_schema: dict[str, Any] | None = None
     examples: int = 5
@@ -335,9 +342,10 @@ class TrainingConfig:
     holdout: str = "7d"  # newest data kept out of a retrain to gate it against the live model
     window: WindowKind = WindowKind.expanding
     sliding_periods: int = 3  # sliding: how many most recent cadence periods
-    warm_start: bool = False  # backtest: continue the previous model on the new data, else retrain
-    retrain_rounds: int = 200  # boosting rounds of a from-scratch backtest retrain (no early stopping)
-    warm_rounds: int = 50  # rounds added by a warm start
+    # Backtest only: continue the previous model on the new data instead of retraining (the main
+    # pipeline's train stage would have to read the registry, which is outside DVC's graph).
+    warm_start: bool = False
+    warm_rounds: int = 50  # at most this many rounds added by a warm start (early stopping on valid)
     data_check: DataCheckConfig = field(default_factory=DataCheckConfig)
 
 
@@ -357,6 +365,9 @@ class BacktestConfig:
     tz: str = "UTC"
     initial: BacktestPeriod = field(default_factory=BacktestPeriod)
     periods: list[BacktestPeriod] = field(default_factory=list)
+    # Each retrain is held to the release stage's gates (mlsys.release.judge) but these: a
+    # replay has no server to sandbox. The report lists what was skipped.
+    skip_gates: list[str] = field(default_factory=lambda: ["infra"])
 
 
 @dataclass
@@ -406,32 +417,76 @@ class InfraGate:
 
 
 @dataclass
+class Waiver:
+    """How far a rolling retrain's absolute bound may be waived (when the live model misses
+    it too on the same newest rows): no ratchet."""
+
+    max_beyond: float = 0.02  # the candidate may be at most this far past the bound
+    max_consecutive: int = 2  # releases in a row that may use a waiver
+
+
+@dataclass
 class ReleaseConfig:
     model_name: str = MISSING  # the registry folder of this model (default: data.name)
     absolute: dict[str, Bound] = field(default_factory=dict)  # slow degradation
     slices: SliceGate = field(default_factory=SliceGate)
     change: dict[str, ChangeGate] = field(default_factory=dict)  # sudden degradation
     baseline: BaselineGate = field(default_factory=BaselineGate)
+    waiver: Waiver = field(default_factory=Waiver)
     min_prediction_std: float = 1e-4  # a constant model is not a model
     infra: InfraGate = field(default_factory=InfraGate)
 
 
 @dataclass
 class PathsConfig:
-    raw: str = "data/raw"
-    validated: str = "data/validated"
-    quarantine: str = "data/quarantine"
+    """Every artifact, named once: the code reads these keys and dvc.yaml templates its
+    paths from them (tests/unit/test_stages.py checks both). Folders, then files in them."""
+
+    raw: str = "data/raw"  # <source>-<sha>.parquet + snapshot.json, the manifest
+    validated: str = "data/validated"  # <source>.parquet
+    quarantine: str = "data/quarantine"  # <source>.parquet: failing rows + reasons
     dataset: str = "data/dataset"
-    features: str = "data/features"
+    labelled: str = "${.dataset}/labelled.parquet"
+    unlabelled: str = "${.dataset}/unlabelled.parquet"
+    dataset_quarantine: str = "${.dataset}/quarantined.parquet"
+    features: str = "data/features"  # a model folder's feature state + profile, and:
+    windows: str = "${.features}/windows.json"  # the resolved split featurize used
+    train_matrix: str = "${.features}/train.parquet"
+    valid_matrix: str = "${.features}/valid.parquet"
     model: str = "models/model"
     bundle: str = "models/bundle"
     metrics: str = "metrics"
+    test_metrics: str = "${.metrics}/metrics.json"
+    slice_metrics: str = "${.metrics}/slices.json"
+    validation_metrics: str = "${.metrics}/validation.json"
+    build_metrics: str = "${.metrics}/build.json"
+    release_metrics: str = "${.metrics}/release.json"
+    backtest_metrics: str = "${.metrics}/backtest.json"
     plots: str = "plots"
+    roc: str = "${.plots}/roc.csv"
+    roc_baseline: str = "${.plots}/roc_baseline.csv"
+    calibration: str = "${.plots}/calibration.csv"
+    importance: str = "${.plots}/importance.csv"
     reports: str = "reports"
-    guard: str = "reports/params_guard.json"
+    guard: str = "${.reports}/params_guard.json"
+    validation_report: str = "${.reports}/validation.json"
+    build_report: str = "${.reports}/build.json"
+    data_check: str = "${.reports}/data_check.json"
+    featurized: str = "${.reports}/featurize.json"  # when featurize ran (kept out of train's input)
+    train_log: str = "${.reports}/train"  # dvclive
+    evaluation_page: str = "${.reports}/evaluation.html"
+    evaluate_report: str = "${.reports}/evaluate.json"
+    blessing: str = "${.reports}/blessing.json"
+    online_report: str = "${.reports}/online.json"
+    predict_report: str = "${.reports}/predict.json"
+    partition_report: str = "${.reports}/partition.json"
+    requests_report: str = "${.reports}/requests.json"
+    audit: str = "${.reports}/audit"  # .json and .md
+    backtest_report: str = "${.reports}/backtest"  # index.html and:
+    backtest_table: str = "${.backtest_report}/backtest.csv"
     registry: str = "registry"  # released models; outside the DVC DAG, point it at shared storage
-    periods: str = "data/periods"  # the labelled dataset cut by backtest period
-    backtest: str = "models/backtest"  # one folder per period: dynamic model + scores
+    periods: str = "data/periods"  # the labelled dataset cut by backtest period: <period>.parquet
+    backtest: str = "models/backtest"  # one model folder per period, with its scores.json
     online: str = "data/serving/online.sqlite"  # online feature table (request-time lookups)
     store: str = "data/serving/predictions.sqlite"  # batch predictions (the lookup store)
     request_log: str = "logs/requests.jsonl"  # what the server saw and answered (monitoring reads it)

@@ -8,6 +8,7 @@ fraction) always fail, whatever the policy.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +18,7 @@ import pandera.pandas as pa
 from omegaconf import DictConfig, OmegaConf
 from pandera.extensions import register_check_method
 
-from mlsys.errors import ConfigError
+from mlsys.errors import ConfigError, MlsysError
 
 REASONS = "_reasons"
 
@@ -35,8 +36,31 @@ def row_count(frame: pd.DataFrame, *, min_rows: int | None, max_rows: int | None
     return (min_rows is None or n >= min_rows) and (max_rows is None or n <= max_rows)
 
 
+def custom_check(spec: DictConfig | dict, key: str) -> pa.Check:
+    """`{_target_: pkg.fn, **kwargs}` as a Pandera check calling fn(data, **kwargs): the door
+    for a check YAML cannot express, one Python function referenced from the contract."""
+    from hydra.utils import get_method
+
+    spec = dict(OmegaConf.to_container(spec, resolve=True) if isinstance(spec, DictConfig) else spec)
+    target = spec.pop("_target_", None)
+    if not target:
+        raise ConfigError(f"{key}._target_: required (the dotted path of a check function)")
+    try:
+        fn = get_method(target)
+    except Exception as exc:  # Hydra wraps import and attribute errors alike
+        raise ConfigError(f"{key}._target_: {target!r} cannot be imported as a function: {exc}") from exc
+    name = f"{target.rsplit('.', 1)[-1]}({', '.join(f'{k}={v!r}' for k, v in spec.items())})"
+    return pa.Check(functools.partial(fn, **spec), name=name)
+
+
 def check_table(table: DictConfig, key: str) -> None:
-    """Loss bounds that make sense: a share in [0, 1], a volume band around 1."""
+    """Loss bounds that make sense (a share in [0, 1], a volume band around 1), and custom
+    checks that import."""
+    for i, spec in enumerate(table.checks):
+        custom_check(spec, f"{key}.checks[{i}]")
+    for col, column in table.columns.items():
+        for i, spec in enumerate(column.checks):
+            custom_check(spec, f"{key}.columns.{col}.checks[{i}]")
     if not 0 <= table.max_quarantine_fraction <= 1:
         raise ConfigError(f"{key}.max_quarantine_fraction: {table.max_quarantine_fraction} not in [0, 1]")
     if table.volume is not None and not 0 <= table.volume.min_ratio <= 1 <= table.volume.max_ratio:
@@ -63,6 +87,9 @@ def compile_schema(name: str, table: DictConfig) -> pa.DataFrameSchema:
             checks.append(pa.Check.str_matches(spec.regex))
         if spec.max_missing is not None:
             checks.append(pa.Check.max_missing(max_fraction=spec.max_missing, ignore_na=False))
+        checks.extend(
+            custom_check(c, f"contract.tables.{name}.columns.{col}.checks[{i}]") for i, c in enumerate(spec.checks)
+        )
         try:
             columns[col] = pa.Column(
                 spec.dtype,
@@ -74,7 +101,7 @@ def compile_schema(name: str, table: DictConfig) -> pa.DataFrameSchema:
             )
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"contract.tables.{name}.columns.{col}: {exc}") from exc
-    frame_checks = []
+    frame_checks = [custom_check(c, f"contract.tables.{name}.checks[{i}]") for i, c in enumerate(table.checks)]
     if table.min_rows is not None or table.max_rows is not None:
         frame_checks.append(pa.Check.row_count(min_rows=table.min_rows, max_rows=table.max_rows))
     return pa.DataFrameSchema(
@@ -183,7 +210,10 @@ def validate_table(
     quarantined[REASONS] = reasons.reindex(quarantined.index).to_numpy()
     quarantined.insert(0, "_row", quarantined.index.to_numpy())
     passed = frame[~bad].reset_index(drop=True)
-    assert len(passed) + len(quarantined) == len(frame), "row reconciliation broken"
+    if len(passed) + len(quarantined) != len(frame):  # explicit: it must hold under `python -O` too
+        raise MlsysError(
+            f"contract {name}: {len(passed)} passed + {len(quarantined)} quarantined != {len(frame)} rows in"
+        )
 
     share = len(quarantined) / len(frame) if len(frame) else 0.0
     if share > table.max_quarantine_fraction:

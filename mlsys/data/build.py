@@ -13,24 +13,21 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig
 
+from mlsys.data.columns import EVENT_LOCAL, EVENT_TIME, LABEL, PREDICTION_TIME
+from mlsys.data.sources import localize
 from mlsys.durations import parse_duration
 from mlsys.errors import ContractError
 
-EVENT_TIME = "event_time"  # UTC
-EVENT_LOCAL = "event_local"  # the same instant in data.event_time.tz (calendar features)
-PREDICTION_TIME = "prediction_time"  # UTC: event_time - data.prediction_lead
-LABEL = "label"  # 0/1, from data.label
 
-
-def event_times(frame: pd.DataFrame, spec: DictConfig) -> pd.Series:
-    """UTC event timestamps from a timestamp column or from local date/time parts."""
+def event_times(frame: pd.DataFrame, spec: DictConfig) -> tuple[pd.Series, dict[str, int]]:
+    """UTC event timestamps from a timestamp column or from local date/time parts (the one
+    local-time rule, `sources.localize`: ambiguous -> first occurrence, nonexistent ->
+    forward; counted)."""
     if spec.column:
-        return frame[spec.column].dt.tz_convert("UTC")
+        return frame[spec.column].dt.tz_convert("UTC"), {"ambiguous": 0, "nonexistent": 0}
     parts = {unit: frame[col] for unit, col in spec.parts.items()}
-    naive = pd.to_datetime(pd.DataFrame(parts))
-    # The repeated hour when clocks fall back is read as the first (DST) one: deterministic.
-    local = naive.dt.tz_localize(spec.tz, ambiguous=np.ones(len(naive), dtype=bool), nonexistent="shift_forward")
-    return local.dt.tz_convert("UTC").astype("datetime64[us, UTC]")
+    local, counts = localize(pd.to_datetime(pd.DataFrame(parts)), spec.tz)
+    return local.dt.tz_convert("UTC").astype("datetime64[us, UTC]"), counts
 
 
 def invalid_event_times(frame: pd.DataFrame, spec: DictConfig) -> np.ndarray:
@@ -172,10 +169,19 @@ class BuildResult:
     report: dict[str, object]
 
 
-def build(tables: dict[str, pd.DataFrame], data: DictConfig) -> BuildResult:
-    """Join validated tables into one row per primary entity, as of the prediction time."""
+def pending(frame: pd.DataFrame, spec: DictConfig, as_of: pd.Timestamp | None) -> np.ndarray:
+    """Rows whose label is not final yet at `as_of` (the snapshot): event + `matures_after`
+    is later. Every task: a pending row is kept out of training and holdouts, and served."""
+    if not spec.matures_after or as_of is None:
+        return np.zeros(len(frame), dtype=bool)
+    return (frame[EVENT_TIME] + parse_duration(spec.matures_after) > as_of).to_numpy()
+
+
+def build(tables: dict[str, pd.DataFrame], data: DictConfig, as_of: pd.Timestamp | None = None) -> BuildResult:
+    """Join validated tables into one row per primary entity, as of the prediction time;
+    label the rows whose label is final by `as_of` (the snapshot time)."""
     frame = tables[data.primary].copy()
-    frame[EVENT_TIME] = event_times(frame, data.event_time)
+    frame[EVENT_TIME], local_times = event_times(frame, data.event_time)
     frame[EVENT_LOCAL] = frame[EVENT_TIME].dt.tz_convert(data.event_time.tz)
     frame[PREDICTION_TIME] = frame[EVENT_TIME] - parse_duration(data.prediction_lead)
     for join in data.asof_joins:
@@ -185,10 +191,13 @@ def build(tables: dict[str, pd.DataFrame], data: DictConfig) -> BuildResult:
     for name, agg in data.aggregates.items():
         frame[name] = aggregate(frame, agg)
     frame[LABEL] = label(frame, data.label)
-    missing = frame[LABEL].isna()
-    if missing.any() and data.label.missing == "fail":
+    young = pending(frame, data.label, as_of)
+    frame[LABEL] = frame[LABEL].mask(young)  # not final yet: no label, whatever it says now
+    missing = frame[LABEL].isna().to_numpy()
+    never = missing & ~young
+    if never.any() and data.label.missing == "fail":
         raise ContractError(
-            f"data.label: {int(missing.sum())} rows have no {data.label.column!r} "
+            f"data.label: {int(never.sum())} rows have no {data.label.column!r} "
             "and data.label.missing is 'fail' (use 'exclude' to set them aside)"
         )
     labelled = frame[~missing].reset_index(drop=True)
@@ -196,8 +205,10 @@ def build(tables: dict[str, pd.DataFrame], data: DictConfig) -> BuildResult:
     report = {
         "rows_in": len(frame),
         "rows_labelled": len(labelled),
-        "rows_excluded_no_label": len(unlabelled),
+        "rows_excluded_no_label": int(never.sum()),
+        "rows_pending_label": int(young.sum()),
         "positive_rate": float(labelled[LABEL].mean()) if len(labelled) else None,
+        "local_times": local_times,  # event times read by the one rule: ambiguous -> first, nonexistent -> forward
         "join_coverage": {
             **{
                 f"asof:{j.source}": float(frame[j.prefix + j.columns[0]].notna().mean())
@@ -211,5 +222,4 @@ def build(tables: dict[str, pd.DataFrame], data: DictConfig) -> BuildResult:
             },
         },
     }
-    assert report["rows_labelled"] + report["rows_excluded_no_label"] == report["rows_in"]
     return BuildResult(labelled=labelled, unlabelled=unlabelled, report=report)

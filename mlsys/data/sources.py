@@ -9,6 +9,7 @@ import io
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from omegaconf import DictConfig
 
@@ -113,10 +114,23 @@ def failure_cases(column: str, check: str, values: pd.Series) -> pd.DataFrame:
     )
 
 
-def parse_times(frame: pd.DataFrame, src: DictConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Parse declared time columns to UTC; return the frame and failure cases for
-    values that were present but unparseable (so they are quarantined, not nulled)."""
-    failures = []
+def localize(naive: pd.Series, tz: str) -> tuple[pd.Series, dict[str, int]]:
+    """Local wall-clock times -> instants, by one rule everywhere: a time that occurs twice
+    (clocks fall back) is its first occurrence, a time that does not exist (clocks spring
+    forward) moves forward by the gap; both are counted, never dropped or quarantined."""
+    first = naive.dt.tz_localize(tz, ambiguous=np.ones(len(naive), dtype=bool), nonexistent="shift_forward")
+    second = naive.dt.tz_localize(tz, ambiguous=np.zeros(len(naive), dtype=bool), nonexistent="shift_forward")
+    gap = naive.dt.tz_localize(tz, ambiguous=np.ones(len(naive), dtype=bool), nonexistent="NaT")
+    present = naive.notna()
+    counts = {"ambiguous": int(((first != second) & present).sum()), "nonexistent": int((gap.isna() & present).sum())}
+    return first, counts
+
+
+def parse_times(frame: pd.DataFrame, src: DictConfig) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, dict[str, int]]]:
+    """Parse declared time columns to UTC; return the frame, failure cases for values that
+    were present but unparseable (so they are quarantined, not nulled), and per column how
+    many local times were ambiguous or nonexistent (`localize`'s rule)."""
+    failures, local = [], {}
     frame = frame.copy()
     for col, spec in src.time_columns.items():
         if col not in frame.columns:
@@ -127,10 +141,15 @@ def parse_times(frame: pd.DataFrame, src: DictConfig) -> tuple[pd.DataFrame, pd.
         else:
             fmt = None if spec.format == "infer" else spec.format
             parsed = pd.to_datetime(raw, format=fmt, errors="coerce", utc=spec.tz == "UTC")
-            if spec.tz != "UTC":
-                parsed = parsed.dt.tz_localize(spec.tz, ambiguous="NaT", nonexistent="NaT").dt.tz_convert("UTC")
+            if not isinstance(parsed.dtype, pd.DatetimeTZDtype) and parsed.dtype == object:  # mixed offsets
+                parsed = pd.to_datetime(raw, format=fmt, errors="coerce", utc=True)
+            if isinstance(parsed.dtype, pd.DatetimeTZDtype):  # the text carried its offset
+                parsed = parsed.dt.tz_convert("UTC")
+            else:
+                parsed, local[col] = localize(parsed, spec.tz)
+                parsed = parsed.dt.tz_convert("UTC")
         frame[col] = parsed.astype("datetime64[us, UTC]")
         bad = raw.notna() & parsed.isna()
         if bad.any():
             failures.append(failure_cases(col, f"parse_timestamp(format={spec.format!r}, tz={spec.tz!r})", raw[bad]))
-    return frame, (pd.concat(failures, ignore_index=True) if failures else pd.DataFrame())
+    return frame, (pd.concat(failures, ignore_index=True) if failures else pd.DataFrame()), local

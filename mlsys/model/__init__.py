@@ -14,10 +14,15 @@ from omegaconf import DictConfig, OmegaConf
 from mlsys.errors import ContractError
 from mlsys.features import FeaturePipeline
 from mlsys.io import atomic_write, read_json, write_json
-from mlsys.model.integrity import FEATURES_FILE, MODEL_FILE, bundle_version, verify, write_checksums
-
-META_FILE = "meta.json"
-CARD_FILE = "card.json"
+from mlsys.model.integrity import (
+    CARD_FILE,
+    FEATURES_FILE,
+    META_FILE,
+    MODEL_FILE,
+    bundle_version,
+    verify,
+    write_checksums,
+)
 
 
 def lgb_params(model: DictConfig, training: DictConfig) -> dict[str, Any]:

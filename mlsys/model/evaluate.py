@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from omegaconf import DictConfig
 from sklearn import metrics as skm
+
+from mlsys.errors import ConfigError, ContractError
 
 
 def scores(y: np.ndarray, p: np.ndarray, bins: int = 10) -> dict[str, float]:
@@ -73,3 +77,41 @@ def logistic_baseline(
     model = make_pipeline(SimpleImputer(strategy="median"), StandardScaler(), LogisticRegression(max_iter=max_iter))
     model.fit(train[features].to_numpy("float64", na_value=np.nan), train[label].to_numpy())
     return model.predict_proba(test[features].to_numpy("float64", na_value=np.nan))[:, 1]
+
+
+@dataclass
+class Evaluation:
+    """A model's predictions on a test window, judged: overall (against the baselines), per slice."""
+
+    metrics: dict[str, Any]
+    slices: dict[str, dict[str, Any]]
+    predictions: np.ndarray
+    baseline: np.ndarray  # the logistic baseline's predictions on the same rows
+
+
+def evaluate(
+    predictions: np.ndarray, train: pd.DataFrame, test: pd.DataFrame, ev: DictConfig, label: str
+) -> Evaluation:
+    """Score `predictions` of `test`: metrics, baselines fitted on `train`, slices. The
+    evaluate stage and every backtest retrain call this one function."""
+    for key, columns in (("evaluation.baseline.features", ev.baseline.features), ("evaluation.slices", ev.slices)):
+        missing = sorted(set(columns) - set(test.columns))
+        if missing:
+            raise ConfigError(f"{key}: {missing} are not columns of the built dataset")
+    y, p = test[label].to_numpy("int8"), np.asarray(predictions)
+    if not np.isfinite(p).all():
+        raise ContractError(f"evaluate: {int((~np.isfinite(p)).sum())} non-finite predictions on the test window")
+    base_rate = float(train[label].mean())
+    p_logreg = logistic_baseline(train, test, list(ev.baseline.features), label, ev.baseline.max_iter)
+    overall = scores(y, p, ev.calibration_bins)
+    logreg = scores(y, p_logreg, ev.calibration_bins)
+    metrics = {
+        **overall,
+        "test_rows": len(y),
+        "test_positive_rate": float(y.mean()),
+        "baseline_logreg": logreg,
+        "baseline_base_rate": scores(y, np.full(len(y), base_rate), ev.calibration_bins),
+        "auc_lift_over_logreg": overall["auc"] - logreg["auc"],
+    }
+    slices = slice_metrics(test, y, p, list(ev.slices), ev.min_slice_rows)
+    return Evaluation(metrics=metrics, slices=slices, predictions=p, baseline=p_logreg)

@@ -28,6 +28,8 @@ CHECKSUMS = "checksums.json"
 FORMAT = 2  # 1: mlsys before checksums (no checksums.json); 2: checksums.json lists every file
 MODEL_FILE = "model.txt"
 FEATURES_FILE = "feature_state.json"
+CARD_FILE = "card.json"  # a packaged bundle's card
+META_FILE = "meta.json"  # a training output's record (train, backtest)
 
 
 def bundle_version(directory: Path) -> str:

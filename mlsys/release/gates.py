@@ -17,6 +17,7 @@ from mlsys.errors import ConfigError
 DIRECTIONS = {"auc": 1, "pr_auc": 1, "logloss": -1, "brier": -1, "ece": -1}
 
 Gate = dict[str, Any]
+GATES = ("absolute", "slice", "change", "baseline", "stability", "infra")  # kinds, in the order judged
 
 
 def check_release(release: DictConfig) -> None:
@@ -63,23 +64,44 @@ def absolute_gates(metrics: dict[str, Any], release: DictConfig) -> list[Gate]:
     return [_bound("absolute", name, metrics.get(name), bound) for name, bound in release.absolute.items()]
 
 
-def rolling_absolute_gates(metrics: dict[str, Any], live: dict[str, Any] | None, release: DictConfig) -> list[Gate]:
+def rolling_absolute_gates(
+    metrics: dict[str, Any], live: dict[str, Any] | None, release: DictConfig, waivers_before: int = 0
+) -> list[Gate]:
     """Absolute gates for a retrain judged on a short rolling holdout: a bound the live model
-    also misses on the same rows measures those rows, not the candidate, so it is recorded as
-    not gated (the change gates still hold the candidate to the live model there)."""
+    also misses on the same rows measures those rows, not the candidate, so it is waived
+    (recorded as not gated; the change gates still hold the candidate to the live model).
+
+    No ratchet: a waived value may be at most `release.waiver.max_beyond` past its bound, and
+    at most `release.waiver.max_consecutive` releases in a row may use a waiver (the live
+    model's record says how many did), so retrains cannot each slip a little further."""
     out = absolute_gates(metrics, release)
     if not live or "error" in live:
         return out
+    waiver = release.waiver
     for i, (name, bound) in enumerate(release.absolute.items()):
         live_gate = _bound("absolute", name, live.get(name), bound)
-        if out[i]["passed"] is False and live_gate["passed"] is False:
-            out[i] = {
-                **out[i],
-                "passed": None,
-                "reason": f"not gated: {out[i]['reason']}, and the live model misses it too on these rows "
-                f"({live_gate['reason']})",
-            }
+        if out[i]["passed"] is not False or live_gate["passed"] is not False:
+            continue
+        value = metrics.get(name)
+        near = value is not None and np.isfinite(value)
+        near = near and (bound.min is None or value >= bound.min - waiver.max_beyond)
+        near = near and (bound.max is None or value <= bound.max + waiver.max_beyond)
+        also = f"the live model misses it too on these rows ({live_gate['reason']})"
+        if not near:
+            out[i]["reason"] += f"; {also}, but a waiver covers at most release.waiver.max_beyond={waiver.max_beyond}"
+        elif waivers_before >= waiver.max_consecutive:
+            out[i]["reason"] += (
+                f"; {also}, but the last {waivers_before} releases already used a waiver "
+                f"(release.waiver.max_consecutive={waiver.max_consecutive})"
+            )
+        else:
+            out[i] = {**out[i], "passed": None, "waived": True, "reason": f"not gated: {out[i]['reason']}, and {also}"}
     return out
+
+
+def waivers_in_a_row(gates: list[Gate], before: int) -> int:
+    """How many releases in a row used a waiver, this one included (0 if it used none)."""
+    return before + 1 if any(g.get("waived") for g in gates) else 0
 
 
 def slice_gates(slices: dict[str, dict[str, Any]], release: DictConfig) -> list[Gate]:

@@ -23,6 +23,23 @@ import numpy as np
 import pandas as pd
 
 from mlsys.release.gates import Gate, make_gate
+from mlsys.stages import REQUEST
+
+# What the sandboxed server reads of the release stage's config; the rest is fixed for it.
+INFRA = (*REQUEST, "data.event_time", "inference.server", "release.model_name", "paths")
+
+
+def infra_config(cfg: Any) -> dict[str, Any]:
+    """The sandbox's serve config: the candidate's request contract and server limits, always
+    the dynamic path, no request log, no token (the sender is the gate itself)."""
+    from omegaconf import OmegaConf
+
+    from mlsys.config import select
+
+    out = OmegaConf.to_container(select(cfg, INFRA), resolve=True)
+    out["inference"].update(mode="dynamic", request_log={"sample_rate": 0.0})
+    out["inference"]["server"]["auth_token_env"] = None
+    return out
 
 
 def _serve(bundle: str, rows_path: str, config_path: str) -> dict[str, Any]:
@@ -36,11 +53,10 @@ def _serve(bundle: str, rows_path: str, config_path: str) -> dict[str, Any]:
     cfg = OmegaConf.create(json.loads(Path(config_path).read_text()))
     rows = pd.read_parquet(rows_path)
     sandbox = Path(rows_path).parent
-    cfg.inference.mode, cfg.inference.request_log.sample_rate = "dynamic", 0.0
-    cfg.paths.online, cfg.paths.store = str(sandbox / "online.sqlite"), str(sandbox / "store.sqlite")
-    cfg.paths.registry, cfg.paths.request_log = str(sandbox / "registry"), str(sandbox / "requests.jsonl")
+    for key in ("online", "store", "registry", "request_log"):  # the sandbox's own, never the project's
+        cfg.paths[key] = str(sandbox / Path(cfg.paths[key]).name)
     columns = request_columns(cfg)
-    write_online(sandbox / "online.sqlite", rows, list(cfg.data.key), lookup_columns(list(rows.columns), cfg), {})
+    write_online(Path(cfg.paths.online), rows, list(cfg.data.key), lookup_columns(list(rows.columns), cfg), {})
     start = time.perf_counter()
     app = create_app(cfg, sandbox, pinned=Path(bundle))
     with socket.socket() as s:

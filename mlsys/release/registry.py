@@ -34,11 +34,12 @@ from typing import Any
 
 from mlsys.errors import ConcurrentChangeError, ExitCode, IntegrityError, MissingInputError, MlsysError, UsageError
 from mlsys.io import fsync_dir, read_json, storage, write_json
-from mlsys.model.integrity import listed, probe, verify, write_checksums
+from mlsys.model.integrity import CARD_FILE, listed, probe, verify, write_checksums
 
 POINTER = "released.json"
 HISTORY = "history.jsonl"
 ADDED = "added.json"
+BLESSING = "blessing.json"  # the release stage's record, kept with the version
 FORMAT = 2  # of released.json; 1: the flat registry before model names
 VERSION = re.compile(r"[0-9a-f]{12}")  # bundle_version: the content address of a model
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -148,7 +149,7 @@ class Registry:
         return [d.name for d in sorted(dirs, key=added)]
 
     def card(self, version: str) -> dict[str, Any]:
-        return read_json(self.path(version) / "card.json", f"the card of version {version}")
+        return read_json(self.path(version) / CARD_FILE, f"the card of version {version}")
 
     def timeline(self, version: str) -> dict[str, Any]:
         """How old a version's knowledge is: its card's stage times, and when it was last made live."""

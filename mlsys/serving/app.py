@@ -40,7 +40,8 @@ from omegaconf import DictConfig, OmegaConf
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from mlsys.data.build import EVENT_LOCAL, event_time_of
+from mlsys.data.build import event_time_of
+from mlsys.data.columns import EVENT_LOCAL
 from mlsys.errors import ConfigError, MlsysError
 from mlsys.model import Model, load_model
 from mlsys.release.registry import Registry

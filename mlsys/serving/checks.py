@@ -38,7 +38,7 @@ def run(cfg: DictConfig, root: Path) -> None:
     lookups = lookup_specs(cfg)
     carried = [c for c in lookups if any(c in i for i in inputs)]
     frame = pd.DataFrame(inputs, columns=[*request_columns(cfg), *carried])
-    frame, failures = parse_times(frame, cfg.data.sources[cfg.data.primary])
+    frame, failures, _ = parse_times(frame, cfg.data.sources[cfg.data.primary])
     cases = [failures]
     for name in carried:  # JSON numbers of looked-up columns a request carried
         if lookups[name][0] == "numeric":
@@ -50,7 +50,7 @@ def run(cfg: DictConfig, root: Path) -> None:
     extra = pd.concat(found, ignore_index=True) if found else None
     result = validate_table("requests", serving_table(cfg), frame, extra)
     report = {**result.report, "unreadable_lines": unreadable, **provenance("check_requests", cfg)}
-    write_json(root / cfg.paths.reports / "requests.json", report)
+    write_json(root / cfg.paths.requests_report, report)
     print(summary(result.report) + (f"\n  {unreadable} log lines could not be read" if unreadable else ""))
     if result.report["status"] != "passed":
-        raise ContractError(f"logged requests break the serving contract; report in {cfg.paths.reports}/requests.json")
+        raise ContractError(f"logged requests break the serving contract; report in {cfg.paths.requests_report}")

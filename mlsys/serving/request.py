@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from pydantic import BaseModel, ConfigDict, Field, Strict, create_model, model_validator
 
 from mlsys.config.schema import ColumnContract
-from mlsys.data.build import EVENT_LOCAL, EVENT_TIME, LABEL, PREDICTION_TIME
+from mlsys.data.columns import EVENT_LOCAL, EVENT_TIME, LABEL, PREDICTION_TIME
 
 # Strict: "529" and true are not numbers; an int is a float, not the other way round.
 TYPES: dict[str, Any] = {

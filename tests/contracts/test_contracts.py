@@ -16,7 +16,7 @@ from mlsys.data.sources import parse_times
 @pytest.fixture(scope="module")
 def flights(loaded_tables, full_config):
     raw = loaded_tables["flights"]
-    parsed, failures = parse_times(raw, full_config.data.sources.flights)
+    parsed, failures, _ = parse_times(raw, full_config.data.sources.flights)
     assert failures.empty
     return raw, parsed
 
@@ -117,7 +117,7 @@ def test_fail_policy_fails_on_row_violations(flights, full_config):
 def test_unparseable_timestamp_is_quarantined_with_raw_value(loaded_tables, full_config):
     raw = loaded_tables["weather"].copy()
     raw.loc[[5, 9], "time_hour"] = "not a time"
-    parsed, failures = parse_times(raw, full_config.data.sources.weather)
+    parsed, failures, _ = parse_times(raw, full_config.data.sources.weather)
     result = validate_table("weather", full_config.contract.tables.weather, parsed, failures, raw=raw)
     q = result.quarantined.set_index("_row")
     assert {5, 9} <= set(q.index)

@@ -6,13 +6,11 @@ import json
 
 import pandas as pd
 import yaml
-from omegaconf import OmegaConf
 
-from mlsys.config import SECTIONS, load_sections, read_params, select
+from mlsys.config import SECTIONS, load_sections, read_params
 from mlsys.errors import ExitCode
 from mlsys.model import load_model
-from mlsys.release.infra import infra_gate
-from mlsys.stages import SERVE
+from mlsys.release.infra import infra_config, infra_gate
 from tests.conftest import ENV, registry_of, run
 
 
@@ -212,7 +210,7 @@ def test_repro_released_the_blessed_candidate(sample_project):
     kept = registry.verified(card["version"])
     model = load_model(p / "models/bundle")
     sample = pd.read_parquet(p / "data/dataset/labelled.parquet").head(20).drop(columns=["label"])
-    serve = OmegaConf.to_container(select(load_sections(read_params(p), tuple(SECTIONS), "params.yaml"), SERVE))
+    serve = infra_config(load_sections(read_params(p), tuple(SECTIONS), "params.yaml"))
     wrong = infra_gate(p / "models/bundle", sample, model.predict_frame(sample) + 1e-6, serve, timeout=120)
     assert wrong["passed"] is False and "max |served - batch| = 1.00e-06" in wrong["reason"]
     assert "20/20 requests answered by a sandboxed `mlsys serve`" in wrong["reason"]

@@ -9,16 +9,66 @@ from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
 from mlsys.config.schema import Aggregate
-from mlsys.data.build import EVENT_TIME, PREDICTION_TIME, aggregate, asof_join, event_times
+from mlsys.data.build import aggregate, asof_join, event_times
+from mlsys.data.columns import EVENT_TIME, PREDICTION_TIME
 from mlsys.durations import parse_duration
 
 
 def test_local_event_time_matches_the_utc_time_hour_column(parsed_tables, full_config):
     """year/month/day/hour are New York local; time_hour is UTC: both must agree, DST included."""
     flights = parsed_tables["flights"]
-    utc = event_times(flights, full_config.data.event_time)
+    utc, local = event_times(flights, full_config.data.event_time)
     assert str(utc.dtype) == "datetime64[us, UTC]"
+    at = lambda m, d, h: int(((flights.month == m) & (flights.day == d) & (flights.hour == h)).sum())  # noqa: E731
+    assert local == {"ambiguous": at(11, 3, 1), "nonexistent": at(3, 10, 2)}  # 01:xx twice on 3 Nov, no 02:xx on 10 Mar
     assert (utc.dt.floor("h") == flights["time_hour"]).all()
+
+
+NEW_YORK = OmegaConf.create(
+    {"column": None, "tz": "America/New_York", "parts": {u: u for u in ("year", "month", "day", "hour", "minute")}}
+)
+
+
+def test_one_local_time_rule_on_both_2013_transitions():
+    """Spring forward (10 March, 02:30 does not exist) and fall back (3 November, 01:30 occurs
+    twice): the first occurrence, shifted forward, counted; the scalar twin agrees."""
+    from mlsys.data.build import event_time_of
+    from mlsys.data.sources import parse_times
+
+    rows = pd.DataFrame(
+        {"year": 2013, "month": [3, 3, 11, 11, 11], "day": [10, 10, 3, 3, 3], "hour": [1, 2, 0, 1, 2],
+         "minute": [59, 30, 30, 30, 30]}
+    )  # fmt: skip
+    utc, counts = event_times(rows, NEW_YORK)
+    assert counts == {"ambiguous": 1, "nonexistent": 1}
+    assert [t.strftime("%H:%M") for t in utc.dt.tz_convert("America/New_York")] == [
+        "01:59", "03:00", "00:30", "01:30", "02:30"
+    ]  # fmt: skip
+    assert utc.iloc[3] == pd.Timestamp("2013-11-03 05:30", tz="UTC")  # 01:30 EDT, the first of the two
+    scalar = [event_time_of(r, OmegaConf.to_container(NEW_YORK)) for r in rows.to_dict("records")]
+    assert list(utc) == scalar
+    # A source's local time column: parsed by the same rule, counted, never quarantined.
+    text = pd.DataFrame({"at": ["2013-03-10 02:30:00", "2013-11-03 01:30:00", "2013-07-01 12:00:00"]})
+    source = OmegaConf.create({"time_columns": {"at": {"tz": "America/New_York", "format": "%Y-%m-%d %H:%M:%S"}}})
+    parsed, failures, local = parse_times(text, source)
+    assert len(failures) == 0 and parsed["at"].notna().all()
+    assert local == {"at": {"ambiguous": 1, "nonexistent": 1}}
+
+
+def test_windows_are_local_calendar_days_across_both_transitions():
+    """A 7-day holdout ending just after spring forward starts on the right day; a weekly
+    cadence after fall back does not skip a week."""
+    from mlsys.split import data_end, windows_ending
+
+    training = OmegaConf.create({"holdout": "7d", "window": "expanding", "cadence": "week", "sliding_periods": 3})
+    split = windows_ending(pd.Timestamp("2013-03-15"), "2013-01-01", training, "America/New_York")
+    assert [(p.start, p.end) for p in split.periods] == [
+        ("2013-01-01", "2013-03-01"), ("2013-03-01", "2013-03-08"), ("2013-03-08", "2013-03-15")
+    ]  # fmt: skip
+    sunday = pd.Series([pd.Timestamp("2013-11-10 22:00", tz="America/New_York").tz_convert("UTC")])
+    assert data_end(sunday, training, "America/New_York") == pd.Timestamp("2013-11-11")  # the Monday after
+    saturday = pd.Series([pd.Timestamp("2013-11-09 22:00", tz="America/New_York").tz_convert("UTC")])
+    assert data_end(saturday, training, "America/New_York") == pd.Timestamp("2013-11-04")  # week of Nov 4 incomplete
 
 
 def test_weather_is_joined_as_of_the_prediction_time(parsed_tables, full_config):
@@ -27,7 +77,7 @@ def test_weather_is_joined_as_of_the_prediction_time(parsed_tables, full_config)
     join = data.asof_joins[0]
     assert parse_duration(join.lag) >= pd.Timedelta("51min")
     flights = parsed_tables["flights"].head(5000).copy()
-    flights[EVENT_TIME] = event_times(flights, data.event_time)
+    flights[EVENT_TIME] = event_times(flights, data.event_time)[0]
     flights[PREDICTION_TIME] = flights[EVENT_TIME] - parse_duration(data.prediction_lead)
     weather = parsed_tables["weather"].assign(obs=parsed_tables["weather"]["time_hour"])
     join = OmegaConf.merge(join, {"columns": ["temp", "obs"]})
@@ -125,3 +175,31 @@ def test_build_reconciles_and_labels(parsed_tables, built):
     labelled = result.labelled
     assert (labelled["label"] == (labelled["arr_delay"] > 15).astype(int)).all()
     assert 0.2 < r["positive_rate"] < 0.3
+
+
+def test_label_maturity_keeps_young_rows_out_of_training():
+    """A label is final `matures_after` its event: younger rows at snapshot time are pending
+    (counted, served, never trained on), apart from the rows that will never have one."""
+    from mlsys.config.schema import DataConfig
+    from mlsys.data.build import build
+
+    data = OmegaConf.merge(
+        OmegaConf.structured(DataConfig),
+        {
+            "name": "events",
+            "primary": "events",
+            "key": ["id"],
+            "sources": {"events": {"kind": "csv", "path": "x.csv", "available": "at_prediction"}},
+            "event_time": {"column": "ts"},
+            "label": {"column": "y", "threshold": 0, "matures_after": "1d"},
+        },
+    )
+    ts = pd.date_range("2013-01-01", periods=10, freq="12h", tz="UTC")
+    events = pd.DataFrame({"id": range(10), "ts": ts, "y": [1, 0, 1, None, 0, 1, 0, None, 1, 0]})
+    result = build({"events": events}, data, as_of=ts[-1])  # rows 8 and 9 are younger than a day
+    report = result.report
+    assert (report["rows_labelled"], report["rows_excluded_no_label"], report["rows_pending_label"]) == (6, 2, 2)
+    assert sorted(result.labelled["id"]) == [0, 1, 2, 4, 5, 6]
+    assert sorted(result.unlabelled["id"]) == [3, 7, 8, 9] and result.unlabelled["label"].isna().all()
+    later = build({"events": events}, data, as_of=ts[-1] + pd.Timedelta(days=2)).report
+    assert (later["rows_labelled"], later["rows_pending_label"]) == (8, 0)  # matured since

@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 
 from mlsys import drift
 from mlsys.config.schema import DataCheckConfig, FeaturesConfig, TrainingConfig
-from mlsys.data.build import EVENT_TIME, LABEL
+from mlsys.data.columns import EVENT_TIME, LABEL
 from mlsys.dynamic import check_new_data, data_profile
 from mlsys.features import FeaturePipeline, fit_pipeline
 from mlsys.split import resolve

@@ -8,8 +8,9 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from omegaconf import OmegaConf
 
-from mlsys.data.build import EVENT_TIME, LABEL
+from mlsys.data.columns import EVENT_TIME, LABEL
 from mlsys.features import FeaturePipeline, fit_pipeline
 from mlsys.features.transforms import TRANSFORMS
 from mlsys.split import select
@@ -130,3 +131,34 @@ def test_every_transform_row_path_equals_frame_path(transform):
     single = np.array([enc.value(v) for v in s.tolist()])
     assert _same(column, single)
     assert np.isfinite(column).any()
+
+
+KNOWN = {  # transform -> (training column, input, expected output), worked out by hand
+    "identity": ([1.0, 2.0], [3.5, None], [3.5, np.nan]),
+    "clip": (list(range(1001)), [-5.0, 500.0, 5000.0], [1.0, 500.0, 999.0]),  # quantiles 0.001 / 0.999
+    "vocab": (["b", "a", "b", "c", "b", "a"], ["b", "a", "c", "zzz", None], [0.0, 1.0, 2.0, np.nan, np.nan]),
+    "hhmm_minutes": ([0.0], [819.0, 0.0, 2359.0], [499.0, 0.0, 1439.0]),
+    "day_of_week": ([0.0], ["2013-11-04 08:00"], [0.0]),  # a Monday
+    "day_of_year": ([0.0], ["2013-03-10 08:00"], [69.0]),
+    "month": ([0.0], ["2013-12-31 23:00"], [12.0]),
+    "day": ([0.0], ["2013-12-31 23:00"], [31.0]),
+    "hour": ([0.0], ["2013-03-10 03:30"], [3.0]),
+    "minute_of_day": ([0.0], ["2013-03-10 03:30"], [210.0]),
+}
+
+
+@pytest.mark.parametrize("transform", sorted(TRANSFORMS))
+def test_every_transform_gives_known_values(transform):
+    """Each transform against values worked out by hand, on both paths (data-7)."""
+    from mlsys.config.schema import FeatureConfig
+    from mlsys.features.transforms import encoder, fit
+
+    assert set(KNOWN) == set(TRANSFORMS), "a transform without known values"
+    train, given, expected = KNOWN[transform]
+    calendar = transform in ("day_of_week", "day_of_year", "month", "day", "hour", "minute_of_day")
+    series = pd.Series(pd.to_datetime(given)).dt.tz_localize("America/New_York") if calendar else pd.Series(given)
+    cfg = FeatureConfig(transform=transform, type="categorical" if transform == "vocab" else "numeric")
+    state = fit(transform, pd.Series(train), OmegaConf.structured(cfg))
+    enc = encoder(transform, state)
+    assert _same(enc.column(series), np.array(expected))
+    assert _same(np.array([enc.value(v) for v in series.tolist()]), np.array(expected))

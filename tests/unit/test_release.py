@@ -76,14 +76,12 @@ def test_blessing_lists_every_failure():
 
 
 def test_infra_gate_fails_on_timeout_or_crash(tmp_path, built):  # wrong scores: test_pipeline.py
-    from omegaconf import OmegaConf
 
-    from mlsys.config import SECTIONS, load_sections, read_params, select
-    from mlsys.release.infra import infra_gate
-    from mlsys.stages import SERVE
+    from mlsys.config import SECTIONS, load_sections, read_params
+    from mlsys.release.infra import infra_config, infra_gate
     from tests.conftest import REPO
 
-    serve = OmegaConf.to_container(select(load_sections(read_params(REPO), tuple(SECTIONS), "params.yaml"), SERVE))
+    serve = infra_config(load_sections(read_params(REPO), tuple(SECTIONS), "params.yaml"))
     requests = built.labelled.head(2).drop(columns=["label"])
     crashed = infra_gate(tmp_path / "no-bundle", requests, np.array([0.1, 0.2]), serve, timeout=60)
     assert crashed["passed"] is False and "failed (exit" in crashed["reason"]
@@ -99,10 +97,24 @@ def test_feature_list_gate():
 
 
 def test_rolling_absolute_gates_excuse_a_bound_the_live_model_misses_too():
-    hard_week = {"auc": 0.66, "logloss": 0.45}
+    hard_week = {"auc": 0.69, "logloss": 0.45}  # within release.waiver.max_beyond of the floor
     gates = g.rolling_absolute_gates(hard_week, {"auc": 0.64, "logloss": 0.44}, RELEASE)
     assert _passed(gates) == {"auc": None, "logloss": True}
     assert "the live model misses it too" in gates[0]["reason"]
     # The live model meets the floor on these rows: the candidate is held to it.
     assert _passed(g.rolling_absolute_gates(hard_week, {"auc": 0.71, "logloss": 0.44}, RELEASE))["auc"] is False
     assert _passed(g.rolling_absolute_gates(hard_week, None, RELEASE))["auc"] is False  # nothing live
+
+
+def test_a_waiver_cannot_ratchet():
+    """A rolling retrain may be waived past a floor the live model misses too, but by at most
+    release.waiver.max_beyond, and for at most max_consecutive releases in a row."""
+    release = OmegaConf.merge(RELEASE, {"waiver": {"max_beyond": 0.02, "max_consecutive": 2}})
+    live = {"auc": 0.64, "logloss": 0.44}
+    near = g.rolling_absolute_gates({"auc": 0.685, "logloss": 0.45}, live, release, waivers_before=0)
+    assert _passed(near)["auc"] is None and near[0]["waived"]
+    assert g.waivers_in_a_row(near, 0) == 1 and g.waivers_in_a_row(g.absolute_gates(METRICS, release), 1) == 0
+    far = g.rolling_absolute_gates({"auc": 0.675, "logloss": 0.45}, live, release, waivers_before=0)
+    assert _passed(far)["auc"] is False and "max_beyond=0.02" in far[0]["reason"]  # 0.025 below the floor
+    third = g.rolling_absolute_gates({"auc": 0.69, "logloss": 0.45}, live, release, waivers_before=2)
+    assert _passed(third)["auc"] is False and "already used a waiver" in third[0]["reason"]

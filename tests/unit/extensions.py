@@ -1,0 +1,16 @@
+"""A user's own transform and check, referenced from YAML by dotted path (not part of mlsys)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+
+def log_miles(values: np.ndarray) -> np.ndarray:
+    """A transform: log of a distance (element-wise, NaN stays NaN)."""
+    return np.log1p(values)
+
+
+def not_a_multiple_of(series: pd.Series, step: int) -> pd.Series:
+    """A check: True where the value is not a multiple of `step` (round numbers look made up)."""
+    return series.isna() | (series % step != 0)
