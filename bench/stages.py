@@ -24,7 +24,8 @@ from mlsys.config import load_sections, read_params
 from mlsys.contracts import validate_table
 from mlsys.data.build import build
 from mlsys.data.columns import EVENT_TIME, LABEL
-from mlsys.data.sources import parse_times, read_source, source_path
+from mlsys.data.snapshot import source_path
+from mlsys.data.sources import parse_times, read_source
 from mlsys.features import fit_pipeline
 from mlsys.model import lgb_params, train
 from mlsys.split import select

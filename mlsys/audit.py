@@ -24,6 +24,8 @@ from typing import Any
 
 import yaml
 
+from mlsys.stages import PIPELINES
+
 RESULTS = "reports/tests/results.json"  # test id -> latest outcome, merged across runs
 
 
@@ -306,7 +308,7 @@ class Project:
         return cls(
             root=root,
             params=yaml.safe_load(read("params.yaml")) or {},
-            stages=(yaml.safe_load(read("dvc.yaml")) or {}).get("stages", {}),
+            stages={k: v for f in PIPELINES for k, v in ((yaml.safe_load(read(f)) or {}).get("stages") or {}).items()},
             readme=read("README.md"),
             tracked=set(files),
             results=results,

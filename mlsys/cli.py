@@ -154,11 +154,11 @@ def _project_paths() -> tuple[Path, Any]:
 def _registry() -> Any:
     """The project's registry for its model (paths.registry, release.model_name)."""
     from mlsys import config
-    from mlsys.release.registry import Registry
+    from mlsys.release.registry import Registry, locate
 
     root = config.project_root()
     cfg = config.load_sections(config.read_params(root), ("paths", "release"), config.PARAMS_FILE)
-    return Registry(root / cfg.paths.registry, cfg.release.model_name)
+    return Registry(locate(root, cfg.paths.registry)[0], cfg.release.model_name)
 
 
 def _print_audit(result: dict) -> None:

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# The main pipeline, and the studies run on demand (`dvc repro studies/dvc.yaml`, or `-P`).
+PIPELINES = ("dvc.yaml", "studies/dvc.yaml")
+
 
 @dataclass(frozen=True)
 class Stage:

@@ -12,7 +12,7 @@ from mlsys.config import provenance
 from mlsys.contracts import summary, validate_table, without_column
 from mlsys.data.build import build, pending
 from mlsys.data.columns import LABEL
-from mlsys.data.sources import MANIFEST
+from mlsys.data.snapshot import MANIFEST
 from mlsys.errors import ContractError, MlsysError
 from mlsys.io import read_json, read_parquet, write_json, write_parquet
 

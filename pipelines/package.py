@@ -12,7 +12,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from mlsys.data.sources import MANIFEST
+from mlsys.data.snapshot import MANIFEST
 from mlsys.dynamic import PROFILE
 from mlsys.io import read_json, require, write_json
 from mlsys.model import CARD_FILE, FEATURES_FILE, META_FILE, MODEL_FILE, bundle_version

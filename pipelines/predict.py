@@ -15,7 +15,7 @@ from mlsys.data.columns import EVENT_TIME
 from mlsys.errors import ConfigError, GateError, MissingInputError
 from mlsys.io import read_parquet, write_json
 from mlsys.model import load_model
-from mlsys.release.registry import Registry
+from mlsys.release.registry import Registry, locate
 from mlsys.serving.batch import checks, serving_rows
 from mlsys.serving.store import entities, write_predictions
 from mlsys.split import between
@@ -23,7 +23,7 @@ from mlsys.split import between
 
 def run(cfg: DictConfig, root: Path) -> None:
     """Live model + serving window -> paths.store (SQLite), replaced only if the checks pass."""
-    registry = Registry(root / cfg.paths.registry, cfg.release.model_name)
+    registry = Registry(locate(root, cfg.paths.registry)[0], cfg.release.model_name)
     live = registry.live()
     if live is None:
         raise MissingInputError("predict: no model is released yet; run `dvc repro` (release stage) first")

@@ -19,7 +19,7 @@ from mlsys.model.evaluate import Evaluation
 from mlsys.release import gates as g
 from mlsys.release.infra import infra_config, infra_gate
 from mlsys.release.judge import judge, live_scores, load_candidate
-from mlsys.release.registry import BLESSING, Registry
+from mlsys.release.registry import BLESSING, Registry, locate
 from mlsys.split import resolved, select
 
 
@@ -68,7 +68,8 @@ def run(cfg: DictConfig, root: Path) -> None:
     experiments are compared, and promoted on purpose (`dvc exp apply`, `mlsys release`).
     """
     p = cfg.paths
-    registry = Registry(root / p.registry, cfg.release.model_name)
+    where, registry_note = locate(root, p.registry)
+    registry = Registry(where, cfg.release.model_name)
     live = registry.live()
     model, gates = load_candidate(root / p.bundle)
     version = model.version if model is not None else "unloadable"
@@ -81,6 +82,7 @@ def run(cfg: DictConfig, root: Path) -> None:
             gates.append(g.make_gate("stability", "gates_evaluated", None, "every gate evaluates", False, str(exc)))
     record = {
         **g.blessing(gates, version, live),
+        "registry": registry_note,  # the live model the change gates compared with came from there
         "waivers_in_a_row": g.waivers_in_a_row(gates, waivers),
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
         **provenance("release", cfg),
@@ -93,6 +95,7 @@ def run(cfg: DictConfig, root: Path) -> None:
     print(g.summary(record))
     if experiment:
         print(f"release: {record['not_released']}")
+        write_json(root / p.live, {"model": registry.name, "live": live})
         return
     if not record["blessed"]:
         raise GateError(f"candidate {version} rejected; live model stays {live or '(none)'}; gates in {p.blessing}")
@@ -105,5 +108,6 @@ def run(cfg: DictConfig, root: Path) -> None:
         },
     )
     event = registry.release(version, reason="blessed by the release stage", expected_live=live)
+    write_json(root / p.live, {"model": registry.name, "live": version})
     before = "already live" if event.get("noop") else f"was {live or 'none'}"
     print(f"release: {version} is live ({before}); registry {registry.root}")

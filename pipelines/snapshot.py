@@ -3,7 +3,9 @@ all sources or none.
 
 DVC runs this stage on every `dvc repro` (always_changed) because upstream files live
 outside the repository; when no fingerprint changed (and the raw files are the ones the
-manifest lists) it leaves its outputs untouched, so nothing downstream reruns.
+manifest lists) it leaves its outputs untouched, so nothing downstream reruns. That check is
+the no-op path: file sizes and times first (a hash only for a file that changed), and no
+pandas.
 
 A new snapshot is adopted whole or not at all: every source is read and checked (it
 parses; its row count is within `contract.tables.<name>.volume` of the previous snapshot's)
@@ -20,16 +22,15 @@ import os
 from datetime import UTC, datetime
 from pathlib import Path
 
-import pandas as pd
 from omegaconf import DictConfig
 
 from mlsys.config import provenance
-from mlsys.data.sources import MANIFEST, TRUNCATED_LINE, fingerprint, raw_files_match, read_source
+from mlsys.data.snapshot import MANIFEST, fingerprint, raw_files_match, same_version
 from mlsys.errors import ContractError, MlsysError, UpstreamChangedError
 from mlsys.io import file_sha256, fsync_dir, read_json, write_json, write_parquet
 
 
-def _volume_problems(cfg: DictConfig, frames: dict[str, pd.DataFrame], previous: dict | None) -> list[str]:
+def _volume_problems(cfg: DictConfig, frames: dict, previous: dict | None) -> list[str]:
     """Sources whose row count left the band around the previous snapshot's."""
     out = []
     for name, frame in frames.items():
@@ -49,23 +50,26 @@ def _volume_problems(cfg: DictConfig, frames: dict[str, pd.DataFrame], previous:
 def run(cfg: DictConfig, root: Path) -> None:
     """Fingerprint every source; copy them into `paths.raw` only when one changed."""
     raw = root / cfg.paths.raw
-    prints = {name: fingerprint(name, src, root) for name, src in cfg.data.sources.items()}
     manifest_path = raw / MANIFEST
     try:
         previous = read_json(manifest_path, "snapshot manifest") if manifest_path.exists() else None
     except MlsysError as exc:
         print(f"snapshot: {exc}; taking a new snapshot")
         previous = None
+    before = {n: s["fingerprint"] for n, s in previous["sources"].items()} if previous else {}
+    prints = {name: fingerprint(name, src, root, before.get(name)) for name, src in cfg.data.sources.items()}
     if previous is not None:
-        before = {n: s["fingerprint"] for n, s in previous["sources"].items()}
-        broken = raw_files_match(raw, previous) if set(before) == set(prints) else ["(sources changed)"]
-        if before == prints and not broken:
+        unchanged = set(before) == set(prints) and all(same_version(before[n], prints[n]) for n in prints)
+        broken = raw_files_match(raw, previous, quick=True) if unchanged else ["(sources changed)"]
+        if unchanged and not broken:
             print(f"snapshot: upstream unchanged since {previous['snapshot_time']} ({len(prints)} sources)")
             stage = provenance("snapshot", cfg)
             if previous["config_hash"] != stage["config_hash"]:  # same data, new config: record it
                 write_json(manifest_path, {**previous, **stage})
+            # A file only touched (same content, new time) is hashed again each run until the next
+            # snapshot records its time: rewriting the manifest now would rerun everything downstream.
             return
-        changed = sorted(n for n in prints if before.get(n) != prints[n])
+        changed = sorted(n for n in prints if not same_version(before.get(n, {}), prints[n]))
         for n in changed:
             old = before.get(n, {}).get("sha256", "<new source>")
             print(f"snapshot: upstream {n!r} changed: sha256 {str(old)[:12]} -> {prints[n]['sha256'][:12]}")
@@ -76,6 +80,15 @@ def run(cfg: DictConfig, root: Path) -> None:
                 f"upstream sources changed: {changed} (data.on_upstream_change=fail). Review the "
                 f"change, then rerun with data.on_upstream_change=adopt"
             )
+    _take(cfg, root, prints, previous)
+
+
+def _take(cfg: DictConfig, root: Path, prints: dict, previous: dict | None) -> None:
+    """Read and check every source, write the raw files beside the previous ones, commit the
+    manifest, then remove the previous files (pandas is imported only here)."""
+    from mlsys.data.sources import TRUNCATED_LINE, read_source
+
+    raw = root / cfg.paths.raw
     reads = {name: read_source(name, src, root) for name, src in cfg.data.sources.items()}
     frames = {name: frame for name, (frame, _) in reads.items()}
     problems = _volume_problems(cfg, frames, previous)
@@ -90,18 +103,19 @@ def run(cfg: DictConfig, root: Path) -> None:
         sha = file_sha256(tmp)
         path = raw / f"{name}-{sha[:12]}.parquet"
         os.replace(tmp, path)
+        st = path.stat()
         sources[name] = {
             "fingerprint": prints[name],
             "rows": len(frame),
             "columns": list(frame.columns),
-            "file": {"name": path.name, "sha256": sha, "bytes": path.stat().st_size},
+            "file": {"name": path.name, "sha256": sha, "bytes": st.st_size, "mtime_ns": st.st_mtime_ns},
             "truncated_rows": cut,
         }
         cut_note = f"; its last line looks cut: row {cut[0]} will be quarantined ({TRUNCATED_LINE})" if cut else ""
         print(f"snapshot: {name}: {len(frame):,} rows x {frame.shape[1]} columns{cut_note}")
     fsync_dir(raw)
     write_json(  # the commit point: until it is replaced, the previous manifest and its files stand
-        manifest_path,
+        raw / MANIFEST,
         {
             "snapshot_time": datetime.now(UTC).isoformat(timespec="seconds"),
             "sources": sources,

@@ -11,7 +11,8 @@ from rich.progress import track
 from mlsys.config import provenance
 from mlsys.contracts import summary, validate_table
 from mlsys.data.build import invalid_event_times
-from mlsys.data.sources import MANIFEST, TRUNCATED_LINE, failure_cases, parse_times, raw_files_match
+from mlsys.data.snapshot import MANIFEST, raw_files_match
+from mlsys.data.sources import TRUNCATED_LINE, failure_cases, parse_times
 from mlsys.errors import ContractError, IntegrityError
 from mlsys.io import read_json, read_parquet, write_json, write_parquet
 

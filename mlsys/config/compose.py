@@ -15,6 +15,7 @@ from mlsys.errors import ConfigError, StaleParamsError
 
 PARAMS_FILE = "params.yaml"
 CONF_DIR = "conf"
+CHECKED = ".mlsys/checked.json"  # git-ignored: what already passed the checks, by content hash
 
 
 def project_root(start: Path | None = None) -> Path:
@@ -82,14 +83,56 @@ def write_params(root: Path) -> Path:
     return path
 
 
+def _digest(root: Path, folders: tuple[str, ...], files: tuple[str, ...] = ()) -> str:
+    """sha256 over the files (and every file under the folders), by path and content."""
+    digest = hashlib.sha256()
+    paths = [root / f for f in files] + sorted(p for d in folders for p in (root / d).rglob("*") if p.is_file())
+    for path in paths:
+        if "__pycache__" in path.parts:
+            continue
+        digest.update(str(path.relative_to(root)).encode() + b"\0")
+        digest.update(path.read_bytes() if path.is_file() else b"<missing>")
+    return digest.hexdigest()
+
+
+def _checked(root: Path) -> dict:
+    try:
+        return json.loads((root / CHECKED).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _mark(root: Path, **keys: str) -> None:
+    """Record what passed (best effort: a read-only checkout just checks again next time)."""
+    from mlsys.io import write_json
+
+    try:
+        write_json(root / CHECKED, {**_checked(root), **keys})
+    except Exception:
+        return
+
+
+def _code_key(root: Path) -> str:
+    """params.yaml and the code that checks it: the same key means the same verdict."""
+    import mlsys
+
+    package = Path(mlsys.__file__).parent
+    return _digest(root, (), (PARAMS_FILE,)) + _digest(package.parent, (package.name,))
+
+
 def guard(root: Path) -> str:
     """Stop a plain `dvc repro` from running on params.yaml that is stale against `conf/`.
 
-    Under `dvc exp run` (DVC sets DVC_EXP_BASELINE_REV), DVC has just composed
-    params.yaml from `conf/` + `-S` overrides, so it is fresh by construction.
+    Under `dvc exp run` (DVC sets DVC_EXP_BASELINE_REV), DVC has just composed params.yaml
+    from `conf/` + `-S` overrides, so it is fresh by construction. When `conf/`,
+    params.yaml, `hydra_plugins/` and the code are byte for byte what last passed, the
+    composition (seconds of Hydra) is not repeated: a hash says so.
     """
     from mlsys.config.checks import check
 
+    key = _code_key(root) + _digest(root, (CONF_DIR, "hydra_plugins"))
+    if _checked(root).get("guard") == key:
+        return "params.yaml matches conf/ (unchanged since it was last composed and checked)"
     params = read_params(root)
     check(load_sections(params, tuple(SECTIONS), source=PARAMS_FILE), lightgbm=False)  # no-op runs stay fast
     if os.environ.get("DVC_EXP_BASELINE_REV"):
@@ -99,6 +142,7 @@ def guard(root: Path) -> str:
             f"{PARAMS_FILE} is stale: it differs from the composition of {CONF_DIR}/.\n"
             "  Run `mlsys compose` (then `dvc repro`), or `dvc exp run` which composes first."
         )
+    _mark(root, guard=key, config=_code_key(root))
     return "params.yaml matches conf/"
 
 
@@ -141,11 +185,13 @@ def stage_config(keys: tuple[str, ...], overrides: list[str] | tuple[str, ...] =
 
     The whole config is checked first (a leaky feature is an error whichever stage runs;
     LightGBM's own parameter check only where a stage reads `model`), then the stage
-    receives only its declared keys.
+    receives only its declared keys. params.yaml that already passed the same checks (same
+    bytes, same code: `CHECKED`) is not checked again, which keeps every stage's start light.
     """
     from mlsys.config.checks import check
 
     root = project_root()
+    lightgbm = "model" in {k.split(".")[0] for k in keys}
     if overrides:
         raw = OmegaConf.create(compose_yaml(root, overrides))
         source = f"{CONF_DIR}/ + {' '.join(overrides)}"
@@ -153,7 +199,13 @@ def stage_config(keys: tuple[str, ...], overrides: list[str] | tuple[str, ...] =
         raw = read_params(root)
         source = PARAMS_FILE
     full = load_sections(raw, tuple(SECTIONS), source)
-    check(full, lightgbm="model" in {k.split(".")[0] for k in keys})
+    if overrides:
+        check(full, lightgbm=lightgbm)
+    else:
+        key, done = _code_key(root), _checked(root)
+        if done.get("config") != key or (lightgbm and done.get("lightgbm") != key):
+            check(full, lightgbm=lightgbm)
+            _mark(root, config=key, **({"lightgbm": key} if lightgbm else {}))
     return select(full, keys), root
 
 

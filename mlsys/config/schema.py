@@ -477,6 +477,7 @@ class PathsConfig:
     evaluation_page: str = "${.reports}/evaluation.html"
     evaluate_report: str = "${.reports}/evaluate.json"
     blessing: str = "${.reports}/blessing.json"
+    live: str = "${.reports}/live.json"  # the version live after the release stage (what predict scores with)
     online_report: str = "${.reports}/online.json"
     predict_report: str = "${.reports}/predict.json"
     partition_report: str = "${.reports}/partition.json"

@@ -1,10 +1,9 @@
-"""Upstream sources declared in `data.sources`: locate, fingerprint, read, parse times."""
+"""Upstream sources declared in `data.sources`: read them, parse their times (the snapshot's
+bookkeeping, which must stay light, is `mlsys.data.snapshot`)."""
 
 from __future__ import annotations
 
 import csv
-import importlib.metadata
-import importlib.util
 import io
 import zipfile
 from pathlib import Path
@@ -13,44 +12,11 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig
 
+from mlsys.data.snapshot import source_path
 from mlsys.errors import ConfigError, ContractError
-from mlsys.io import file_sha256, require
+from mlsys.io import require
 
 TRUNCATED_LINE = "truncated_line"
-MANIFEST = "snapshot.json"  # in paths.raw: each raw file's name and sha256; the snapshot's commit point
-
-
-def source_path(name: str, src: DictConfig, root: Path) -> Path:
-    """The file behind a source; package resources are found without importing the package."""
-    if src.kind == "package":
-        spec = importlib.util.find_spec(src.package)
-        if spec is None or not spec.submodule_search_locations:
-            raise ConfigError(f"data.sources.{name}.package: {src.package!r} is not an installed package")
-        return Path(next(iter(spec.submodule_search_locations))) / src.path
-    path = Path(src.path)
-    return path if path.is_absolute() else root / path
-
-
-def fingerprint(name: str, src: DictConfig, root: Path) -> dict[str, object]:
-    """What identifies this upstream version: content hash and size (+ package version)."""
-    path = require(source_path(name, src, root), f"data.sources.{name}.path")
-    out: dict[str, object] = {"sha256": file_sha256(path), "bytes": path.stat().st_size}
-    if src.kind == "package":
-        out["origin"] = f"{src.package}=={importlib.metadata.version(src.package)}:{src.path}"
-    else:
-        out["origin"] = src.path
-    return out
-
-
-def raw_files_match(raw: Path, manifest: dict) -> list[str]:
-    """The raw files that are missing or differ from the sha256 the manifest records."""
-    bad = []
-    for entry in manifest["sources"].values():
-        file = entry.get("file") or {}
-        path = raw / str(file.get("name", "?"))
-        if not path.is_file() or file_sha256(path) != file.get("sha256"):
-            bad.append(str(path))
-    return bad
 
 
 def read_source(name: str, src: DictConfig, root: Path) -> tuple[pd.DataFrame, list[int]]:

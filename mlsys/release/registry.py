@@ -58,6 +58,22 @@ class RevokedError(MlsysError):
     code = ExitCode.GATE
 
 
+def locate(root: Path, configured: str) -> tuple[Path, str]:
+    """The registry folder for a project at `root`: `paths.registry` as configured, or, for
+    a relative one inside a DVC experiment workspace (`dvc exp run --temp` and queued runs
+    work in a copy under `.dvc/tmp/exps/`, without the git-ignored registry), the project's
+    own. Returns the folder and where it came from (recorded with the gates)."""
+    path = Path(configured)
+    if path.is_absolute():
+        return path, f"paths.registry {path}"
+    parts = Path(root).resolve().parts
+    for i in range(len(parts) - 2):
+        if parts[i : i + 3] == (".dvc", "tmp", "exps"):
+            project = Path(*parts[:i])
+            return project / path, f"the project's registry {project / path}, seen from the experiment workspace {root}"
+    return Path(root) / path, f"paths.registry {configured}"
+
+
 def check_version(version: Any, where: str = "version") -> str:
     """`version` if it has the form of a model version (12 hex digits), else a UsageError."""
     if not isinstance(version, str) or not VERSION.fullmatch(version):

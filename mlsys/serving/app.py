@@ -44,7 +44,7 @@ from mlsys.data.build import event_time_of
 from mlsys.data.columns import EVENT_LOCAL
 from mlsys.errors import ConfigError, MlsysError
 from mlsys.model import Model, load_model
-from mlsys.release.registry import Registry
+from mlsys.release.registry import Registry, locate
 from mlsys.serving.log import RequestLog
 from mlsys.serving.request import lookup_specs, request_model
 from mlsys.serving.store import Reader, entity, has_predictions, online_reader, prediction_reader
@@ -124,7 +124,7 @@ class Service:
         self.mode = cfg.inference.mode
         self.key = list(cfg.data.key)
         self.event_time = OmegaConf.to_container(cfg.data.event_time, resolve=True)
-        self.registry = Registry(root / p.registry, cfg.release.model_name)
+        self.registry = Registry(locate(root, p.registry)[0], cfg.release.model_name)
         self.online_path, self.store_path = root / p.online, root / p.store
         self.needs_online = self.mode != "static" and bool(lookup_specs(cfg))
         self.metrics = Metrics()

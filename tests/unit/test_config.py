@@ -26,11 +26,13 @@ def _options(group: str) -> list[str]:
     return sorted(p.stem for p in (REPO / "conf" / group).glob("*.yaml"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("group", "option"), [(g, o) for g in GROUPS for o in _options(g)])
 def test_every_group_option_composes_and_checks(group, option):
     _compose_and_check([f"{group}={option}"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("experiment", _options("experiment"))
 def test_every_experiment_composes_and_differs_from_default(experiment):
     default = config.compose_yaml(REPO)
@@ -58,58 +60,64 @@ def test_guard_passes_on_clean_checkout_and_stops_on_stale(tmp_path, monkeypatch
     assert "dvc exp run" in config.guard(tmp_path)
 
 
+# Every bad-config case runs in the full suite; these few also in the fast tier.
+FAST_CASES = {"+model.params.num_leves=15", "training.mode=daily", "model.params.learning_rate=-1",
+              "data.aggregates.origin_dep_delay_3h.observed_after=null", "release.model_name=.."}  # fmt: skip
+BAD_CONFIG = [
+    (
+        "+model.params.num_leves=15",
+        r"model\.params\.num_leves: not a LightGBM parameter; did you mean 'num_leaves'",
+    ),
+    ("model.params.num_leves=15", r"model\.params\.num_leves"),
+    ("+data.bogus=1", r"data\.bogus"),
+    ("model.num_boost_round=many", r"model\.num_boost_round"),
+    ("training.seed=1.5", r"training\.seed"),
+    ("data.prediction_lead=5", r"data\.prediction_lead: '5' is not a non-negative duration with a unit"),
+    ("data.label.op=between", r"data\.label\.op: Invalid value 'between', expected one of \[gt, ge"),
+    ("training.mode=daily", r"training\.mode: Invalid value 'daily', expected one of \[static, dynamic\]"),
+    ("inference.mode=lazy", r"inference\.mode: Invalid value 'lazy'"),
+    ("features.columns.distance.transform=log", r"features\.columns\.distance\.transform: 'log' is not a built-in"),
+    (
+        "features.columns.distance.transform=nowhere.fn",
+        r"features\.columns\.distance\.transform: 'nowhere\.fn' cannot be imported",
+    ),
+    ("+contract.tables.flights.columns.year.minimum=3", r"contract\.tables\.flights\.columns\.year\.minimum"),
+    ("release.slices.min_rows=10", r"release\.slices\.min_rows: 10 is below evaluation\.min_slice_rows"),
+    # availability: what is known when
+    (
+        "data.aggregates.origin_dep_delay_3h.observed_after=null",
+        r"data\.aggregates\.origin_dep_delay_3h: 'dep_delay' is known at the event \+ dep_delay minutes, but "
+        r"this aggregate observes a row at the event \+ 0h",
+    ),
+    (
+        "data.aggregates.flight_arr_delay_7d.observed_lag=12h",
+        r"data\.aggregates\.flight_arr_delay_7d: 'arr_delay' is known at the event \+ 1d.*\+ 12h",
+    ),
+    (
+        "data.sources.flights.after_outcome.arr_delay.lag=null",
+        r"data\.aggregates\.flight_arr_delay_7d\.value: 'arr_delay' is known only after .* does not say when",
+    ),
+    (
+        "data.aggregates.origin_scheduled_1h.value=arr_delay",
+        r"data\.aggregates\.origin_scheduled_1h: a schedule aggregate cannot read 'arr_delay'",
+    ),
+    ("data.sources.weather.available=static", r"data\.asof_joins\[0\]\.source: as-of joins read 'timestamped'"),
+    ("data.sources.planes.available=timestamped", r"data\.lookup_joins\[0\]\.source: a plain lookup would see"),
+    ("data.sources.planes.available=at_prediction", r"data\.sources\.planes\.available: only the primary"),
+    # values LightGBM itself refuses, named by their key
+    ("model.params.learning_rate=-1", r"model\.params\.learning_rate: LightGBM refuses -1: .*learning_rate"),
+    ("model.params.num_leaves=1", r"model\.params\.num_leaves: LightGBM refuses 1"),
+    ("model.params.objective=bogus", r"model\.params\.objective: LightGBM refuses 'bogus'"),
+    # loss bounds and the registry's model name
+    ("contract.tables.flights.max_quarantine_fraction=2", r"contract\.tables\.flights\.max_quarantine_fraction"),
+    ("contract.tables.weather.volume.min_ratio=1.5", r"contract\.tables\.weather\.volume: min_ratio 1\.5"),
+    ("release.model_name=..", r"release\.model_name: '\.\.' is not a model name"),
+]
+
+
 @pytest.mark.parametrize(
     ("override", "message"),
-    [
-        (
-            "+model.params.num_leves=15",
-            r"model\.params\.num_leves: not a LightGBM parameter; did you mean 'num_leaves'",
-        ),
-        ("model.params.num_leves=15", r"model\.params\.num_leves"),
-        ("+data.bogus=1", r"data\.bogus"),
-        ("model.num_boost_round=many", r"model\.num_boost_round"),
-        ("training.seed=1.5", r"training\.seed"),
-        ("data.prediction_lead=5", r"data\.prediction_lead: '5' is not a non-negative duration with a unit"),
-        ("data.label.op=between", r"data\.label\.op: Invalid value 'between', expected one of \[gt, ge"),
-        ("training.mode=daily", r"training\.mode: Invalid value 'daily', expected one of \[static, dynamic\]"),
-        ("inference.mode=lazy", r"inference\.mode: Invalid value 'lazy'"),
-        ("features.columns.distance.transform=log", r"features\.columns\.distance\.transform: 'log' is not a built-in"),
-        (
-            "features.columns.distance.transform=nowhere.fn",
-            r"features\.columns\.distance\.transform: 'nowhere\.fn' cannot be imported",
-        ),
-        ("+contract.tables.flights.columns.year.minimum=3", r"contract\.tables\.flights\.columns\.year\.minimum"),
-        ("release.slices.min_rows=10", r"release\.slices\.min_rows: 10 is below evaluation\.min_slice_rows"),
-        # availability: what is known when
-        (
-            "data.aggregates.origin_dep_delay_3h.observed_after=null",
-            r"data\.aggregates\.origin_dep_delay_3h: 'dep_delay' is known at the event \+ dep_delay minutes, but "
-            r"this aggregate observes a row at the event \+ 0h",
-        ),
-        (
-            "data.aggregates.flight_arr_delay_7d.observed_lag=12h",
-            r"data\.aggregates\.flight_arr_delay_7d: 'arr_delay' is known at the event \+ 1d.*\+ 12h",
-        ),
-        (
-            "data.sources.flights.after_outcome.arr_delay.lag=null",
-            r"data\.aggregates\.flight_arr_delay_7d\.value: 'arr_delay' is known only after .* does not say when",
-        ),
-        (
-            "data.aggregates.origin_scheduled_1h.value=arr_delay",
-            r"data\.aggregates\.origin_scheduled_1h: a schedule aggregate cannot read 'arr_delay'",
-        ),
-        ("data.sources.weather.available=static", r"data\.asof_joins\[0\]\.source: as-of joins read 'timestamped'"),
-        ("data.sources.planes.available=timestamped", r"data\.lookup_joins\[0\]\.source: a plain lookup would see"),
-        ("data.sources.planes.available=at_prediction", r"data\.sources\.planes\.available: only the primary"),
-        # values LightGBM itself refuses, named by their key
-        ("model.params.learning_rate=-1", r"model\.params\.learning_rate: LightGBM refuses -1: .*learning_rate"),
-        ("model.params.num_leaves=1", r"model\.params\.num_leaves: LightGBM refuses 1"),
-        ("model.params.objective=bogus", r"model\.params\.objective: LightGBM refuses 'bogus'"),
-        # loss bounds and the registry's model name
-        ("contract.tables.flights.max_quarantine_fraction=2", r"contract\.tables\.flights\.max_quarantine_fraction"),
-        ("contract.tables.weather.volume.min_ratio=1.5", r"contract\.tables\.weather\.volume: min_ratio 1\.5"),
-        ("release.model_name=..", r"release\.model_name: '\.\.' is not a model name"),
-    ],
+    [pytest.param(o, m, marks=() if o in FAST_CASES else pytest.mark.slow) for o, m in BAD_CONFIG],
 )
 def test_bad_config_names_the_key(override, message):
     with pytest.raises(ConfigError, match=message):

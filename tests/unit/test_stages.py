@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from mlsys.stages import STAGES
+from mlsys.stages import PIPELINES, STAGES
 
 REPO = Path(__file__).resolve().parents[2]
 # Run-time validation of the whole config, not computation: every stage runs it, through the
@@ -68,8 +68,14 @@ def _covered(file: str, deps: list[str]) -> bool:
 
 
 def _stages() -> dict[str, dict]:
-    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
-    return {name: (s["do"] if "do" in s else s) for name, s in stages.items()}
+    """Every stage of every pipeline (a study's run at the project root: wdir ..)."""
+    out = {}
+    for file in PIPELINES:
+        for name, stage in yaml.safe_load((REPO / file).read_text())["stages"].items():
+            stage = stage["do"] if "do" in stage else stage
+            assert file == "dvc.yaml" or stage.get("wdir") == "..", f"{file}:{name} must run at the project root"
+            out[name] = stage
+    return out
 
 
 def test_stage_params_match_dvc_yaml():
@@ -134,18 +140,20 @@ def test_artifacts_are_named_once():
     one of those file names itself, and every other file name (a bundle's model.txt, ...) is
     one constant."""
     paths = yaml.safe_load((REPO / "params.yaml").read_text())["paths"]
-    text = (REPO / "dvc.yaml").read_text()
-    assert set(re.findall(r"\$\{paths\.(\w+)\}", text)) <= set(paths)
-    dvc = yaml.safe_load(text)
     for name, stage in _stages().items():
         for kind in ("outs", "metrics", "plots"):
             for entry in stage.get(kind, []):
                 path = entry if isinstance(entry, str) else next(iter(entry))
                 assert path.startswith("${paths."), f"stage {name} {kind}: {path} is not named in paths"
-    for plot in dvc["plots"]:
-        for spec in plot.values():
-            assert all(str(k).startswith("${paths.") for k in spec["y"]), spec
-    assert all(a["path"].startswith("${paths.") for a in dvc["artifacts"].values())
+    for file in PIPELINES:
+        text = (REPO / file).read_text()
+        assert set(re.findall(r"\$\{paths\.(\w+)\}", text)) <= set(paths)
+        dvc = yaml.safe_load(text)
+        root = "../" * file.count("/")  # top-level plots are relative to their dvc.yaml
+        for plot in dvc.get("plots", []):
+            for spec in plot.values():
+                assert all(str(k).startswith(root + "${paths.") for k in spec["y"]), spec
+        assert all(a["path"].startswith("${paths.") for a in dvc.get("artifacts", {}).values())
     configured = {Path(str(v)).name for v in paths.values() if FILE_NAME.fullmatch(Path(str(v)).name)}
     literals = [(f, v, named) for f, v, named in _string_constants() if FILE_NAME.fullmatch(v)]
     spelled = [(f, v) for f, v, named in literals if v in configured and not named]
