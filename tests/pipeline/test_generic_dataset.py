@@ -163,7 +163,7 @@ def test_pipeline_runs_on_a_yaml_only_dataset(tmp_path):
             "inference": "orders",
         },
     )
-    run(["dvc", "repro"], p)
+    run(["dvc", "repro", "--all-pipelines"], p)  # the main pipeline and the backtest study
     validation = json.loads((p / "reports/validation.json").read_text())["tables"]["orders"]
     assert validation["rows_quarantined"] == 1 and validation["rows_in"] == len(orders)
     build = json.loads((p / "reports/build.json").read_text())

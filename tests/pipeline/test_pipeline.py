@@ -91,6 +91,8 @@ def test_exp_run_composes_and_shows_metrics(sample_copy):
             "experiment=reference_features",
             "-S",
             "model.params.num_leaves=15",
+            "-S",
+            "release.change.auc.max_worsening=0.0",  # held to the live model: any loss of AUC fails
         ],
         p,
     )
