@@ -137,6 +137,8 @@ def _run(args: argparse.Namespace) -> None:
     else:
         extra = {k: getattr(args, k) for k in ("period", "start", "end", "prev") if args.command == "backtest"}
         cfg, root = config.stage_config(STAGES[args.command].params, args.overrides)
+        if STAGES[args.command].recorded_by and not args.overrides:
+            _check_record(args.command, cfg, root)
         module = importlib.import_module(f"pipelines.{args.command}")
         start = time.perf_counter()
         module.run(cfg, root, **extra)
@@ -149,6 +151,24 @@ def _project_paths() -> tuple[Path, Any]:
 
     root = config.project_root()
     return root, config.load_sections(config.read_params(root), ("paths",), config.PARAMS_FILE).paths
+
+
+def _check_record(stage: str, cfg: Any, root: Path) -> None:
+    """A stage DVC tracks through a config record must read what the record says (the record
+    is older than params.yaml if its recorder has not run since params.yaml changed)."""
+    from mlsys.config import config_hash
+    from mlsys.errors import StaleParamsError
+    from mlsys.io import read_json
+    from mlsys.stages import record_file
+
+    recorder = STAGES[stage].recorded_by
+    path = root / cfg.paths.periods / record_file(stage)
+    recorded = read_json(path, f"the config record of {stage}: run `mlsys {recorder}`")
+    if recorded.get("config_hash") != config_hash(cfg):
+        raise StaleParamsError(
+            f"{path} records another config than params.yaml gives {stage}: run `mlsys {recorder}` first "
+            "(`dvc repro studies/dvc.yaml` does), or pass overrides to run it by hand"
+        )
 
 
 def _registry() -> Any:

@@ -8,14 +8,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# The main pipeline, and the studies run on demand (`dvc repro studies/dvc.yaml`, or `-P`).
-PIPELINES = ("dvc.yaml", "studies/dvc.yaml")
+# The main pipeline, the snapshot it starts from, and the studies run on demand
+# (`dvc repro studies/dvc.yaml`, or `-P`). Each runs its stages at the project root.
+PIPELINES = ("dvc.yaml", "sources/dvc.yaml", "studies/dvc.yaml")
 
 
 @dataclass(frozen=True)
 class Stage:
-    params: tuple[str, ...]  # params.yaml keys (dotted), exactly as in dvc.yaml
+    params: tuple[str, ...]  # params.yaml keys (dotted), exactly as in dvc.yaml (or in the record)
     help: str  # the code lives in pipelines/<stage name>.py
+    # Declared through a config record another stage writes (`recorded_by`): DVC then tracks one
+    # file per stage instead of the same keys in every `foreach` instance's lock entry.
+    recorded_by: str | None = None
+
+
+def record_file(stage: str) -> str:
+    """The config record of a recorded stage, in its recorder's output folder (paths.periods)."""
+    return f"{stage}.config.json"
 
 
 # What a LightGBM training reads: the model, and the settings that make it deterministic.
@@ -41,7 +50,7 @@ REQUEST = (
 
 STAGES: dict[str, Stage] = {
     "snapshot": Stage(
-        ("data.sources", "data.on_upstream_change", "contract.tables", "paths"),
+        ("data.sources", "data.on_upstream_change", "paths"),
         "copy upstream sources into a versioned raw snapshot (all or nothing)",
     ),
     "validate": Stage(
@@ -68,10 +77,11 @@ STAGES: dict[str, Stage] = {
         ),
         "gate the candidate (in a sandboxed server too); if blessed, register and make it live",
     ),
-    "partition": Stage(("backtest", "paths"), "cut the labelled dataset into backtest periods"),
+    "partition": Stage((), "cut the labelled dataset into backtest periods; record the backtest's config"),
     "backtest_static": Stage(
         ("features", *MODEL, *WINDOWS, "backtest.initial", "backtest.tz", "paths"),
         "train the static model once on the initial window",
+        recorded_by="partition",
     ),
     # One stage per period (dvc.yaml foreach); the period itself is in its command, so
     # adding a period to backtest.periods does not touch the others.
@@ -92,6 +102,7 @@ STAGES: dict[str, Stage] = {
             "paths",
         ),
         "check the new data, retrain, gate; score the period with static and dynamic",
+        recorded_by="partition",
     ),
     "online": Stage(
         (*REQUEST, "inference.window", "split.tz", "paths"),
@@ -116,3 +127,16 @@ SERVE = (
     "release.model_name",
     "paths",
 )
+
+
+def _recording(recorder: str) -> tuple[str, ...]:
+    """What a recorder declares: its own keys and every key of the stages it records (a key
+    already covered by a declared section is not repeated)."""
+    keys = ["backtest", "paths"]
+    for stage in STAGES.values():
+        if stage.recorded_by == recorder:
+            keys += [k for k in stage.params if not any(k == p or k.startswith(p + ".") for p in keys)]
+    return tuple(keys)
+
+
+STAGES["partition"] = Stage(_recording("partition"), STAGES["partition"].help)

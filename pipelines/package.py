@@ -28,6 +28,7 @@ def run(cfg: DictConfig, root: Path) -> None:
     verify(model_dir)  # what is copied is what train wrote
     meta = read_json(model_dir / META_FILE, "model meta: run train")
     snapshot = read_json(root / p.raw / MANIFEST, "snapshot manifest: run snapshot")
+    taken = read_json(root / p.snapshot_report, "snapshot report: run snapshot")
     validation = read_json(root / p.validation_report, "validation report: run validate")
     build = read_json(root / p.build_report, "build report: run build")
     windows = read_json(root / p.windows, "windows: run featurize")
@@ -35,7 +36,7 @@ def run(cfg: DictConfig, root: Path) -> None:
     metrics = read_json(root / p.test_metrics, "metrics: run evaluate")
     features = read_json(model_dir / FEATURES_FILE, "feature state: run train")["features"]
 
-    stage_hashes = {r["stage"]: r["config_hash"] for r in (snapshot, validation, build, windows, meta)}
+    stage_hashes = {r["stage"]: r["config_hash"] for r in (taken, validation, build, windows, meta)}
     config_hash = hashlib.sha256(json.dumps(stage_hashes, sort_keys=True).encode()).hexdigest()[:16]
     bundle.mkdir(parents=True, exist_ok=True)
     (bundle / CHECKSUMS).unlink(missing_ok=True)  # written last: a half-made bundle never verifies

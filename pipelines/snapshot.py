@@ -8,7 +8,7 @@ the no-op path: file sizes and times first (a hash only for a file that changed)
 pandas.
 
 A new snapshot is adopted whole or not at all: every source is read and checked (it
-parses; its row count is within `contract.tables.<name>.volume` of the previous snapshot's)
+parses; its row count is within `data.sources.<name>.volume` of the previous snapshot's)
 before anything is written; each raw file is written under a new name (its content hash in
 it) beside the previous snapshot's; the manifest, which names each raw file and its sha256,
 is written last and is the commit point; only then are the previous files removed. A crash
@@ -34,7 +34,7 @@ def _volume_problems(cfg: DictConfig, frames: dict, previous: dict | None) -> li
     """Sources whose row count left the band around the previous snapshot's."""
     out = []
     for name, frame in frames.items():
-        band = cfg.contract.tables[name].volume
+        band = cfg.data.sources[name].volume
         before = (previous or {}).get("sources", {}).get(name, {}).get("rows")
         if band is None or not before:
             continue
@@ -42,7 +42,7 @@ def _volume_problems(cfg: DictConfig, frames: dict, previous: dict | None) -> li
         if not band.min_ratio <= ratio <= band.max_ratio:
             out.append(
                 f"{name}: {len(frame):,} rows vs {before:,} in the previous snapshot (ratio {ratio:.2f}, outside "
-                f"contract.tables.{name}.volume {band.min_ratio}..{band.max_ratio})"
+                f"data.sources.{name}.volume {band.min_ratio}..{band.max_ratio})"
             )
     return out
 
@@ -63,11 +63,10 @@ def run(cfg: DictConfig, root: Path) -> None:
         broken = raw_files_match(raw, previous, quick=True) if unchanged else ["(sources changed)"]
         if unchanged and not broken:
             print(f"snapshot: upstream unchanged since {previous['snapshot_time']} ({len(prints)} sources)")
-            stage = provenance("snapshot", cfg)
-            if previous["config_hash"] != stage["config_hash"]:  # same data, new config: record it
-                write_json(manifest_path, {**previous, **stage})
-            # A file only touched (same content, new time) is hashed again each run until the next
-            # snapshot records its time: rewriting the manifest now would rerun everything downstream.
+            # The manifest says what the data is and nothing else (a file only touched, same content,
+            # is hashed again each run until the next snapshot records its time): rewriting it would
+            # rerun everything downstream. Which config took it is the report's.
+            _report(cfg, root, previous)
             return
         changed = sorted(n for n in prints if not same_version(before.get(n, {}), prints[n]))
         for n in changed:
@@ -95,7 +94,7 @@ def _take(cfg: DictConfig, root: Path, prints: dict, previous: dict | None) -> N
     if problems:
         raise ContractError(
             "snapshot not adopted (the previous one stays): " + "; ".join(problems) + ". If the change is "
-            "real, widen the band for one run, e.g. `mlsys snapshot contract.tables.<name>.volume=null`"
+            "real, widen the band for one run, e.g. `mlsys snapshot data.sources.<name>.volume=null`"
         )
     sources = {}
     for name, (frame, cut) in reads.items():
@@ -114,15 +113,18 @@ def _take(cfg: DictConfig, root: Path, prints: dict, previous: dict | None) -> N
         cut_note = f"; its last line looks cut: row {cut[0]} will be quarantined ({TRUNCATED_LINE})" if cut else ""
         print(f"snapshot: {name}: {len(frame):,} rows x {frame.shape[1]} columns{cut_note}")
     fsync_dir(raw)
-    write_json(  # the commit point: until it is replaced, the previous manifest and its files stand
-        raw / MANIFEST,
-        {
-            "snapshot_time": datetime.now(UTC).isoformat(timespec="seconds"),
-            "sources": sources,
-            **provenance("snapshot", cfg),
-        },
-    )
+    manifest = {"snapshot_time": datetime.now(UTC).isoformat(timespec="seconds"), "sources": sources}
+    write_json(raw / MANIFEST, manifest)  # the commit point: until it is replaced, the previous one stands
+    _report(cfg, root, manifest)
     current = {s["file"]["name"] for s in sources.values()}
     for stale in raw.glob("*.parquet"):
         if stale.name not in current:
             stale.unlink()
+
+
+def _report(cfg: DictConfig, root: Path, manifest: dict) -> None:
+    """reports/snapshot.json: the snapshot in use and the config that took it (outside the raw
+    data, so a config-only change reruns nothing downstream)."""
+    write_json(
+        root / cfg.paths.snapshot_report, {"snapshot_time": manifest["snapshot_time"], **provenance("snapshot", cfg)}
+    )

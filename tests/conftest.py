@@ -15,6 +15,7 @@ from omegaconf import OmegaConf
 from mlsys.config import load_sections
 from mlsys.data.snapshot import source_path
 from mlsys.data.sources import read_source
+from mlsys.stages import PIPELINES
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = str(Path(sys.executable).parent)
@@ -52,7 +53,7 @@ def pytest_sessionfinish(session, exitstatus) -> None:
 
 
 def ran(output: str) -> set[str]:
-    """The stages a `dvc repro` ran (a study's without its `studies/dvc.yaml:` prefix)."""
+    """The stages a `dvc repro` ran (without the `studies/dvc.yaml:` prefix of another pipeline's)."""
     return {line.split("'")[1].rsplit(":", 1)[-1] for line in output.splitlines() if line.startswith("Running stage")}
 
 
@@ -111,9 +112,9 @@ def init_project(dest: Path, config_defaults: dict[str, str] | None = None) -> P
     # (the installed package is what runs).
     for item in ("conf", "hydra_plugins", "mlsys", "pipelines"):
         shutil.copytree(REPO / item, dest / item, ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True)
-    shutil.copy(REPO / "dvc.yaml", dest / "dvc.yaml")
-    (dest / "studies").mkdir(exist_ok=True)
-    shutil.copy(REPO / "studies" / "dvc.yaml", dest / "studies" / "dvc.yaml")
+    for pipeline in PIPELINES:
+        (dest / pipeline).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(REPO / pipeline, dest / pipeline)
     if config_defaults:
         cfg = (dest / "conf" / "config.yaml").read_text()
         for group, option in config_defaults.items():

@@ -118,6 +118,15 @@ class TimeColumn:
 
 
 @dataclass
+class VolumeBand:
+    """Rows of a new snapshot of a table, as a ratio of the previous snapshot's (TFDV's
+    span comparator): outside the band the new data is not adopted."""
+
+    min_ratio: float = 0.5
+    max_ratio: float = 2.0
+
+
+@dataclass
 class KnownAfter:
     """When a column known only after the outcome becomes known: at the event's time + the
     minutes in column `after` (e.g. a departure is seen `dep_delay` minutes after its
@@ -145,6 +154,8 @@ class SourceConfig:
     time_columns: dict[str, TimeColumn] = field(default_factory=dict)
     # Columns whose value is known only after the outcome (leakage if used as input), and when.
     after_outcome: dict[str, KnownAfter] = field(default_factory=dict)
+    # A new snapshot's rows against the previous one's (null: any row count is adopted).
+    volume: VolumeBand | None = field(default_factory=VolumeBand)
 
 
 @dataclass
@@ -242,20 +253,10 @@ class ColumnContract:
 
 
 @dataclass
-class VolumeBand:
-    """Rows of a new snapshot of a table, as a ratio of the previous snapshot's (TFDV's
-    span comparator): outside the band the new data is not adopted."""
-
-    min_ratio: float = 0.5
-    max_ratio: float = 2.0
-
-
-@dataclass
 class TableContract:
     policy: Policy = Policy.fail
     # Quarantine may keep this share of the rows at most; more fails the table (data loss).
     max_quarantine_fraction: float = 0.01
-    volume: VolumeBand | None = field(default_factory=VolumeBand)  # null: any row count is adopted
     min_rows: int | None = None
     max_rows: int | None = None
     unique: list[str] = field(default_factory=list)  # columns unique together
@@ -469,6 +470,7 @@ class PathsConfig:
     importance: str = "${.plots}/importance.csv"
     reports: str = "reports"
     guard: str = "${.reports}/params_guard.json"
+    snapshot_report: str = "${.reports}/snapshot.json"  # the snapshot in use, and the config that took it
     validation_report: str = "${.reports}/validation.json"
     build_report: str = "${.reports}/build.json"
     data_check: str = "${.reports}/data_check.json"

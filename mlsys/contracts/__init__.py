@@ -54,8 +54,7 @@ def custom_check(spec: DictConfig | dict, key: str) -> pa.Check:
 
 
 def check_table(table: DictConfig, key: str) -> None:
-    """Loss bounds that make sense (a share in [0, 1], a volume band around 1), and custom
-    checks that import."""
+    """A loss bound that makes sense (a share in [0, 1]), and custom checks that import."""
     for i, spec in enumerate(table.checks):
         custom_check(spec, f"{key}.checks[{i}]")
     for col, column in table.columns.items():
@@ -63,10 +62,6 @@ def check_table(table: DictConfig, key: str) -> None:
             custom_check(spec, f"{key}.columns.{col}.checks[{i}]")
     if not 0 <= table.max_quarantine_fraction <= 1:
         raise ConfigError(f"{key}.max_quarantine_fraction: {table.max_quarantine_fraction} not in [0, 1]")
-    if table.volume is not None and not 0 <= table.volume.min_ratio <= 1 <= table.volume.max_ratio:
-        raise ConfigError(
-            f"{key}.volume: min_ratio {table.volume.min_ratio} <= 1 <= max_ratio {table.volume.max_ratio} expected"
-        )
 
 
 def compile_schema(name: str, table: DictConfig) -> pa.DataFrameSchema:

@@ -68,6 +68,11 @@ def check_data(data: DictConfig) -> None:
                 f"data.sources.{name}.available: only the primary source "
                 f"({data.primary!r}) is 'at_prediction'; others are 'timestamped' or 'static'"
             )
+        if src.volume is not None and not 0 <= src.volume.min_ratio <= 1 <= src.volume.max_ratio:
+            raise ConfigError(
+                f"data.sources.{name}.volume: min_ratio {src.volume.min_ratio} <= 1 <= max_ratio "
+                f"{src.volume.max_ratio} expected"
+            )
         for col, spec in src.after_outcome.items():
             if spec.lag is not None:
                 check_duration(spec.lag, f"data.sources.{name}.after_outcome.{col}.lag")

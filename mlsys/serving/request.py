@@ -81,7 +81,7 @@ def serving_table(cfg: DictConfig) -> DictConfig:
     table = cfg.contract.tables[cfg.data.primary].copy()
     columns = {c: table.columns[c] for c in request_columns(cfg)}
     columns.update({name: spec for name, (_, spec) in lookup_specs(cfg).items()})
-    table.columns, table.unique, table.min_rows, table.max_rows, table.volume = columns, [], None, None, None
+    table.columns, table.unique, table.min_rows, table.max_rows = columns, [], None, None
     return table
 
 

@@ -207,10 +207,10 @@ def test_a_source_cut_to_half_is_refused_by_the_volume_band(fresh):
     before = _raw(fresh)
     proc = run(["mlsys", "snapshot"], fresh, check=False)
     assert proc.returncode == ExitCode.CONTRACT
-    assert "flights:" in proc.stderr and "outside contract.tables.flights.volume 0.5..2.0" in proc.stderr
+    assert "flights:" in proc.stderr and "outside data.sources.flights.volume 0.5..2.0" in proc.stderr
     assert _raw(fresh) == before
     # Accepted on purpose for one run: the cut last line is quarantined, not filled with NaN.
-    run(["mlsys", "snapshot", "contract.tables.flights.volume=null"], fresh)
+    run(["mlsys", "snapshot", "data.sources.flights.volume=null"], fresh)
     run(["mlsys", "validate"], fresh)
     report = json.loads((fresh / "reports/validation.json").read_text())["tables"]["flights"]
     cut = [f for f in report["row_failures"] if f["check"] == "truncated_line"]

@@ -177,7 +177,7 @@ def test_each_stage_saved_exactly_the_params_dvc_tracks(sample_project):
     """dvc.lock records the params each stage depends on; the stage saved the same keys."""
     stages = yaml.safe_load((sample_project / "dvc.lock").read_text())["stages"]
     saved = {
-        "snapshot": "data/raw/snapshot.json",
+        "snapshot": "reports/snapshot.json",
         "validate": "reports/validation.json",
         "build": "reports/build.json",
         "featurize": "data/features/windows.json",

@@ -110,7 +110,7 @@ BAD_CONFIG = [
     ("model.params.objective=bogus", r"model\.params\.objective: LightGBM refuses 'bogus'"),
     # loss bounds and the registry's model name
     ("contract.tables.flights.max_quarantine_fraction=2", r"contract\.tables\.flights\.max_quarantine_fraction"),
-    ("contract.tables.weather.volume.min_ratio=1.5", r"contract\.tables\.weather\.volume: min_ratio 1\.5"),
+    ("data.sources.weather.volume.min_ratio=1.5", r"data\.sources\.weather\.volume: min_ratio 1\.5"),
     ("release.model_name=..", r"release\.model_name: '\.\.' is not a model name"),
 ]
 
