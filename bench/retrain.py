@@ -18,6 +18,7 @@ from mlsys.data.columns import EVENT_TIME, LABEL
 from mlsys.model import Model, lgb_params
 from mlsys.retrain import fit
 from mlsys.split import select, windows_ending
+from mlsys.tasks import Task
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,12 +36,14 @@ def _raw(params: dict, x, y, xv, yv, pipeline, rounds: int, stop: int, init=None
         rounds,
         valid_sets=[train, data(xv, yv, train)],
         init_model=init,
-        callbacks=[lgb.early_stopping(stop, verbose=False)],
+        callbacks=[lgb.early_stopping(stop, first_metric_only=True, verbose=False)],
     )
 
 
 def main() -> None:
-    cfg = load_sections(read_params(ROOT), ("features", "model", "training", "backtest", "paths"), "params.yaml")
+    cfg = load_sections(
+        read_params(ROOT), ("data", "features", "model", "training", "backtest", "paths"), "params.yaml"
+    )
     names = [cfg.backtest.initial.name, *(p.name for p in cfg.backtest.periods)][:7]  # initial .. 2013-08
     parts = {n: pd.read_parquet(ROOT / cfg.paths.periods / f"{n}.parquet") for n in names}
     window = pd.concat(parts.values(), ignore_index=True)
@@ -48,11 +51,12 @@ def main() -> None:
                            cfg.backtest.tz)  # fmt: skip
     train, valid = (select(window, EVENT_TIME, split, split[r]) for r in ("train", "valid"))
     newest = train[train[EVENT_TIME] >= pd.Timestamp(cfg.backtest.periods[5].start, tz=cfg.backtest.tz)]
-    params = lgb_params(cfg.model, cfg.training)
+    task = Task.from_config(cfg.data.label, cfg.model.params)
+    params = lgb_params(cfg.model, cfg.training, task)
     stop, rows = cfg.model.early_stopping_rounds, []
 
     start = time.perf_counter()
-    full = fit(train, valid, cfg.features, cfg.model, cfg.training)
+    full = fit(train, valid, cfg.features, cfg.model, cfg.training, task)
     t_ml = time.perf_counter() - start
     pipe = full.pipeline
     x, xv = pipe.transform_frame(train), pipe.transform_frame(valid)  # the raw run gets the matrices
@@ -68,7 +72,7 @@ def main() -> None:
 
     init = Model(booster=full.booster, pipeline=pipe, version="bench", meta={})
     start = time.perf_counter()
-    warm = fit(newest, valid, cfg.features, cfg.model, cfg.training, init=init)
+    warm = fit(newest, valid, cfg.features, cfg.model, cfg.training, task, init=init)
     t_ml = time.perf_counter() - start
     start = time.perf_counter()
     _raw(params, pipe.transform_frame(newest), newest[LABEL].to_numpy(), xv, yv, pipe, cfg.training.warm_rounds, stop,

@@ -29,6 +29,7 @@ from mlsys.data.sources import parse_times, read_source
 from mlsys.features import fit_pipeline
 from mlsys.model import lgb_params, train
 from mlsys.split import select
+from mlsys.tasks import Task
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -172,7 +173,8 @@ def main() -> None:
     x, y = pipeline.transform_frame(train_df), train_df[LABEL].to_numpy()
     xv, yv = pipeline.transform_frame(valid_df), valid_df[LABEL].to_numpy()
     model_cfg = OmegaConf.merge(cfg.model, {"num_boost_round": 200, "early_stopping_rounds": 10_000})
-    params = lgb_params(model_cfg, cfg.training)
+    task = Task.from_config(cfg.data.label, cfg.model.params)
+    params = lgb_params(model_cfg, cfg.training, task)
 
     def raw_train():
         kw = {"feature_name": pipeline.names, "categorical_feature": pipeline.categorical}
@@ -181,7 +183,7 @@ def main() -> None:
         return lgb.train(params, dtrain, 200, valid_sets=[dtrain, dvalid], valid_names=["train", "valid"])
 
     t_ml, t_raw, result, booster = pair(
-        lambda: train(x, y, xv, yv, pipeline, model_cfg, cfg.training), raw_train, args.repeat
+        lambda: train(x, y, xv, yv, pipeline, model_cfg, cfg.training, task), raw_train, args.repeat
     )
     assert result.booster.model_to_string() == booster.model_to_string()  # the same work, the same model
     rows.append((f"train: 200 rounds, {x.shape[0]:,} x {x.shape[1]}", t_ml, t_raw))

@@ -8,6 +8,7 @@ import io
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from mlsys.io import atomic_write
@@ -27,11 +28,13 @@ def _png(fig: Any) -> str:
 def _table(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return ""
-    head = "".join(f"<th>{html.escape(str(k))}</th>" for k in rows[0])
+    keys = list(dict.fromkeys(k for r in rows for k in r))  # every column, first seen first
+    head = "".join(f"<th>{html.escape(str(k))}</th>" for k in keys)
     body = "".join(
         "<tr>"
         + "".join(
-            f"<td>{v:.4f}</td>" if isinstance(v, float) else f"<td>{html.escape(str(v))}</td>" for v in r.values()
+            f"<td>{v:.4f}</td>" if isinstance(v, float) else f"<td>{html.escape(str(v))}</td>"
+            for v in (r.get(k, "-") for k in keys)
         )
         + "</tr>"
         for r in rows
@@ -39,72 +42,89 @@ def _table(rows: list[dict[str, Any]]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
+def _plot(plt: Any, spec: Any, frame: pd.DataFrame, baseline: pd.DataFrame | None) -> str:
+    """One of the task's plots (`evaluation.plots`) as dvc.yaml declares it, as a PNG."""
+    ys = [spec.y] if isinstance(spec.y, str) else list(spec.y)
+    fig, ax = plt.subplots(figsize=(5, 5))
+    if spec.template == "confusion":
+        table = pd.crosstab(frame[spec.x], frame[ys[0]])
+        ax.imshow(table.to_numpy(), cmap="Blues")
+        ax.set_xticks(range(len(table.columns)), table.columns, rotation=45)
+        ax.set_yticks(range(len(table.index)), table.index)
+        for (i, j), n in np.ndenumerate(table.to_numpy()):
+            ax.text(j, i, str(n), ha="center", va="center")
+        ax.set(xlabel=ys[0], ylabel=spec.x)
+    elif spec.template == "bar_horizontal":
+        ax.barh(frame[ys[0]].astype(str), frame[spec.x])
+        ax.set(xlabel=spec.x, ylabel=ys[0])
+    else:
+        for name, data in (("lightgbm", frame), ("baseline", baseline)):
+            if data is None:
+                continue
+            for y in ys:
+                label = f"{name} {y}" if len(ys) > 1 else name
+                if spec.template == "scatter":
+                    ax.scatter(data[spec.x], data[y], s=4, alpha=0.4, label=label)
+                else:
+                    ax.plot(data[spec.x], data[y], marker="." if len(data) < 30 else None, label=label)
+        ax.set(xlabel=spec.x, ylabel=", ".join(map(str, ys)))
+        ax.legend(fontsize="small")
+    ax.set_title(spec.title, fontsize="medium")
+    return _png(fig)
+
+
 def evaluation_html(
     path: Path,
     *,
     metrics: dict[str, Any],
-    roc: pd.DataFrame,
-    calibration: pd.DataFrame,
+    baselines: tuple[str, str],
+    plots: dict[str, pd.DataFrame],
+    specs: Any,
     importance: pd.DataFrame,
     slices: dict[str, dict[str, Any]],
     title: str,
 ) -> Path:
+    """The evaluate stage's page: the task's metrics for the model and its two baselines, its
+    plots (the ones in DVC plots), feature importance and every slice."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5, 5))
-    for name, grp in roc.groupby("model"):
-        ax.plot(grp["fpr"], grp["tpr"], label=name)
-    ax.plot([0, 1], [0, 1], ls=":", c="grey")
-    ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC (test window)")
-    ax.legend()
-    roc_img = _png(fig)
-
-    fig, ax = plt.subplots(figsize=(5, 5))
-    ax.plot(calibration["mean_predicted"], calibration["observed_rate"], marker="o")
-    ax.plot([0, 1], [0, 1], ls=":", c="grey")
-    ax.set(xlabel="mean predicted", ylabel="observed rate", title="Calibration (test window)")
-    cal_img = _png(fig)
-
+    images = [_plot(plt, specs[slot], plots[slot], plots.get(f"{slot}_baseline")) for slot in ("curve", "fit", "extra")]
     top = importance.tail(25)
     fig, ax = plt.subplots(figsize=(6, max(3, 0.28 * len(top))))
     ax.barh(top["feature"], top["gain"])
     ax.set(xlabel="share of total gain", title="Feature importance")
     imp_img = _png(fig)
 
-    names = ("auc", "pr_auc", "logloss", "brier", "ece")
+    linear, constant = baselines
+    names = [k for k, v in metrics[f"baseline_{linear}"].items() if isinstance(v, float)]
     rows = [
-        {"model": "lightgbm", **{k: metrics[k] for k in names}},
-        {"model": "logistic baseline", **{k: metrics["baseline_logreg"][k] for k in names}},
-        {"model": "base rate", **{k: metrics["baseline_base_rate"][k] for k in names}},
-    ]
-    slice_html = "".join(
-        f"<h3>by {html.escape(col)}</h3>"
-        + _table(
-            [
-                {
-                    "value": v,
-                    "rows": e["rows"],
-                    "positive_rate": e["positive_rate"],
-                    "auc": e.get("auc", "-"),
-                    "logloss": e.get("logloss", "-"),
-                }
-                for v, e in values.items()
-            ]
+        {"model": name, **{k: source.get(k) for k in names}}
+        for name, source in (
+            ("lightgbm", metrics),
+            (f"{linear} baseline", metrics[f"baseline_{linear}"]),
+            (f"{constant} baseline", metrics[f"baseline_{constant}"]),
         )
+    ]
+    per_class = metrics.get("per_class")
+    class_html = f"<h2>Per class</h2>{_table([{'class': c, **e} for c, e in per_class.items()])}" if per_class else ""
+    slice_html = "".join(
+        f"<h3>by {html.escape(col)}</h3>" + _table([{"value": v, **e} for v, e in values.items()])
         for col, values in slices.items()
     )
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1100px}} table{{border-collapse:collapse;margin:1em 0}}
 td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}} img{{margin:0.5em}}</style></head><body>
-<h1>{html.escape(title)}</h1><h2>Test window</h2>{_table(rows)}
-<div>{roc_img}{cal_img}</div><div>{imp_img}</div><h2>Slices</h2>{slice_html}</body></html>"""
+<h1>{html.escape(title)}</h1><h2>Test window</h2>{_table(rows)}{class_html}
+<div>{"".join(images)}</div><div>{imp_img}</div><h2>Slices</h2>{slice_html}</body></html>"""
     return atomic_write(path, lambda p: p.write_text(page, encoding="utf-8"))
 
 
-def backtest_html(path: Path, table: pd.DataFrame, summary: dict[str, Any], decisions: dict[str, str]) -> Path:
+def backtest_html(
+    path: Path, table: pd.DataFrame, summary: dict[str, Any], decisions: dict[str, str], metrics: tuple[str, str]
+) -> Path:
     """Static vs dynamic by period: AUC, log loss and model age, with the summary and what
     each dynamic retrain decided (adopted, or kept the previous model and why)."""
     import matplotlib
@@ -115,8 +135,8 @@ def backtest_html(path: Path, table: pd.DataFrame, summary: dict[str, Any], deci
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     for ax, metric, title in zip(
         axes,
-        ("auc", "logloss", "model_age_days_mean"),
-        ("AUC by period (higher is better)", "Log loss by period (lower is better)", "Model age at prediction (days)"),
+        (*metrics, "model_age_days_mean"),
+        (*(f"{m} by period" for m in metrics), "Model age at prediction (days)"),
         strict=True,
     ):
         for model, grp in table.groupby("model"):
@@ -128,7 +148,7 @@ def backtest_html(path: Path, table: pd.DataFrame, summary: dict[str, Any], deci
     rows = [
         {
             "period": p,
-            **{f"{m} {k}": g.set_index("model").at[m, k] for m in ("static", "dynamic") for k in ("auc", "logloss")},
+            **{f"{m} {k}": g.set_index("model").at[m, k] for m in ("static", "dynamic") for k in metrics},
             "dynamic retrain before the period": decisions[p],
         }
         for p, g in table.groupby("period", sort=True)

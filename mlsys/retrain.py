@@ -22,10 +22,12 @@ from mlsys.data.columns import EVENT_TIME, LABEL
 from mlsys.dynamic import check_newest
 from mlsys.features import FeaturePipeline, fit_pipeline
 from mlsys.model import Model, train
-from mlsys.model.evaluate import evaluate, scores
+from mlsys.model import calibration as calib
+from mlsys.model.evaluate import evaluate
 from mlsys.release import gates as g
 from mlsys.release.judge import judge, live_scores
 from mlsys.split import period_bounds, select, windows_ending
+from mlsys.tasks import Task
 
 
 @dataclass
@@ -36,6 +38,12 @@ class Trained:
     seconds: float
     rows: int
     how: str
+    calibration: dict[str, Any] | None = None
+
+    def predict(self, task: Task, frame: pd.DataFrame) -> np.ndarray:
+        """The retrained model's answers on `frame`, as its saved folder gives them (calibrated)."""
+        raw = self.booster.predict(self.pipeline.transform_frame(frame), num_iteration=self.best_iteration)
+        return calib.apply(self.calibration, task.output(raw))
 
 
 def fit(
@@ -44,6 +52,7 @@ def fit(
     features: DictConfig,
     model: DictConfig,
     training: DictConfig,
+    task: Task,
     init: Model | None = None,
 ) -> Trained:
     """Train as the train stage does: early stopping on `valid_rows`. From scratch (fits the
@@ -54,25 +63,29 @@ def fit(
     cap = model if init is None else OmegaConf.merge(model, {"num_boost_round": training.warm_rounds})
     result = train(
         pipeline.transform_frame(train_rows),
-        train_rows[LABEL].to_numpy("int8"),
+        train_rows[LABEL].to_numpy("float64"),
         pipeline.transform_frame(valid_rows),
-        valid_rows[LABEL].to_numpy("int8"),
+        valid_rows[LABEL].to_numpy("float64"),
         pipeline,
         cap,
         training,
+        task,
         init_model=None if init is None else init.booster,
     )
     added = result.best_iteration - (init.booster.current_iteration() if init else 0)
     how = "from scratch" if init is None else f"warm start (+{added} rounds)"
-    return Trained(pipeline, result.booster, result.best_iteration, time.perf_counter() - start, len(train_rows), how)
+    raw = result.booster.predict(pipeline.transform_frame(valid_rows), num_iteration=result.best_iteration)
+    calibration = calib.fit(model.calibration, task, valid_rows[LABEL].to_numpy("float64"), task.output(raw))
+    seconds = time.perf_counter() - start
+    return Trained(pipeline, result.booster, result.best_iteration, seconds, len(train_rows), how, calibration)
 
 
-def score(pipeline: FeaturePipeline, booster: Any, frame: pd.DataFrame, data_end: pd.Timestamp) -> dict[str, Any]:
-    """Quality on a period, and how old the model's data is when it predicts there."""
-    p = booster.predict(pipeline.transform_frame(frame))
+def score(model: Model, frame: pd.DataFrame, data_end: pd.Timestamp) -> dict[str, Any]:
+    """Quality on a period (the model's task's metrics), and how old the model's data is when
+    it predicts there."""
     age = (frame[EVENT_TIME] - data_end).dt.total_seconds() / 86400
     return {
-        **scores(frame[LABEL].to_numpy("int8"), p),
+        **model.task.scores(model.task.truth(frame[LABEL]), model.predict_frame(frame)),
         "rows": len(frame),
         "model_age_days_mean": float(np.mean(age)),
         "model_age_days_max": float(np.max(age)),
@@ -102,19 +115,20 @@ def retrain(frame: pd.DataFrame, end: str, first: str, cfg: DictConfig, live: Mo
     check = check_newest(frame, end, live.pipeline, cfg.training, cfg.contract.dataset, cfg.backtest.tz)
     if not check["adopted"]:
         return Retrain(False, check["reasons"], windows, check)
-    warm = cfg.training.warm_start
+    warm, task = cfg.training.warm_start, Task.from_config(cfg.data.label, cfg.model.params)
     trainable = parts["train"]
     if warm:  # only what the live model has not seen
         trainable = trainable[trainable[EVENT_TIME] >= pd.Timestamp(live.meta["data_end"])]
-    trained = fit(trainable, parts["valid"], cfg.features, cfg.model, cfg.training, init=live if warm else None)
+    trained = fit(trainable, parts["valid"], cfg.features, cfg.model, cfg.training, task, init=live if warm else None)
     test, skip = parts["test"], list(cfg.backtest.skip_gates)
-    result = evaluate(trained.booster.predict(trained.pipeline.transform_frame(test)), parts["train"], test,
-                      cfg.evaluation, LABEL)  # fmt: skip
+    candidate = trained.predict(task, test)
+    result = evaluate(task, candidate, parts["train"], test, cfg.evaluation, LABEL)
     gates = judge(
+        task,
         result,
         trained.pipeline.names,
         trained.pipeline.names,
-        live_scores(lambda: live, live.version, test, cfg.evaluation.calibration_bins),
+        live_scores(task, lambda: live, live.version, test, cfg.evaluation.calibration_bins),
         live.version,
         cfg.release,
         rolling=True,

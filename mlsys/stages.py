@@ -27,8 +27,9 @@ def record_file(stage: str) -> str:
     return f"{stage}.config.json"
 
 
-# What a LightGBM training reads: the model, and the settings that make it deterministic.
-MODEL = ("model", "training.seed", "training.num_threads", "training.deterministic", "training.force")
+# What a LightGBM training reads: the model, the task (with the label), and the settings that
+# make it deterministic.
+MODEL = ("model", "data.label", "training.seed", "training.num_threads", "training.deterministic", "training.force")
 
 # What places the rolling windows of a retrain, and what new data must pass first.
 WINDOWS = ("training.cadence", "training.holdout", "training.window", "training.sliding_periods")

@@ -16,9 +16,10 @@ from mlsys.config import provenance
 from mlsys.data.columns import EVENT_TIME
 from mlsys.dynamic import PROFILE, data_profile
 from mlsys.io import read_parquet, write_json
-from mlsys.model import META_FILE, load_model, save_model_dir
+from mlsys.model import load_model, save_model_dir
 from mlsys.reports import SCORES
 from mlsys.retrain import Retrain, retrain, score
+from mlsys.tasks import SLICE_METRICS
 
 
 def run(cfg: DictConfig, root: Path, period: str, start: str, end: str, prev: str) -> None:
@@ -45,30 +46,33 @@ def run(cfg: DictConfig, root: Path, period: str, start: str, end: str, prev: st
         }
     trained = outcome.trained if outcome else None
     if trained is not None:
-        save_model_dir(out, trained.booster, trained.best_iteration, trained.pipeline, {})
         test_start = pd.Timestamp(outcome.windows["test"]["start"])
-        write_json(out / PROFILE, data_profile(trained.pipeline, history[history[EVENT_TIME] < test_start]))
         how, seconds, rows, data_end = trained.how, trained.seconds, trained.rows, str(test_start)
         waivers = outcome.waivers_in_a_row
     else:  # the previous model stays live, with its data profile
-        shutil.copytree(models / prev, out)
         how, seconds, rows, data_end = "kept the previous model", 0.0, 0, live.meta["data_end"]
         waivers = int(live.meta.get("waivers_in_a_row", 0))
-    write_json(
-        out / META_FILE,
-        {
-            "data_end": data_end,
-            "seen": seen,
-            "train_seconds": seconds,
-            "train_rows": rows,
-            "waivers_in_a_row": waivers,
-            **provenance("backtest", cfg),
-        },
-    )
+    meta = {
+        "data_end": data_end,
+        "seen": seen,
+        "train_seconds": seconds,
+        "train_rows": rows,
+        "waivers_in_a_row": waivers,
+        "task": live.task.spec(),
+        **provenance("backtest", cfg),
+    }
+    if trained is not None:
+        save_model_dir(out, trained.booster, trained.best_iteration, trained.pipeline, meta, trained.calibration)
+        write_json(out / PROFILE, data_profile(trained.pipeline, history[history[EVENT_TIME] < test_start]))
+    else:
+        save_model_dir(out, live.booster, live.booster.current_iteration(), live.pipeline, meta, live.calibration)
+        shutil.copyfile(models / prev / PROFILE, out / PROFILE)
     dynamic = load_model(out)
     frame = read_parquet(parts / f"{period}.parquet", "backtest period data: run partition")
+    first = SLICE_METRICS[live.task.kind][0]
     result = {
         "period": period,
+        "task": live.task.kind,
         "start": start,
         "end": end,
         "dynamic_training": how,
@@ -77,12 +81,12 @@ def run(cfg: DictConfig, root: Path, period: str, start: str, end: str, prev: st
         "train_seconds": seconds,
         "train_rows": rows,
         "trees": dynamic.booster.num_trees(),
-        "static": score(static.pipeline, static.booster, frame, pd.Timestamp(static.meta["data_end"])),
-        "dynamic": score(dynamic.pipeline, dynamic.booster, frame, pd.Timestamp(data_end)),
+        "static": score(static, frame, pd.Timestamp(static.meta["data_end"])),
+        "dynamic": score(dynamic, frame, pd.Timestamp(data_end)),
     }
     write_json(out / SCORES, result)
     verdict = how if record["adopted"] else f"KEPT the previous model: {'; '.join(record['reasons'])}"
     print(
-        f"backtest {period}: AUC static {result['static']['auc']:.4f} vs dynamic {result['dynamic']['auc']:.4f} "
+        f"backtest {period}: {first} static {result['static'][first]:.4f} vs dynamic {result['dynamic'][first]:.4f} "
         f"({verdict}; {rows:,} rows, {seconds:.1f}s)"
     )

@@ -9,6 +9,7 @@ from omegaconf import DictConfig
 
 from mlsys.io import read_json, write_csv, write_json
 from mlsys.reports import SCORES, backtest_html
+from mlsys.tasks import SLICE_METRICS, Task
 
 
 def run(cfg: DictConfig, root: Path) -> None:
@@ -17,25 +18,30 @@ def run(cfg: DictConfig, root: Path) -> None:
         read_json(root / cfg.paths.backtest / p.name / SCORES, f"backtest period {p.name}: run backtest")
         for p in cfg.backtest.periods
     ]
+    task = Task(results[0].get("task", "binary"))  # what both models predict
+    first, second = SLICE_METRICS[task.kind]
+    names = [*task.metrics, "model_age_days_mean", "rows"]
     rows = [
         {
             "period": r["period"],
             "model": kind,
-            **{k: r[kind][k] for k in ("auc", "logloss", "ece", "brier", "model_age_days_mean", "rows")},
+            **{k: r[kind][k] for k in names},
             "train_seconds": r["train_seconds"] if kind == "dynamic" else 0.0,
         }
         for r in results
         for kind in ("static", "dynamic")
     ]
     table = pd.DataFrame(rows)
-    wide = table.pivot(index="period", columns="model", values=["auc", "logloss", "model_age_days_mean"])
+    wide = table.pivot(index="period", columns="model", values=[first, second, "model_age_days_mean"])
+    gain = {m: (wide[m]["dynamic"] - wide[m]["static"]) * task.direction(m) for m in (first, second)}
     summary = {
         "periods": len(results),
-        "auc_static_mean": float(wide["auc"]["static"].mean()),
-        "auc_dynamic_mean": float(wide["auc"]["dynamic"].mean()),
-        "auc_gain_mean": float((wide["auc"]["dynamic"] - wide["auc"]["static"]).mean()),
-        "logloss_gain_mean": float((wide["logloss"]["static"] - wide["logloss"]["dynamic"]).mean()),
-        "periods_dynamic_better": int((wide["auc"]["dynamic"] > wide["auc"]["static"]).sum()),
+        "task": task.kind,
+        f"{first}_static_mean": float(wide[first]["static"].mean()),
+        f"{first}_dynamic_mean": float(wide[first]["dynamic"].mean()),
+        f"{first}_gain_mean": float(gain[first].mean()),  # > 0: dynamic is better (by the metric's direction)
+        f"{second}_gain_mean": float(gain[second].mean()),
+        "periods_dynamic_better": int((gain[first] > 0).sum()),
         "retrain_seconds_total": float(sum(r["train_seconds"] for r in results)),
         "retrains_adopted": sum(r["retrain"]["adopted"] for r in results),
         "retrains_kept_previous": sum(not r["retrain"]["adopted"] for r in results),
@@ -50,9 +56,10 @@ def run(cfg: DictConfig, root: Path) -> None:
         else "kept the previous model: " + "; ".join(r["retrain"]["reasons"])
         for r in results
     }
-    backtest_html(out / "index.html", table, summary, decisions)
+    backtest_html(out / "index.html", table, summary, decisions, (first, second))
     print(
-        f"backtest: mean AUC static {summary['auc_static_mean']:.4f}, dynamic {summary['auc_dynamic_mean']:.4f} "
-        f"(gain {summary['auc_gain_mean']:+.4f}; dynamic better in {summary['periods_dynamic_better']}/"
+        f"backtest: mean {first} static {summary[f'{first}_static_mean']:.4f}, dynamic "
+        f"{summary[f'{first}_dynamic_mean']:.4f} (gain {summary[f'{first}_gain_mean']:+.4f}; dynamic better in "
+        f"{summary['periods_dynamic_better']}/"
         f"{len(results)} periods) for {summary['retrain_seconds_total']:.1f}s of retraining; {out}/index.html"
     )

@@ -16,6 +16,7 @@ from mlsys.io import read_parquet, write_json
 from mlsys.model import save_model_dir
 from mlsys.retrain import fit
 from mlsys.split import period_bounds, select, windows_ending
+from mlsys.tasks import Task
 
 
 def run(cfg: DictConfig, root: Path) -> None:
@@ -24,7 +25,8 @@ def run(cfg: DictConfig, root: Path) -> None:
     frame = read_parquet(root / cfg.paths.periods / f"{initial.name}.parquet", "initial window: run partition")
     split = windows_ending(pd.Timestamp(initial.end), initial.start, cfg.training, cfg.backtest.tz)
     train, valid = (select(frame, EVENT_TIME, split, split[role]) for role in ("train", "valid"))
-    trained = fit(train, valid, cfg.features, cfg.model, cfg.training)
+    task = Task.from_config(cfg.data.label, cfg.model.params)
+    trained = fit(train, valid, cfg.features, cfg.model, cfg.training, task)
     data_end = period_bounds(split)[split.test][0]  # what it has seen the labels of ends there
     out = root / cfg.paths.backtest / initial.name
     save_model_dir(
@@ -39,8 +41,10 @@ def run(cfg: DictConfig, root: Path) -> None:
             "train_rows": trained.rows,
             "best_iteration": trained.best_iteration,
             "waivers_in_a_row": 0,
+            "task": task.spec(),
             **provenance("backtest_static", cfg),
         },
+        trained.calibration,
     )
     write_json(out / PROFILE, data_profile(trained.pipeline, train))
     print(

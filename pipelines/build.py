@@ -63,5 +63,5 @@ def run(cfg: DictConfig, root: Path) -> None:
         f"{report['rows_excluded_no_label']:,} set aside (no {cfg.data.label.column}: data.label.missing=exclude), "
         f"{report['rows_pending_label']:,} pending (label not final yet), "
         f"{report.get('rows_quarantined', 0):,} quarantined by contract.dataset; "
-        f"positive rate {report['positive_rate']:.3f}"
+        f"label {report['label']}"
     )

@@ -11,47 +11,48 @@ from mlsys.config import provenance
 from mlsys.data.columns import EVENT_TIME, LABEL
 from mlsys.io import read_parquet, write_csv, write_json
 from mlsys.model import load_model
-from mlsys.model.evaluate import calibration_table, evaluate, roc_points
+from mlsys.model.evaluate import evaluate, plot_data
 from mlsys.reports import evaluation_html
 from mlsys.split import resolved, select
+from mlsys.tasks import BASELINES
 
 
 def run(cfg: DictConfig, root: Path) -> None:
-    """Model + test window -> metrics (overall, slices, baselines), plot data, HTML report."""
+    """Model + test window -> metrics (overall, slices, baselines), the task's plot data, HTML report."""
     ev = cfg.evaluation
     model = load_model(root / cfg.paths.model)
+    task = model.task
     dataset = read_parquet(root / cfg.paths.labelled, "built dataset: run build")
     split = resolved(root / cfg.paths.windows)
     train = select(dataset, EVENT_TIME, split, split.train)
     test = select(dataset, EVENT_TIME, split, split.test)
-    result = evaluate(model.predict_frame(test), train, test, ev, LABEL)
-    metrics, slices, p, p_logreg = result.metrics, result.slices, result.predictions, result.baseline
-    y = test[LABEL].to_numpy("int8")
+    result = evaluate(task, model.predict_frame(test), train, test, ev, LABEL)
+    metrics = result.metrics
     write_json(root / cfg.paths.test_metrics, metrics)
-    write_json(root / cfg.paths.slice_metrics, slices)
+    write_json(root / cfg.paths.slice_metrics, result.slices)
 
-    roc = pd.concat([roc_points(y, p).assign(model="lightgbm"), roc_points(y, p_logreg).assign(model="logreg")])
-    calib = calibration_table(y, p, ev.calibration_bins)
+    plots = plot_data(task, task.truth(test[LABEL]), result.predictions, result.baseline, ev.calibration_bins)
+    for slot, frame in plots.items():
+        write_csv(frame, root / cfg.paths[slot])
     gain = model.booster.feature_importance(importance_type="gain")
     importance = pd.DataFrame({"feature": model.pipeline.names, "gain": gain / gain.sum()}).sort_values("gain")
-    roc[roc["model"] == "lightgbm"].drop(columns="model").pipe(write_csv, root / cfg.paths.roc)
-    roc[roc["model"] == "logreg"].drop(columns="model").pipe(write_csv, root / cfg.paths.roc_baseline)
-    write_csv(calib, root / cfg.paths.calibration)
     write_csv(importance, root / cfg.paths.importance)
 
     report = root / cfg.paths.evaluation_page
     evaluation_html(
         report,
         metrics=metrics,
-        roc=roc,
-        calibration=calib,
+        baselines=BASELINES[task.kind],
+        plots=plots,
+        specs=ev.plots,
         importance=importance,
-        slices=slices,
-        title=f"mlsys evaluation - model {model.version}",
+        slices=result.slices,
+        title=f"mlsys evaluation - {task.kind} model {model.version}",
     )
     write_json(root / cfg.paths.evaluate_report, {"model_version": model.version, **provenance("evaluate", cfg)})
+    linear = BASELINES[task.kind][0]
+    shown = ", ".join(f"{k} {metrics[k]:.4f}" for k, v in metrics.items() if k in task.metrics and v is not None)
     print(
-        f"evaluate: test AUC {metrics['auc']:.4f} (logreg {metrics['baseline_logreg']['auc']:.4f}), "
-        f"log loss {metrics['logloss']:.4f}, Brier {metrics['brier']:.4f}, ECE {metrics['ece']:.4f} "
-        f"on {len(y):,} rows; report {report}"
+        f"evaluate: {task.kind} on {len(test):,} test rows: {shown} "
+        f"({task.primary} of the {linear} baseline {metrics[f'baseline_{linear}'][task.primary]:.4f}); report {report}"
     )

@@ -59,7 +59,7 @@ def run(cfg: DictConfig, root: Path) -> None:
     for role in ("train", "valid"):
         frame = periods[split[role]]
         matrix = pd.DataFrame(pipeline.transform_frame(frame), columns=pipeline.names)
-        matrix[LABEL] = frame[LABEL].to_numpy("int8")
+        matrix[LABEL] = frame[LABEL].to_numpy("float64")  # every task's label as a number (train: Task.target)
         write_parquet(root / cfg.paths[f"{role}_matrix"], matrix)
     bounds = period_bounds(split)
     write_json(
@@ -72,7 +72,6 @@ def run(cfg: DictConfig, root: Path) -> None:
                     "start": str(bounds[name][0]),
                     "end": str(bounds[name][1]),
                     "rows": len(f),
-                    "positive_rate": float(f[LABEL].mean()) if len(f) else None,
                 }
                 for name, f in periods.items()
             },

@@ -16,7 +16,8 @@ from mlsys.data.snapshot import MANIFEST
 from mlsys.dynamic import PROFILE
 from mlsys.io import read_json, require, write_json
 from mlsys.model import CARD_FILE, FEATURES_FILE, META_FILE, MODEL_FILE, bundle_version
-from mlsys.model.integrity import CHECKSUMS, verify, write_checksums
+from mlsys.model.integrity import CALIBRATION_FILE, CHECKSUMS, verify, write_checksums
+from mlsys.tasks import Task
 
 LIBRARIES = ("lightgbm", "pandas", "numpy", "pyarrow", "pandera", "scikit-learn", "hydra-core", "dvc")
 
@@ -40,12 +41,17 @@ def run(cfg: DictConfig, root: Path) -> None:
     config_hash = hashlib.sha256(json.dumps(stage_hashes, sort_keys=True).encode()).hexdigest()[:16]
     bundle.mkdir(parents=True, exist_ok=True)
     (bundle / CHECKSUMS).unlink(missing_ok=True)  # written last: a half-made bundle never verifies
-    for name in (MODEL_FILE, FEATURES_FILE):
+    (bundle / CALIBRATION_FILE).unlink(missing_ok=True)
+    calibrated = (model_dir / CALIBRATION_FILE).exists()
+    model_files = (MODEL_FILE, FEATURES_FILE, *((CALIBRATION_FILE,) if calibrated else ()))
+    for name in model_files:
         shutil.copyfile(require(model_dir / name, "model artifacts: run train"), bundle / name)
     shutil.copyfile(require(root / p.features / PROFILE, "training data profile: run featurize"), bundle / PROFILE)
     packaged_at = datetime.now(UTC).isoformat(timespec="seconds")
     card = {
-        "version": bundle_version(bundle),
+        "version": bundle_version(bundle, meta.get("task")),
+        "task": meta.get("task"),
+        "calibration": meta["config"]["model"].get("calibration", "none"),
         "created_at": packaged_at,
         # How old the model's knowledge is, stage by stage (released_at: the registry's events).
         "timeline": {
@@ -65,8 +71,7 @@ def run(cfg: DictConfig, root: Path) -> None:
             for name, t in validation["tables"].items()
         },
         "dataset": {
-            k: build[k]
-            for k in ("rows_in", "rows_labelled", "rows_excluded_no_label", "rows_pending_label", "positive_rate")
+            k: build[k] for k in ("rows_in", "rows_labelled", "rows_excluded_no_label", "rows_pending_label", "label")
         },
         "windows": windows["periods"],
         "roles": windows["roles"],
@@ -78,5 +83,8 @@ def run(cfg: DictConfig, root: Path) -> None:
         "libraries": {lib: version(lib) for lib in LIBRARIES} | {"python": platform.python_version()},
     }
     write_json(bundle / CARD_FILE, card)
-    write_checksums(bundle, (MODEL_FILE, FEATURES_FILE, PROFILE, CARD_FILE))
-    print(f"package: bundle {card['version']} at {bundle} (test AUC {metrics['auc']:.4f})")
+    write_checksums(bundle, (*model_files, PROFILE, CARD_FILE))
+    primary = Task.from_spec(meta).primary
+    print(
+        f"package: {card['task']['kind']} bundle {card['version']} at {bundle} (test {primary} {metrics[primary]:.4f})"
+    )

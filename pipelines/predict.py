@@ -33,10 +33,12 @@ def run(cfg: DictConfig, root: Path) -> None:
     rows = serving_rows(labelled, unlabelled, cfg.inference.window, cfg.split.tz)
     if rows.empty:
         raise ConfigError(f"inference.window: {dict(cfg.inference.window)} holds no scheduled rows of the dataset")
-    scores = model.predict_frame(rows)
+    task = model.task
+    scores = task.matrix(model.predict_frame(rows))
     valid_window = model.meta["windows"][model.meta["roles"]["valid"]]
     valid_rows = between(labelled, EVENT_TIME, pd.Timestamp(valid_window["start"]), pd.Timestamp(valid_window["end"]))
-    results = checks(scores, model.predict_frame(valid_rows), len(rows), cfg.inference.checks)
+    valid = task.matrix(model.predict_frame(valid_rows))
+    results = checks(scores, valid, task, len(rows), cfg.inference.checks)
     created = datetime.now(UTC).isoformat(timespec="microseconds")  # tells two batches of one second apart
     report = {
         "model_version": live,
@@ -51,8 +53,8 @@ def run(cfg: DictConfig, root: Path) -> None:
     if not report["passed"]:
         failed = "; ".join(f"{r['check']}: {r['value']} vs {r['limit']}" for r in results if not r["passed"])
         raise GateError(f"predict: batch predictions failed their checks ({failed}); the store keeps its table")
-    ok = np.isfinite(scores)
+    ok = np.isfinite(scores).all(axis=1)
     ids = [e for e, keep in zip(entities(rows, list(cfg.data.key)), ok, strict=True) if keep]
     meta = {k: report[k] for k in ("model_version", "created_at", "rows", "window", "checks")}
-    write_predictions(root / cfg.paths.store, ids, scores[ok], live, meta, keep=registry.versions())
+    write_predictions(root / cfg.paths.store, ids, scores[ok], task.columns, live, meta, keep=registry.versions())
     print(f"predict: {len(ids):,} predictions by {live} -> {cfg.paths.store} table of {live} (checks passed)")

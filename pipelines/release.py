@@ -39,12 +39,16 @@ def _gates(cfg: DictConfig, root: Path, model: Model, registry: Registry, live: 
     sample = test.sample(min(rel.infra.requests, len(test)), random_state=0).drop(columns=[LABEL])
     before = read_json(registry.path(live) / BLESSING, "the live version's blessing") if live else {}
     waivers = int(before.get("waivers_in_a_row", 0))
+    task = model.task
     live_metrics = (
-        live_scores(lambda: load_model(registry.path(live), version=live), live, test, cfg.evaluation.calibration_bins)
+        live_scores(
+            task, lambda: load_model(registry.path(live), version=live), live, test, cfg.evaluation.calibration_bins
+        )
         if live
         else None
     )
     gates = judge(
+        task,
         result,
         model.pipeline.names,
         [f["name"] for f in fitted["features"]],
@@ -54,7 +58,7 @@ def _gates(cfg: DictConfig, root: Path, model: Model, registry: Registry, live: 
         rolling=cfg.training.mode == "dynamic",  # judged on the newest `training.holdout` days
         waivers_before=waivers,
         infra=lambda: infra_gate(
-            root / p.bundle, sample, model.predict_frame(sample), infra_config(cfg), rel.infra.timeout_seconds
+            root / p.bundle, sample, task, model.predict_frame(sample), infra_config(cfg), rel.infra.timeout_seconds
         ),
     )
     return gates, waivers

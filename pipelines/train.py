@@ -6,14 +6,17 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pandas as pd
 from omegaconf import DictConfig
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from mlsys.config import provenance
 from mlsys.data.columns import LABEL
 from mlsys.features import FeaturePipeline
-from mlsys.io import read_json, read_parquet
+from mlsys.io import read_json, read_parquet, write_csv
 from mlsys.model import FEATURES_FILE, save_model_dir, train
+from mlsys.model import calibration as calib
+from mlsys.tasks import Task
 
 
 class _ProgressCallback:
@@ -40,6 +43,7 @@ def run(cfg: DictConfig, root: Path) -> None:
     va = read_parquet(root / cfg.paths.valid_matrix, "encoded valid window: run featurize")
     x, y = tr[pipeline.names].to_numpy("float64"), tr[LABEL].to_numpy()
     xv, yv = va[pipeline.names].to_numpy("float64"), va[LABEL].to_numpy()
+    task = Task.from_config(cfg.data.label, cfg.model.params)
 
     live = Live(str(root / cfg.paths.train_log), dvcyaml=False, save_dvc_exp=False, report=None)
     start = time.perf_counter()
@@ -50,7 +54,7 @@ def run(cfg: DictConfig, root: Path) -> None:
         TimeElapsedColumn(),
         transient=True,
     ) as progress:
-        task = progress.add_task("train", total=cfg.model.num_boost_round, metric="")
+        bar = progress.add_task("train", total=cfg.model.num_boost_round, metric="")
         result = train(
             x,
             y,
@@ -59,10 +63,16 @@ def run(cfg: DictConfig, root: Path) -> None:
             pipeline,
             cfg.model,
             cfg.training,
-            callbacks=[DVCLiveCallback(live=live), _ProgressCallback(progress, task)],
+            task,
+            callbacks=[DVCLiveCallback(live=live), _ProgressCallback(progress, bar)],
         )
     seconds = time.perf_counter() - start
     live.end()
+    first = next(k.split("/", 1)[1] for k in result.history if k.startswith("valid/"))
+    curve = {role: result.history[f"{role}/{first}"] for role in ("train", "valid")}
+    write_csv(pd.DataFrame({"round": range(1, len(curve["train"]) + 1), **curve}), root / cfg.paths.training_curve)
+    raw_valid = task.output(result.booster.predict(xv, num_iteration=result.best_iteration))
+    calibration = calib.fit(cfg.model.calibration, task, yv, raw_valid)
     save_model_dir(
         root / cfg.paths.model,
         result.booster,
@@ -79,8 +89,11 @@ def run(cfg: DictConfig, root: Path) -> None:
                 for k, v in result.history.items()
                 if k.startswith("valid/")
             },
+            "task": task.spec(),
+            "early_stopping_metric": first,
             **provenance("train", cfg),
         },
+        calibration,
     )
     print(
         f"train: {result.best_iteration} rounds (early stopping) on {len(tr):,} rows x "

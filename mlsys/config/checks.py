@@ -16,8 +16,10 @@ def check(cfg: DictConfig, lightgbm: bool = True) -> None:
     from mlsys.data.checks import check_data
     from mlsys.durations import check_duration
     from mlsys.features import check_features
+    from mlsys.model import calibration
     from mlsys.release.gates import check_release
     from mlsys.split import check_backtest
+    from mlsys.tasks import Task
 
     check_data(cfg.data)
     missing = sorted(set(cfg.data.sources) - set(cfg.contract.tables))
@@ -35,7 +37,10 @@ def check(cfg: DictConfig, lightgbm: bool = True) -> None:
     unknown = sorted(set(cfg.backtest.skip_gates) - set(GATES))
     if unknown:
         raise ConfigError(f"backtest.skip_gates: {unknown} are not gates; gates: {list(GATES)}")
-    check_release(cfg.release)
+    task = Task.from_config(cfg.data.label, cfg.model.params)
+    task.check(cfg.data.label, cfg.model.params)
+    calibration.check(cfg.model.calibration, task)
+    check_release(cfg.release, task)
     if not 0 <= cfg.inference.request_log.sample_rate <= 1:
         raise ConfigError(f"inference.request_log.sample_rate: {cfg.inference.request_log.sample_rate} not in [0, 1]")
     if cfg.release.slices.min_rows < cfg.evaluation.min_slice_rows:
@@ -46,4 +51,4 @@ def check(cfg: DictConfig, lightgbm: bool = True) -> None:
     if lightgbm:
         from mlsys.model.params import check_lightgbm_params
 
-        check_lightgbm_params(cfg.model.params, "model.params")
+        check_lightgbm_params(task.lgb_params(cfg.model.params), "model.params")

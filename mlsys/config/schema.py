@@ -40,6 +40,18 @@ class LabelOp(StrEnum):
     ne = "ne"
 
 
+class Task(StrEnum):
+    binary = "binary"
+    regression = "regression"
+    multiclass = "multiclass"
+
+
+class LabelTransform(StrEnum):
+    none = "none"
+    log1p = "log1p"
+    sqrt = "sqrt"
+
+
 class MissingLabel(StrEnum):
     exclude = "exclude"
     fail = "fail"
@@ -100,6 +112,12 @@ class WindowKind(StrEnum):
 class Force(StrEnum):
     row_wise = "row_wise"
     col_wise = "col_wise"
+
+
+class Calibration(StrEnum):
+    none = "none"
+    isotonic = "isotonic"
+    platt = "platt"
 
 
 class InferenceMode(StrEnum):
@@ -169,9 +187,17 @@ class EventTime:
 
 @dataclass
 class LabelConfig:
+    """What the model predicts (mlsys.tasks): `binary` from `op` + `threshold` on the column,
+    or a 0/1/boolean column as is; `regression` the column's values (optionally trained on a
+    `transform` whose inverse every answer applies); `multiclass` the column's values among
+    `classes`, in that order (another value is a contract failure)."""
+
     column: str = MISSING
-    op: LabelOp = LabelOp.gt
-    threshold: float = 0.0
+    task: Task = Task.binary
+    op: LabelOp | None = None
+    threshold: float | None = None
+    classes: list[str] = field(default_factory=list)
+    transform: LabelTransform = LabelTransform.none
     missing: MissingLabel = MissingLabel.exclude  # rows whose label column is null (and mature)
     # A label is final only this long after its event (a flight lands, a refund window
     # closes): younger rows at snapshot time are pending, kept out of training and holdouts.
@@ -319,6 +345,9 @@ class ModelConfig:
     params: dict[str, Any] = field(default_factory=dict)
     num_boost_round: int = 1000
     early_stopping_rounds: int = 50
+    # Post-hoc calibration of a binary or multiclass model's probabilities, fitted on the
+    # validation window, part of the bundle, applied on every path that answers.
+    calibration: Calibration = Calibration.none
 
 
 @dataclass
@@ -378,11 +407,78 @@ class BaselineConfig:
 
 
 @dataclass
+class Plot:
+    """One DVC plot of the evaluate stage (dvc.yaml templates its `plots:` from these)."""
+
+    title: str = MISSING
+    template: str = "simple"
+    x: str = MISSING
+    y: Any = MISSING  # a column, or a list of columns of the same file
+    file: str = MISSING  # under paths.plots, without .csv
+
+
+@dataclass
+class Plots:
+    curve: Plot = field(default_factory=Plot)  # also drawn for the baseline (<file>_baseline.csv)
+    fit: Plot = field(default_factory=Plot)
+    extra: Plot = field(default_factory=Plot)
+    headline: str = MISSING  # the metric the backtest plots by period (mlsys.tasks.SLICE_METRICS' first)
+
+
+def _plots(curve: tuple, fit: tuple, extra: tuple, headline: str) -> Plots:
+    return Plots(*(Plot(*spec) for spec in (curve, fit, extra)), headline)
+
+
+@dataclass
+class TaskPlots:
+    """The plots of each task; `evaluation.plots` is the one of `data.label.task`."""
+
+    binary: Plots = field(
+        default_factory=lambda: _plots(
+            ("ROC (test window)", "simple", "fpr", "tpr", "roc"),
+            ("Calibration", "simple", "mean_predicted", "observed_rate", "calibration"),
+            ("Precision-recall", "simple", "recall", "precision", "precision_recall"),
+            "auc",
+        )
+    )
+    regression: Plots = field(
+        default_factory=lambda: _plots(
+            ("Predicted vs actual (test window)", "scatter", "actual", "predicted", "predicted_vs_actual"),
+            (
+                "Mean residual (actual - predicted) by decile of the prediction",
+                "bar_horizontal",
+                "mean_residual",
+                "decile",
+                "residuals",
+            ),
+            (
+                "Calibration by decile: mean actual vs mean predicted",
+                "simple",
+                "mean_predicted",
+                "mean_actual",
+                "decile_calibration",
+            ),
+            "rmse",
+        )
+    )
+    multiclass: Plots = field(
+        default_factory=lambda: _plots(
+            ("One-vs-rest ROC per class (test window)", "simple", "fpr", "${data.label.classes}", "roc"),
+            ("Confusion matrix (test window)", "confusion", "actual", "predicted", "confusion"),
+            ("Top-label calibration", "simple", "mean_predicted", "observed_rate", "calibration"),
+            "logloss",
+        )
+    )
+
+
+@dataclass
 class EvaluationConfig:
     slices: list[str] = field(default_factory=list)
     min_slice_rows: int = 200
     calibration_bins: int = 10
     baseline: BaselineConfig = field(default_factory=BaselineConfig)
+    task_plots: TaskPlots = field(default_factory=TaskPlots)
+    plots: Plots = "${.task_plots.${data.label.task}}"  # type: ignore[assignment]
 
 
 @dataclass
@@ -407,8 +503,8 @@ class SliceGate:
 
 @dataclass
 class BaselineGate:
-    metric: str = "auc"
-    margin: float = 0.0  # the model must beat the logistic baseline by this much
+    metric: str | None = None  # default: the task's primary metric (mlsys.tasks.PRIMARY)
+    margin: float = 0.0  # the model must beat the task's linear baseline by this much
 
 
 @dataclass
@@ -431,6 +527,7 @@ class ReleaseConfig:
     model_name: str = MISSING  # the registry folder of this model (default: data.name)
     absolute: dict[str, Bound] = field(default_factory=dict)  # slow degradation
     slices: SliceGate = field(default_factory=SliceGate)
+    per_class: dict[str, Bound] = field(default_factory=dict)  # multiclass: per declared class (auc, f1)
     change: dict[str, ChangeGate] = field(default_factory=dict)  # sudden degradation
     baseline: BaselineGate = field(default_factory=BaselineGate)
     waiver: Waiver = field(default_factory=Waiver)
@@ -464,9 +561,10 @@ class PathsConfig:
     release_metrics: str = "${.metrics}/release.json"
     backtest_metrics: str = "${.metrics}/backtest.json"
     plots: str = "plots"
-    roc: str = "${.plots}/roc.csv"
-    roc_baseline: str = "${.plots}/roc_baseline.csv"
-    calibration: str = "${.plots}/calibration.csv"
+    curve: str = "${.plots}/${evaluation.plots.curve.file}.csv"  # the task's plots (evaluation.plots)
+    curve_baseline: str = "${.plots}/${evaluation.plots.curve.file}_baseline.csv"
+    fit: str = "${.plots}/${evaluation.plots.fit.file}.csv"
+    extra: str = "${.plots}/${evaluation.plots.extra.file}.csv"
     importance: str = "${.plots}/importance.csv"
     reports: str = "reports"
     guard: str = "${.reports}/params_guard.json"
@@ -476,6 +574,7 @@ class PathsConfig:
     data_check: str = "${.reports}/data_check.json"
     featurized: str = "${.reports}/featurize.json"  # when featurize ran (kept out of train's input)
     train_log: str = "${.reports}/train"  # dvclive
+    training_curve: str = "${.train_log}/curve.csv"  # the first training metric, train and valid, by round
     evaluation_page: str = "${.reports}/evaluation.html"
     evaluate_report: str = "${.reports}/evaluate.json"
     blessing: str = "${.reports}/blessing.json"

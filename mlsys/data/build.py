@@ -17,6 +17,7 @@ from mlsys.data.columns import EVENT_LOCAL, EVENT_TIME, LABEL, PREDICTION_TIME
 from mlsys.data.sources import localize
 from mlsys.durations import parse_duration
 from mlsys.errors import ContractError
+from mlsys.tasks import Task
 
 
 def event_times(frame: pd.DataFrame, spec: DictConfig) -> tuple[pd.Series, dict[str, int]]:
@@ -59,14 +60,6 @@ def event_time_of(record: Mapping[str, Any], spec: Mapping[str, Any], local: boo
         shifted = pd.Timestamp(naive).tz_localize(spec["tz"], nonexistent="shift_forward")
         return shifted if local else shifted.tz_convert("UTC")
     return pd.Timestamp(aware) if local else pd.Timestamp(aware.astimezone(UTC))
-
-
-def label(frame: pd.DataFrame, spec: DictConfig) -> pd.Series:
-    """0/1 label (Int8, <NA> where the label column is null)."""
-    values = frame[spec.column]
-    ops = {"gt": values.gt, "ge": values.ge, "lt": values.lt, "le": values.le, "eq": values.eq, "ne": values.ne}
-    out = ops[spec.op](spec.threshold).astype("Int8")
-    return out.mask(values.isna())
 
 
 def asof_join(left: pd.DataFrame, right: pd.DataFrame, join: DictConfig) -> pd.DataFrame:
@@ -190,7 +183,8 @@ def build(tables: dict[str, pd.DataFrame], data: DictConfig, as_of: pd.Timestamp
         frame = lookup_join(frame, tables[join.source], join)
     for name, agg in data.aggregates.items():
         frame[name] = aggregate(frame, agg)
-    frame[LABEL] = label(frame, data.label)
+    task = Task.from_config(data.label, {})
+    frame[LABEL] = task.encode(frame[data.label.column], data.label)
     young = pending(frame, data.label, as_of)
     frame[LABEL] = frame[LABEL].mask(young)  # not final yet: no label, whatever it says now
     missing = frame[LABEL].isna().to_numpy()
@@ -202,12 +196,13 @@ def build(tables: dict[str, pd.DataFrame], data: DictConfig, as_of: pd.Timestamp
         )
     labelled = frame[~missing].reset_index(drop=True)
     unlabelled = frame[missing].reset_index(drop=True)
+    task.check_label(labelled[LABEL], data.label.column)  # one class, a constant: nothing to learn
     report = {
         "rows_in": len(frame),
         "rows_labelled": len(labelled),
         "rows_excluded_no_label": int(never.sum()),
         "rows_pending_label": int(young.sum()),
-        "positive_rate": float(labelled[LABEL].mean()) if len(labelled) else None,
+        "label": {"task": task.kind, **task.label_summary(labelled[LABEL])},
         "local_times": local_times,  # event times read by the one rule: ambiguous -> first, nonexistent -> forward
         "join_coverage": {
             **{

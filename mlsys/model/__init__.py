@@ -14,7 +14,9 @@ from omegaconf import DictConfig, OmegaConf
 from mlsys.errors import ContractError
 from mlsys.features import FeaturePipeline
 from mlsys.io import atomic_write, read_json, write_json
+from mlsys.model import calibration as calib
 from mlsys.model.integrity import (
+    CALIBRATION_FILE,
     CARD_FILE,
     FEATURES_FILE,
     META_FILE,
@@ -23,11 +25,13 @@ from mlsys.model.integrity import (
     verify,
     write_checksums,
 )
+from mlsys.tasks import Task
 
 
-def lgb_params(model: DictConfig, training: DictConfig) -> dict[str, Any]:
-    """Model params + the determinism settings from `training` (which always win)."""
-    params = dict(OmegaConf.to_container(model.params, resolve=True))
+def lgb_params(model: DictConfig, training: DictConfig, task: Task) -> dict[str, Any]:
+    """Model params (the task's objective, metric and class count where unset) + the
+    determinism settings from `training` (which always win)."""
+    params = task.lgb_params(OmegaConf.to_container(model.params, resolve=True))
     params.update(
         {
             "seed": training.seed,
@@ -72,16 +76,17 @@ def train(
     pipeline: FeaturePipeline,
     model: DictConfig,
     training: DictConfig,
+    task: Task,
     callbacks: list | None = None,
     init_model: Any = None,
 ) -> TrainResult:
-    """Train with early stopping on the validation window; `init_model` (a Booster)
-    warm-starts: boosting continues from its trees."""
+    """Train on the task's target with early stopping on the validation window (its first
+    training metric); `init_model` (a Booster) warm-starts: boosting continues from its trees."""
     import lightgbm as lgb
 
-    params = lgb_params(model, training)
-    dtrain = _dataset(x, y, pipeline, params)
-    dvalid = _dataset(xv, yv, pipeline, params, reference=dtrain)
+    params = lgb_params(model, training, task)
+    dtrain = _dataset(x, task.target(y), pipeline, params)
+    dvalid = _dataset(xv, task.target(yv), pipeline, params, reference=dtrain)
     history: dict = {}
     booster = lgb.train(
         params,
@@ -91,7 +96,7 @@ def train(
         valid_names=["train", "valid"],
         init_model=init_model,
         callbacks=[
-            lgb.early_stopping(model.early_stopping_rounds, verbose=False),
+            lgb.early_stopping(model.early_stopping_rounds, first_metric_only=True, verbose=False),
             lgb.record_evaluation(history),
             *(callbacks or []),
         ],
@@ -103,34 +108,27 @@ def train(
     )
 
 
-def train_rounds(
-    x: np.ndarray,
-    y: np.ndarray,
-    pipeline: FeaturePipeline,
-    model: DictConfig,
-    training: DictConfig,
-    rounds: int,
-    init_model: Any = None,
-) -> Any:
-    """A fixed number of rounds, no early stopping (retrains have no validation window);
-    `init_model` warm-starts from its trees."""
-    import lightgbm as lgb
-
-    params = lgb_params(model, training)
-    return lgb.train(params, _dataset(x, y, pipeline, params), num_boost_round=rounds, init_model=init_model)
-
-
 def save_model_dir(
-    directory: Path, booster: Any, best_iteration: int, pipeline: FeaturePipeline, meta: Mapping[str, Any]
+    directory: Path,
+    booster: Any,
+    best_iteration: int,
+    pipeline: FeaturePipeline,
+    meta: Mapping[str, Any],
+    calibration: dict[str, Any] | None = None,
 ) -> Path:
-    """model.txt (best iteration only) + feature_state.json + meta.json, and the checksums
-    of the first two (what every later load verifies)."""
+    """model.txt (best iteration only) + feature_state.json + meta.json (with the task) [+
+    calibration.json], and their checksums (what every later load verifies)."""
     directory = Path(directory)
     text = booster.model_to_string(num_iteration=best_iteration)
     atomic_write(directory / MODEL_FILE, lambda p: p.write_text(text, encoding="utf-8"))
     write_json(directory / FEATURES_FILE, pipeline.state())
     write_json(directory / META_FILE, dict(meta))
-    write_checksums(directory, (MODEL_FILE, FEATURES_FILE))
+    files = [MODEL_FILE, FEATURES_FILE, META_FILE]
+    (directory / CALIBRATION_FILE).unlink(missing_ok=True)
+    if calibration is not None:
+        write_json(directory / CALIBRATION_FILE, calibration)
+        files.append(CALIBRATION_FILE)
+    write_checksums(directory, files)
     return directory
 
 
@@ -142,12 +140,17 @@ class Model:
     pipeline: FeaturePipeline
     version: str
     meta: dict[str, Any]
+    task: Task = field(default_factory=Task)  # what it predicts (from its meta/card)
+    calibration: dict[str, Any] | None = None  # fitted on the validation window (model.calibration)
 
     def predict_frame(self, frame: pd.DataFrame, num_threads: int = 0) -> np.ndarray:
-        return self.booster.predict(self.pipeline.transform_frame(frame), num_threads=num_threads)
+        """The task's answers: probabilities (binary: of the positive class; multiclass: one
+        column per class) or a regression's prediction on the label's own scale."""
+        return self.predict_matrix(self.pipeline.transform_frame(frame), num_threads)
 
-    def predict_record(self, record: Mapping[str, Any]) -> float:
-        return float(self.booster.predict(self.pipeline.transform_record(record), num_threads=1)[0])
+    def predict_matrix(self, x: np.ndarray, num_threads: int = 0) -> np.ndarray:
+        """Booster.predict on encoded rows, as answered: the task's output, calibrated."""
+        return calib.apply(self.calibration, self.task.output(self.booster.predict(x, num_threads=num_threads)))
 
 
 def load_model(directory: Path, version: str | None = None) -> Model:
@@ -167,4 +170,8 @@ def load_model(directory: Path, version: str | None = None) -> Model:
     meta = read_json(meta_path, "the model card") if meta_path else {}
     if booster.feature_name() != pipeline.names:
         raise ContractError(f"{directory}: model features {booster.feature_name()} != feature state {pipeline.names}")
-    return Model(booster=booster, pipeline=pipeline, version=bundle_version(directory), meta=meta)
+    task = meta.get("task")
+    calibration = (
+        read_json(directory / CALIBRATION_FILE, "the calibration") if (directory / CALIBRATION_FILE).exists() else None
+    )
+    return Model(booster, pipeline, bundle_version(directory, task), meta, Task.from_spec(meta), calibration)

@@ -14,6 +14,7 @@ Child:  python -m mlsys.model.integrity DIR [VERSION]    (exit 0 when DIR loads 
 from __future__ import annotations
 
 import hashlib
+import json
 import signal
 import subprocess
 import sys
@@ -30,13 +31,26 @@ MODEL_FILE = "model.txt"
 FEATURES_FILE = "feature_state.json"
 CARD_FILE = "card.json"  # a packaged bundle's card
 META_FILE = "meta.json"  # a training output's record (train, backtest)
+CALIBRATION_FILE = "calibration.json"  # a calibrated model's fitted calibration (mlsys.model.calibration)
 
 
-def bundle_version(directory: Path) -> str:
-    """Content address of a model: hash of the model file and its feature state."""
+def bundle_version(directory: Path, task: dict[str, Any] | None = None) -> str:
+    """Content address of a model: hash of the model file, its feature state and its
+    calibration (if any), and of its
+    task (`mlsys.tasks.Task.spec`: from the card or meta in DIR unless given) when it is not
+    binary, so a renamed class or a changed label transform is another version (a binary
+    model's id is what it was before tasks existed)."""
+    directory = Path(directory)
     digest = hashlib.sha256()
     for name in (MODEL_FILE, FEATURES_FILE):
-        digest.update((Path(directory) / name).read_bytes())
+        digest.update((directory / name).read_bytes())
+    if (directory / CALIBRATION_FILE).is_file():  # it changes every answer: another version
+        digest.update((directory / CALIBRATION_FILE).read_bytes())
+    if task is None:
+        record = next((directory / n for n in (CARD_FILE, META_FILE) if (directory / n).is_file()), None)
+        task = read_json(record, "the model card").get("task") if record else None
+    if task and task.get("kind", "binary") != "binary":
+        digest.update(json.dumps(task, sort_keys=True).encode())
     return digest.hexdigest()[:12]
 
 

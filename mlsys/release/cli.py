@@ -9,12 +9,13 @@ from rich.table import Table
 
 from mlsys.errors import MlsysError
 from mlsys.release.registry import Registry
+from mlsys.tasks import Task
 
 
 def show(registry: Registry) -> None:
     live = registry.live()
     table = Table(title=f"released versions of {registry.name} in {registry.root} (* = live)")
-    for col in ("", "version", "files", "data up to", "created", "test auc", "log loss", "brier", "made live"):
+    for col in ("", "version", "files", "task", "data up to", "created", "test metrics", "made live"):
         table.add_column(col, no_wrap=col not in ("made live", "files"))
     events: dict[str, list[str]] = {}
     for e in registry.history():
@@ -28,18 +29,17 @@ def show(registry: Registry) -> None:
         try:
             card = registry.card(version)
         except MlsysError:
-            table.add_row("*" if version == live else "", version, files, "?", "?", "?", "?", "?", "")
+            table.add_row("*" if version == live else "", version, files, "?", "?", "?", "?", "")
             continue
-        m = card["metrics"]
+        m, task = card["metrics"], Task.from_spec(card)
         table.add_row(
             "*" if version == live else "",
             version,
             files,
+            task.kind,
             str(card.get("timeline", {}).get("newest_training_event", "?"))[:16],
             card["created_at"][:16],
-            f"{m['auc']:.4f}",
-            f"{m['logloss']:.4f}",
-            f"{m['brier']:.4f}",
+            "\n".join(f"{k} {m[k]:.4f}" for k in list(task.metrics)[:3] if isinstance(m.get(k), float)),
             "\n".join(events.get(version, [])),
         )
     Console(width=max(Console().width, 130)).print(table)

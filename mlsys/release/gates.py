@@ -12,16 +12,14 @@ import numpy as np
 from omegaconf import DictConfig
 
 from mlsys.errors import ConfigError
-
-# Better direction of each metric: +1 higher is better, -1 lower is better.
-DIRECTIONS = {"auc": 1, "pr_auc": 1, "logloss": -1, "brier": -1, "ece": -1}
+from mlsys.tasks import BASELINES, PER_CLASS_METRICS, SLICE_METRICS, Task
 
 Gate = dict[str, Any]
 GATES = ("absolute", "slice", "change", "baseline", "stability", "infra")  # kinds, in the order judged
 
 
-def check_release(release: DictConfig) -> None:
-    """Every gated metric is one the gates know (with its better direction); the model's
+def check_release(release: DictConfig, task: Task) -> None:
+    """Every gated metric is one of the task's (with its better direction); the model's
     registry name is a safe folder name."""
     from mlsys.errors import UsageError
     from mlsys.release.registry import check_name
@@ -30,17 +28,25 @@ def check_release(release: DictConfig) -> None:
         check_name(release.model_name)
     except UsageError as exc:
         raise ConfigError(str(exc)) from exc
-    known = sorted(DIRECTIONS)
     for key, names in (
         ("absolute", release.absolute),
         ("change", release.change),
-        ("slices.bounds", release.slices.bounds),
-        ("baseline.metric", [release.baseline.metric]),
+        ("baseline.metric", [release.baseline.metric] if release.baseline.metric else []),
     ):
         for name in names:
-            if name not in DIRECTIONS:
-                where = f"release.{key}" if key == "baseline.metric" else f"release.{key}.{name}"
-                raise ConfigError(f"{where}: {name!r} is not one of the gated metrics {known}")
+            task.check_metric(f"release.{key}" if key == "baseline.metric" else f"release.{key}.{name}", name)
+    for name in release.slices.bounds:
+        if name not in SLICE_METRICS[task.kind]:
+            raise ConfigError(
+                f"release.slices.bounds.{name}: slices of a {task.kind} task are scored by "
+                f"{list(SLICE_METRICS[task.kind])}"
+            )
+    for name in release.per_class:
+        if task.kind != "multiclass" or name not in PER_CLASS_METRICS:
+            raise ConfigError(
+                f"release.per_class.{name}: per-class bounds are for a multiclass task's {list(PER_CLASS_METRICS)}"
+                f" (data.label.task is {task.kind})"
+            )
 
 
 def make_gate(gate: str, metric: str, value: float | None, threshold: Any, passed: bool | None, reason: str) -> Gate:
@@ -143,7 +149,7 @@ def feature_list_gate(model_names: list[str], artifact_names: list[str]) -> Gate
 
 
 def change_gates(
-    metrics: dict[str, Any], live: dict[str, Any] | None, live_version: str | None, release: DictConfig
+    task: Task, metrics: dict[str, Any], live: dict[str, Any] | None, live_version: str | None, release: DictConfig
 ) -> list[Gate]:
     """Candidate vs the live model, both scored on the same test rows."""
     if live is None:
@@ -156,7 +162,7 @@ def change_gates(
     out = []
     for name, spec in release.change.items():
         new, old = metrics[name], live[name]
-        worse = (old - new) * DIRECTIONS[name]  # > 0: the candidate is worse
+        worse = (old - new) * task.direction(name)  # > 0: the candidate is worse
         allowed = spec.max_worsening * (abs(old) if spec.relative else 1.0)
         kind = f"{spec.max_worsening:.1%} of live" if spec.relative else f"{spec.max_worsening}"
         passed = bool(worse <= allowed)
@@ -174,24 +180,40 @@ def change_gates(
     return out
 
 
-def baseline_gate(metrics: dict[str, Any], release: DictConfig) -> Gate:
+def baseline_gate(task: Task, metrics: dict[str, Any], release: DictConfig) -> Gate:
     spec = release.baseline
-    model, base = metrics[spec.metric], metrics["baseline_logreg"][spec.metric]
-    lift = (model - base) * DIRECTIONS[spec.metric]
+    metric, linear = spec.metric or task.primary, BASELINES[task.kind][0]
+    model, base = metrics[metric], metrics[f"baseline_{linear}"][metric]
+    lift = (model - base) * task.direction(metric)
     return make_gate(
         "baseline",
-        spec.metric,
+        metric,
         model,
-        f"beats logistic baseline {base:.4f} by >= {spec.margin}",
+        f"beats the {linear} baseline {base:.4f} by >= {spec.margin}",
         bool(lift >= spec.margin),
-        f"lift over the logistic baseline {lift:+.4f}",
+        f"lift over the {linear} baseline {lift:+.4f}",
     )
 
 
-def stability_gates(predictions: np.ndarray, release: DictConfig) -> list[Gate]:
-    finite = np.isfinite(predictions)
-    std = float(np.std(predictions[finite])) if finite.any() else 0.0
-    in_range = bool(((predictions[finite] >= 0) & (predictions[finite] <= 1)).all())
+def per_class_gates(task: Task, metrics: dict[str, Any], release: DictConfig) -> list[Gate]:
+    """Multiclass: each declared class's one-vs-rest figures; a class absent from the test
+    window is listed, not gated."""
+    out = []
+    for name, entry in (metrics.get("per_class") or {}).items():
+        for metric, bound in release.per_class.items():
+            gate = f"class={name}:{metric}"
+            if not entry["rows"]:
+                out.append(make_gate("slice", gate, None, None, None, f"not gated: class {name!r} is absent"))
+            else:
+                out.append(_bound("slice", gate, entry[metric], bound))
+    return out
+
+
+def stability_gates(task: Task, predictions: np.ndarray, release: DictConfig) -> list[Gate]:
+    finite = np.isfinite(predictions).all(axis=1) if predictions.ndim == 2 else np.isfinite(predictions)
+    headline = predictions.max(axis=1) if predictions.ndim == 2 else predictions
+    std = float(np.std(headline[finite])) if finite.any() else 0.0
+    in_range, why = task.in_range(predictions)
     return [
         make_gate(
             "stability",
@@ -209,14 +231,7 @@ def stability_gates(predictions: np.ndarray, release: DictConfig) -> list[Gate]:
             bool(std > release.min_prediction_std),
             f"predictions vary with std {std:.5f}",
         ),
-        make_gate(
-            "stability",
-            "predictions_in_[0,1]",
-            float(in_range),
-            True,
-            in_range,
-            "probabilities within [0, 1]" if in_range else "probabilities outside [0, 1]",
-        ),
+        make_gate("stability", f"predictions_of_a_{task.kind}_task", float(in_range), True, in_range, why),
     ]
 
 

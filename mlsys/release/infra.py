@@ -1,7 +1,8 @@
 """Infra validation: the candidate is served by a sandboxed copy of the real server (the
 FastAPI app of `mlsys serve`, under uvicorn, on a free port of 127.0.0.1, in a separate
 process, pinned to the candidate bundle, with an online table built from the sample rows)
-and must answer every sample request over HTTP, within a timeout, with the batch score.
+and must answer every sample request over HTTP, within a timeout, with the batch answer
+(the task's numbers: a score, a prediction, or every class's probability).
 
 Child:  python -m mlsys.release.infra BUNDLE ROWS.parquet CONFIG.json   (prints JSON)
 """
@@ -24,6 +25,7 @@ import pandas as pd
 
 from mlsys.release.gates import Gate, make_gate
 from mlsys.stages import REQUEST
+from mlsys.tasks import Task
 
 # What the sandboxed server reads of the release stage's config; the rest is fixed for it.
 INFRA = (*REQUEST, "data.event_time", "inference.server", "release.model_name", "paths")
@@ -68,7 +70,7 @@ def _serve(bundle: str, rows_path: str, config_path: str) -> dict[str, Any]:
         time.sleep(0.01)
     ready_ms = (time.perf_counter() - start) * 1e3
     con = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    scores, latencies, failures = [], [], []
+    answers, latencies, failures = [], [], []
     for _, row in rows.iterrows():
         body = json.dumps(request_body(row, columns)).encode()
         t = time.perf_counter()
@@ -76,22 +78,24 @@ def _serve(bundle: str, rows_path: str, config_path: str) -> dict[str, Any]:
         response = con.getresponse()
         answer = json.loads(response.read())
         latencies.append((time.perf_counter() - t) * 1e3)
-        scores.append(answer.get("score", float("nan")))
+        answers.append(answer)
         if response.status != 200:
             failures.append(f"{response.status}: {answer}")
     server.should_exit = True
     return {
         "ready_ms": ready_ms,
-        "scores": scores,
+        "answers": answers,
         "failures": failures[:3],
         "p50_ms": float(np.median(latencies)),
         "max_ms": float(np.max(latencies)),
     }
 
 
-def infra_gate(bundle: Path, rows: pd.DataFrame, expected: np.ndarray, config: dict, timeout: float) -> Gate:
+def infra_gate(
+    bundle: Path, rows: pd.DataFrame, task: Task, expected: np.ndarray, config: dict, timeout: float
+) -> Gate:
     """Serve `rows` (built dataset rows) through the sandboxed server; pass if every request
-    is answered in time with its batch score (`expected`, |diff| <= 1e-9)."""
+    is answered in time with its batch answer (`expected`: every number, |diff| <= 1e-9)."""
 
     def failed(reason: str) -> Gate:
         return make_gate("infra", "answers_in_time", None, f"{timeout}s", False, reason)
@@ -111,8 +115,9 @@ def infra_gate(bundle: Path, rows: pd.DataFrame, expected: np.ndarray, config: d
     out = json.loads(proc.stdout)
     if out["failures"]:
         return failed(f"the sandboxed server refused requests: {out['failures']}")
-    scores = np.asarray(out["scores"], dtype=float)
-    diff = float(np.max(np.abs(scores - expected))) if len(scores) == len(expected) else float("inf")
+    scores = np.asarray([task.numbers(a) for a in out["answers"]], dtype=float)
+    expected = task.matrix(np.asarray(expected))
+    diff = float(np.max(np.abs(scores - expected))) if scores.shape == expected.shape else float("inf")
     passed = len(scores) == len(rows) and bool(np.isfinite(scores).all()) and diff <= 1e-9
     return make_gate(
         "infra",

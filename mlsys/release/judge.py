@@ -17,10 +17,11 @@ from omegaconf import DictConfig
 from mlsys.data.columns import LABEL
 from mlsys.errors import MlsysError
 from mlsys.model import Model, load_model
-from mlsys.model.evaluate import Evaluation, scores
+from mlsys.model.evaluate import Evaluation
 from mlsys.model.integrity import probe, verify
 from mlsys.release import gates as g
 from mlsys.release.gates import GATES
+from mlsys.tasks import Task
 
 
 def load_candidate(bundle: Path) -> tuple[Model | None, list[g.Gate]]:
@@ -45,18 +46,25 @@ def load_candidate(bundle: Path) -> tuple[Model | None, list[g.Gate]]:
     return model, [checked, gate("loads", "loads in a child process, then here", True, "the bundle loads")]
 
 
-def live_scores(live: Callable[[], Model] | None, version: str | None, test: pd.DataFrame, bins: int) -> Any:
-    """The live model re-scored on the candidate's test rows (like is compared with like);
-    None when nothing is live, an `error` record when it cannot score them."""
+def live_scores(
+    task: Task, live: Callable[[], Model] | None, version: str | None, test: pd.DataFrame, bins: int
+) -> Any:
+    """The live model re-scored on the candidate's test rows (like is compared with like) by
+    the candidate's task; None when nothing is live, an `error` record when it cannot score
+    them (another task, other classes, a feature it cannot compute)."""
     if live is None:
         return None
     try:
-        return scores(test[LABEL].to_numpy("int8"), live().predict_frame(test), bins)
+        model = live()
+        if model.task.spec() != task.spec():
+            raise ValueError(f"it is a {model.task.spec()} model, the candidate a {task.spec()} one")
+        return task.scores(task.truth(test[LABEL]), model.predict_frame(test), bins)
     except (MlsysError, KeyError, ValueError) as exc:
         return {"error": f"the live model {version} cannot score this test window: {exc}"}
 
 
 def judge(
+    task: Task,
     result: Evaluation,
     names: list[str],
     artifact_names: list[str],
@@ -69,7 +77,7 @@ def judge(
     infra: Callable[[], g.Gate] | None = None,
 ) -> list[g.Gate]:
     """Every gate, in order: absolute (waived within limits on a rolling holdout the live
-    model also misses), slices, change vs the live model, baseline, numerical stability and
+    model also misses), slices (and classes), change vs the live model, baseline, numerical stability and
     features, and the sandboxed server (`infra`, a callable: it is the expensive one)."""
     metrics = result.metrics
     by_kind: dict[str, Callable[[], list[g.Gate]]] = {
@@ -78,11 +86,11 @@ def judge(
             if rolling
             else g.absolute_gates(metrics, release)
         ),
-        "slice": lambda: g.slice_gates(result.slices, release),
-        "change": lambda: g.change_gates(metrics, live, live_version, release),
-        "baseline": lambda: [g.baseline_gate(metrics, release)],
+        "slice": lambda: [*g.slice_gates(result.slices, release), *g.per_class_gates(task, metrics, release)],
+        "change": lambda: g.change_gates(task, metrics, live, live_version, release),
+        "baseline": lambda: [g.baseline_gate(task, metrics, release)],
         "stability": lambda: [
-            *g.stability_gates(result.predictions, release),
+            *g.stability_gates(task, result.predictions, release),
             g.feature_list_gate(names, artifact_names),
         ],
         "infra": lambda: [infra()] if infra else [],

@@ -43,7 +43,8 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from mlsys.data.build import event_time_of
 from mlsys.data.columns import EVENT_LOCAL
 from mlsys.errors import ConfigError, MlsysError
-from mlsys.model import Model, load_model
+from mlsys.io import read_json
+from mlsys.model import CARD_FILE, Model, load_model
 from mlsys.release.registry import Registry, locate
 from mlsys.serving.log import RequestLog
 from mlsys.serving.request import lookup_specs, request_model
@@ -85,7 +86,9 @@ class Unavailable(Exception):
 
 
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, buckets: tuple[float, ...] | None = None) -> None:
+        """`buckets` of the answer histogram: probabilities by default (a regression's come
+        from its validation predictions, see `answer_buckets`)."""
         self.registry = r = CollectorRegistry()
         self.requests = Counter("mlsys_requests", "HTTP requests", ["endpoint", "status"], registry=r)
         self.errors = Counter("mlsys_errors", "Failed requests by kind", ["kind"], registry=r)
@@ -97,7 +100,10 @@ class Metrics:
             registry=r,
         )
         self.scores = Histogram(
-            "mlsys_prediction_score", "Scores served", buckets=tuple(np.round(np.linspace(0.1, 1, 10), 1)), registry=r
+            "mlsys_prediction_score",
+            "Answers served: the score, a regression's prediction, a multiclass answer's top probability",
+            buckets=buckets or tuple(np.round(np.linspace(0.1, 1, 10), 1)),
+            registry=r,
         )
         self.model_info = Gauge("mlsys_model_info", "The served model (value 1)", ["version"], registry=r)
         self.reloads = Counter("mlsys_model_reloads", "Model switches without restart", registry=r)
@@ -127,13 +133,27 @@ class Service:
         self.registry = Registry(locate(root, p.registry)[0], cfg.release.model_name)
         self.online_path, self.store_path = root / p.online, root / p.store
         self.needs_online = self.mode != "static" and bool(lookup_specs(cfg))
-        self.metrics = Metrics()
+        self.metrics = Metrics(self._answer_buckets())
         self.log = RequestLog(root / p.request_log, cfg.inference.request_log.sample_rate)
         self.request_type = request_model(cfg)
         self.adapter = TypeAdapter(list[self.request_type])  # type: ignore[name-defined]
         self.state = State(served=None, online=Online(None, [], {}, "not opened yet"), store=None, mismatch=None)
         self._stamps: dict[str, Any] = {}
         self.reload()
+
+    def _answer_buckets(self) -> tuple[float, ...] | None:
+        """A regression model's answer histogram spans its test labels (ten equal steps);
+        None (probabilities) for the others, or when no card can be read yet."""
+        try:
+            version = None if self.pinned else self.registry.live()
+            where = self.pinned or (self.registry.path(version) if version else None)
+            card = read_json(where / CARD_FILE, "the model card") if where else {}
+        except MlsysError:
+            return None
+        label = (card.get("metrics") or {}).get("test_label") or {}
+        if (card.get("task") or {}).get("kind") != "regression" or label.get("min") is None:
+            return None
+        return tuple(float(b) for b in np.unique(np.linspace(label["min"], label["max"], 11)[1:]))
 
     # --- state ----------------------------------------------------------------------
     @staticmethod
@@ -186,7 +206,11 @@ class Service:
         served, mismatch = self._model(old)
         online = self._open_online() if stamps["online"] != self._stamps.get("online") else old.online
         changed = served is not old.served or stamps["store"] != self._stamps.get("store")
-        store = old.store if not changed else (prediction_reader(self.store_path, served.version) if served else None)
+        store = (
+            old.store
+            if not changed
+            else (prediction_reader(self.store_path, served.version, served.model.task.columns) if served else None)
+        )
         self.state = State(served=served, online=online, store=store, mismatch=mismatch)
         self._stamps = stamps
         self._record(old, self.state)
@@ -267,12 +291,13 @@ class Service:
         if served is None:
             raise Unavailable("not_ready", "; ".join(self.problems(state)))
         out: list[dict[str, Any]] = [{} for _ in records]
+        task = served.model.task
         todo: list[tuple[int, str, dict[str, Any]]] = []
         for i, rec in enumerate(records):
             key = entity(rec, self.key)
             hit = self._stored(state, key) if self.mode != "dynamic" else None
             if hit is not None:
-                out[i] = {"entity": key, "score": hit[0], "model_version": served.version, "path": "static"}
+                out[i] = {"entity": key, **task.answer(hit[:-1]), "model_version": served.version, "path": "static"}
             elif self.mode == "static":
                 out[i] = {"entity": key, "error": "no batch prediction for this entity (inference.mode: static)"}
             else:
@@ -280,9 +305,9 @@ class Service:
         if todo:
             pipe = served.model.pipeline
             x = np.vstack([pipe.transform_record(f) for _, _, f in todo])
-            scores = served.model.booster.predict(x, num_threads=1)
-            for (i, key, _), row, s in zip(todo, x, scores, strict=True):
-                out[i] = {"entity": key, "score": float(s), "model_version": served.version, "path": "dynamic"}
+            answers = task.matrix(served.model.predict_matrix(x, num_threads=1))
+            for (i, key, _), row, values in zip(todo, x, answers, strict=True):
+                out[i] = {"entity": key, **task.answer(values), "model_version": served.version, "path": "dynamic"}
                 out[i]["_features"] = (pipe.names, row)  # made a dict by the log's writer thread
         return out
 
@@ -447,19 +472,18 @@ def create_app(cfg: DictConfig, root: Path, pinned: Path | None = None) -> FastA
                 status, kind = 404, "not_found"
                 return _error(404, kind, results[0]["error"])
             elapsed = time.perf_counter() - start
+            task = state.served.model.task if state.served else None
             for rec, res in zip(records, results, strict=True):
                 features = res.pop("_features", None)
-                if "score" in res:
+                if "error" not in res and task is not None:
                     m.predictions.labels(res["path"]).inc()
-                    m.scores.observe(res["score"])
+                    m.scores.observe(task.headline(res))
                     service.log.put(
                         {
                             "at": time.time(),
                             "input": rec,
                             "features": features,
-                            "score": res["score"],
-                            "model_version": res["model_version"],
-                            "path": res["path"],
+                            **{k: v for k, v in res.items() if k != "entity"},  # the answer, its model and path
                             "latency_ms": elapsed * 1000,
                         }
                     )

@@ -10,6 +10,7 @@ from omegaconf import DictConfig
 
 from mlsys.data.columns import EVENT_TIME
 from mlsys.split import window_rows
+from mlsys.tasks import Task
 
 
 def serving_rows(labelled: pd.DataFrame, unlabelled: pd.DataFrame, window: DictConfig, tz: str) -> pd.DataFrame:
@@ -18,17 +19,26 @@ def serving_rows(labelled: pd.DataFrame, unlabelled: pd.DataFrame, window: DictC
     return window_rows(frame, EVENT_TIME, window.start, window.end, tz)
 
 
-def checks(scores: np.ndarray, valid: np.ndarray, requested: int, spec: DictConfig) -> list[dict]:
-    """No NaN; (almost) all within the validation range widened by the margin; coverage."""
-    finite = np.isfinite(scores)
-    lo, hi = float(valid.min()) - spec.range_margin, float(valid.max()) + spec.range_margin
-    outside = float(((scores[finite] < lo) | (scores[finite] > hi)).mean()) if finite.any() else 1.0
+def checks(scores: np.ndarray, valid: np.ndarray, task: Task, requested: int, spec: DictConfig) -> list[dict]:
+    """No NaN; (almost) all within the validation range widened by the margin (for a
+    regression, a share of that range: its scale is the label's), each of the task's numbers
+    (a score, a prediction, or a class's probability) on its own; coverage. `scores` and
+    `valid` have a column per number (`task.columns`)."""
+    finite = np.isfinite(scores).all(axis=1)
+    columns, lo, hi = task.columns, valid.min(axis=0), valid.max(axis=0)
+    margin = spec.range_margin * (hi - lo) if task.kind == "regression" else spec.range_margin
+    lo, hi = lo - margin, hi + margin
+    if finite.any():
+        outside = float(((scores[finite] < lo) | (scores[finite] > hi)).any(axis=1).mean())
+    else:
+        outside = 1.0
     coverage = float(finite.sum() / requested) if requested else 0.0
     nan = int((~finite).sum())
+    ranges = ", ".join(f"{c} [{a:.4f}, {b:.4f}]" for c, a, b in zip(columns, lo, hi, strict=True))
     return [
         {"check": "nan", "value": nan, "limit": spec.max_nan, "passed": nan <= spec.max_nan},
         {
-            "check": f"share outside the validation range [{lo:.4f}, {hi:.4f}]",
+            "check": f"share outside the validation range: {ranges}",
             "value": outside,
             "limit": spec.max_outside_range,
             "passed": outside <= spec.max_outside_range,

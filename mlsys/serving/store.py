@@ -73,10 +73,19 @@ def predictions_table(version: str) -> str:
 
 
 def write_predictions(
-    path: Path, ids: list[str], scores: np.ndarray, version: str, meta: dict[str, Any], keep: Sequence[str]
+    path: Path,
+    ids: list[str],
+    values: np.ndarray,
+    columns: Sequence[str],
+    version: str,
+    meta: dict[str, Any],
+    keep: Sequence[str],
 ) -> None:
     """Replace `version`'s predictions table in one transaction (the previous one stays on
-    failure); tables of versions not in `keep` (the registry's kept versions) are dropped."""
+    failure): a row per entity, a REAL column per number of the answer (`columns`, the
+    task's: score, prediction, or one per class). Tables of versions not in `keep` (the
+    registry's kept versions) are dropped."""
+    values = np.asarray(values, dtype="float64").reshape(len(ids), len(columns))
     table = predictions_table(version)
     path.parent.mkdir(parents=True, exist_ok=True)
     con = sqlite3.connect(path, isolation_level=None)
@@ -84,13 +93,14 @@ def write_predictions(
         con.execute("PRAGMA journal_mode=WAL")  # readers keep reading while the batch writes
         con.execute("BEGIN IMMEDIATE")
         con.execute(f'DROP TABLE IF EXISTS "{table}_new"')
+        numbers = ", ".join(f'"{c}" REAL NOT NULL' for c in columns)
         con.execute(
-            f'CREATE TABLE "{table}_new" (entity TEXT PRIMARY KEY, score REAL NOT NULL, '
-            "created_at TEXT NOT NULL) WITHOUT ROWID"
+            f'CREATE TABLE "{table}_new" (entity TEXT PRIMARY KEY, {numbers}, created_at TEXT NOT NULL) WITHOUT ROWID'
         )
-        at = meta["created_at"]
+        at, marks = meta["created_at"], ", ".join("?" * (len(columns) + 2))
         con.executemany(
-            f'INSERT INTO "{table}_new" VALUES (?, ?, ?)', ((i, float(s), at) for i, s in zip(ids, scores, strict=True))
+            f'INSERT INTO "{table}_new" VALUES ({marks})',
+            ((i, *map(float, row), at) for i, row in zip(ids, values, strict=True)),
         )
         con.execute(f'DROP TABLE IF EXISTS "{table}"')
         con.execute(f'ALTER TABLE "{table}_new" RENAME TO "{table}"')
@@ -143,9 +153,10 @@ def online_reader(path: Path) -> tuple[Reader, dict[str, str], dict[str, Any]]:
     return reader, json.loads(meta.get("columns", "{}")), json.loads(meta.get("example", "{}"))
 
 
-def prediction_reader(path: Path, version: str) -> Reader:
-    """Point lookups of `version`'s batch predictions: (score, created_at)."""
-    return Reader(path, f'SELECT score, created_at FROM "{predictions_table(version)}" WHERE entity = ?')
+def prediction_reader(path: Path, version: str, columns: Sequence[str]) -> Reader:
+    """Point lookups of `version`'s batch predictions: (*columns, created_at)."""
+    numbers = ", ".join(f'"{c}"' for c in columns)
+    return Reader(path, f'SELECT {numbers}, created_at FROM "{predictions_table(version)}" WHERE entity = ?')
 
 
 def has_predictions(path: Path, version: str) -> bool:

@@ -12,6 +12,9 @@ from omegaconf import OmegaConf
 from mlsys.config.schema import FeatureConfig, FeaturesConfig, ModelConfig, TrainingConfig
 from mlsys.features import fit_pipeline
 from mlsys.model import load_model, save_model_dir, train
+from mlsys.tasks import Task
+
+BINARY = Task()
 
 MODEL = OmegaConf.merge(
     OmegaConf.structured(ModelConfig),
@@ -53,7 +56,7 @@ def setup():
 
 def test_training_loss_decreases_over_rounds(setup):
     pipeline, (x, y, xv, yv), _ = setup
-    history = train(x, y, xv, yv, pipeline, MODEL, TRAINING).history["train/binary_logloss"]
+    history = train(x, y, xv, yv, pipeline, MODEL, TRAINING, BINARY).history["train/binary_logloss"]
     assert len(history) == MODEL.num_boost_round
     assert all(b <= a + 1e-12 for a, b in itertools.pairwise(history))  # monotone on train
     assert history[-1] < 0.8 * history[0]
@@ -61,7 +64,7 @@ def test_training_loss_decreases_over_rounds(setup):
 
 def test_save_load_round_trip_gives_identical_predictions(setup, tmp_path):
     pipeline, (x, y, xv, yv), va = setup
-    result = train(x, y, xv, yv, pipeline, MODEL, TRAINING)
+    result = train(x, y, xv, yv, pipeline, MODEL, TRAINING, BINARY)
     save_model_dir(tmp_path, result.booster, result.best_iteration, pipeline, {})
     loaded = load_model(tmp_path)
     assert np.array_equal(loaded.predict_frame(va), result.booster.predict(xv, num_iteration=result.best_iteration))
@@ -70,7 +73,7 @@ def test_save_load_round_trip_gives_identical_predictions(setup, tmp_path):
 
 def test_warm_start_continues_from_the_saved_model(setup, tmp_path):
     pipeline, (x, y, xv, yv), _va = setup
-    first = train(x, y, xv, yv, pipeline, MODEL, TRAINING)
+    first = train(x, y, xv, yv, pipeline, MODEL, TRAINING, BINARY)
     save_model_dir(tmp_path, first.booster, first.best_iteration, pipeline, {})
     saved = load_model(tmp_path)
     more = _data(2000, 3)
@@ -82,6 +85,7 @@ def test_warm_start_continues_from_the_saved_model(setup, tmp_path):
         pipeline,
         MODEL,
         TRAINING,
+        BINARY,
         init_model=saved.booster,
     )
     trees_first = saved.booster.dump_model()["tree_info"]
@@ -92,10 +96,10 @@ def test_warm_start_continues_from_the_saved_model(setup, tmp_path):
 
 def test_two_trainings_give_identical_predictions_example_by_example(setup):
     pipeline, (x, y, xv, yv), _ = setup
-    a = train(x, y, xv, yv, pipeline, MODEL, TRAINING).booster.predict(xv)
-    b = train(x, y, xv, yv, pipeline, MODEL, TRAINING).booster.predict(xv)
+    a = train(x, y, xv, yv, pipeline, MODEL, TRAINING, BINARY).booster.predict(xv)
+    b = train(x, y, xv, yv, pipeline, MODEL, TRAINING, BINARY).booster.predict(xv)
     assert np.array_equal(a, b)
     other = OmegaConf.merge(TRAINING, {"seed": 3})
     params = OmegaConf.merge(MODEL, {"params": {"feature_fraction": 0.5}})
-    c = train(x, y, xv, yv, pipeline, params, other).booster.predict(xv)
+    c = train(x, y, xv, yv, pipeline, params, other, BINARY).booster.predict(xv)
     assert not np.array_equal(a, c)  # the comparison can fail

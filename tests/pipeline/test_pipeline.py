@@ -214,7 +214,7 @@ def test_repro_released_the_blessed_candidate(sample_project):
     model = load_model(p / "models/bundle")
     sample = pd.read_parquet(p / "data/dataset/labelled.parquet").head(20).drop(columns=["label"])
     serve = infra_config(load_sections(read_params(p), tuple(SECTIONS), "params.yaml"))
-    wrong = infra_gate(p / "models/bundle", sample, model.predict_frame(sample) + 1e-6, serve, timeout=120)
+    wrong = infra_gate(p / "models/bundle", sample, model.task, model.predict_frame(sample) + 1e-6, serve, timeout=120)
     assert wrong["passed"] is False and "max |served - batch| = 1.00e-06" in wrong["reason"]
     assert "20/20 requests answered by a sandboxed `mlsys serve`" in wrong["reason"]
     assert {"model.txt", "feature_state.json", "card.json", "blessing.json", "params.yaml", "checksums.json"} <= {

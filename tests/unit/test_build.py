@@ -174,7 +174,7 @@ def test_build_reconciles_and_labels(parsed_tables, built):
     assert r["rows_excluded_no_label"] == int(parsed_tables["flights"]["arr_delay"].isna().sum())
     labelled = result.labelled
     assert (labelled["label"] == (labelled["arr_delay"] > 15).astype(int)).all()
-    assert 0.2 < r["positive_rate"] < 0.3
+    assert 0.2 < r["label"]["positive_rate"] < 0.3
 
 
 def test_label_maturity_keeps_young_rows_out_of_training():

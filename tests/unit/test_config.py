@@ -107,7 +107,11 @@ BAD_CONFIG = [
     # values LightGBM itself refuses, named by their key
     ("model.params.learning_rate=-1", r"model\.params\.learning_rate: LightGBM refuses -1: .*learning_rate"),
     ("model.params.num_leaves=1", r"model\.params\.num_leaves: LightGBM refuses 1"),
-    ("model.params.objective=bogus", r"model\.params\.objective: LightGBM refuses 'bogus'"),
+    ("model.params.objective=bogus", r"model\.params\.objective: 'bogus' is not a known objective"),
+    ("model.params.objective=regression", r"model\.params\.objective: 'regression' is a regression objective, but"),
+    ("data.label.classes=[a,b]", r"data\.label\.classes: only a multiclass label has one"),
+    ("data.label.threshold=null", r"data\.label\.op and data\.label\.threshold: give both"),
+    ("data.label.task=multiclass", r"data\.label\.op: only a binary label has one"),
     # loss bounds and the registry's model name
     ("contract.tables.flights.max_quarantine_fraction=2", r"contract\.tables\.flights\.max_quarantine_fraction"),
     ("data.sources.weather.volume.min_ratio=1.5", r"data\.sources\.weather\.volume: min_ratio 1\.5"),
@@ -147,14 +151,14 @@ def test_declared_after_outcome_availability_is_a_config_error():
 
 
 def test_stage_receives_and_hashes_exactly_its_keys(monkeypatch):
-    """Through the CLI's own path: train sees model, the training keys it reads and paths; a
-    data edit or another training key does not change its hash, a model edit does."""
+    """Through the CLI's own path: train sees model, the label (its task), the training keys it
+    reads and paths; another data edit or training key does not change its hash, a model edit does."""
     from mlsys.config import provenance
     from mlsys.stages import STAGES
 
     monkeypatch.chdir(REPO)
     train, _ = config.stage_config(STAGES["train"].params)
-    assert set(train) == {"model", "training", "paths"}
+    assert set(train) == {"model", "data", "training", "paths"} and set(train.data) == {"label"}
     validate, _ = config.stage_config(STAGES["validate"].params)
     assert set(validate) == {"data", "contract", "paths"}
     assert set(validate.data) == {"sources", "primary", "event_time"} and set(validate.contract) == {"tables"}
@@ -188,5 +192,5 @@ def test_unknown_release_metric_is_a_config_error():
     raw = config.read_params(REPO)
     full = config.load_sections(raw, tuple(config.SECTIONS), "t")
     bad = OmegaConf.merge(full, {"release": {"change": {"acu": {"max_worsening": 0.1}}}})
-    with pytest.raises(ConfigError, match=r"release\.change\.acu: 'acu' is not one of the gated metrics"):
+    with pytest.raises(ConfigError, match=r"release\.change\.acu: 'acu' is not a metric of the binary task"):
         config.check(bad, lightgbm=False)

@@ -7,6 +7,9 @@ from omegaconf import OmegaConf
 
 from mlsys.config.schema import ReleaseConfig
 from mlsys.release import gates as g
+from mlsys.tasks import Task
+
+BINARY = Task()
 
 RELEASE = OmegaConf.merge(
     OmegaConf.structured(ReleaseConfig),
@@ -46,30 +49,32 @@ def test_small_slices_are_reported_not_gated():
 
 
 def test_change_gates_skipped_without_live_model_and_directional_with_one():
-    skipped = g.change_gates(METRICS, None, None, RELEASE)
+    skipped = g.change_gates(BINARY, METRICS, None, None, RELEASE)
     assert all(x["passed"] is None and "no model is released" in x["reason"] for x in skipped)
     live = {"auc": 0.735, "logloss": 0.455}
-    assert _passed(g.change_gates(METRICS, live, "v1", RELEASE)) == {"auc": True, "logloss": True}
+    assert _passed(g.change_gates(BINARY, METRICS, live, "v1", RELEASE)) == {"auc": True, "logloss": True}
     worse = {"auc": 0.72, "logloss": 0.47}  # auc -0.015 (> 0.01); logloss +2.2% (> 2%)
-    assert _passed(g.change_gates(worse, live, "v1", RELEASE)) == {"auc": False, "logloss": False}
+    assert _passed(g.change_gates(BINARY, worse, live, "v1", RELEASE)) == {"auc": False, "logloss": False}
     better = {"auc": 0.9, "logloss": 0.2}
-    assert _passed(g.change_gates(better, live, "v1", RELEASE)) == {"auc": True, "logloss": True}
-    broken = g.change_gates(METRICS, {"error": "the live model v1 cannot score this test window"}, "v1", RELEASE)
+    assert _passed(g.change_gates(BINARY, better, live, "v1", RELEASE)) == {"auc": True, "logloss": True}
+    broken = g.change_gates(
+        BINARY, METRICS, {"error": "the live model v1 cannot score this test window"}, "v1", RELEASE
+    )
     assert _passed(broken) == {"auc": False, "logloss": False}
 
 
 def test_baseline_and_stability_gates():
-    assert g.baseline_gate(METRICS, RELEASE)["passed"] is True
-    assert g.baseline_gate({**METRICS, "auc": 0.67}, RELEASE)["passed"] is False
-    ok = _passed(g.stability_gates(np.linspace(0.1, 0.9, 100), RELEASE))
+    assert g.baseline_gate(BINARY, METRICS, RELEASE)["passed"] is True
+    assert g.baseline_gate(BINARY, {**METRICS, "auc": 0.67}, RELEASE)["passed"] is False
+    ok = _passed(g.stability_gates(BINARY, np.linspace(0.1, 0.9, 100), RELEASE))
     assert all(ok.values())
-    assert _passed(g.stability_gates(np.full(100, 0.3), RELEASE))["prediction_std"] is False
+    assert _passed(g.stability_gates(BINARY, np.full(100, 0.3), RELEASE))["prediction_std"] is False
     with_nan = np.r_[np.linspace(0.1, 0.9, 99), np.nan]
-    assert _passed(g.stability_gates(with_nan, RELEASE))["non_finite_predictions"] is False
+    assert _passed(g.stability_gates(BINARY, with_nan, RELEASE))["non_finite_predictions"] is False
 
 
 def test_blessing_lists_every_failure():
-    gates = [*g.absolute_gates({"auc": 0.5, "logloss": 0.4}, RELEASE), g.baseline_gate(METRICS, RELEASE)]
+    gates = [*g.absolute_gates({"auc": 0.5, "logloss": 0.4}, RELEASE), g.baseline_gate(BINARY, METRICS, RELEASE)]
     record = g.blessing(gates, "cand", "live1")
     assert record["blessed"] is False and len(record["failed"]) == 1
     assert "REJECTED" in g.summary(record) and "absolute:auc" in g.summary(record)
@@ -83,10 +88,10 @@ def test_infra_gate_fails_on_timeout_or_crash(tmp_path, built):  # wrong scores:
 
     serve = infra_config(load_sections(read_params(REPO), tuple(SECTIONS), "params.yaml"))
     requests = built.labelled.head(2).drop(columns=["label"])
-    crashed = infra_gate(tmp_path / "no-bundle", requests, np.array([0.1, 0.2]), serve, timeout=60)
+    crashed = infra_gate(tmp_path / "no-bundle", requests, BINARY, np.array([0.1, 0.2]), serve, timeout=60)
     assert crashed["passed"] is False and "failed (exit" in crashed["reason"]
     assert "no-bundle" in crashed["reason"]  # it died on the missing bundle, not on the config
-    slow = infra_gate(tmp_path / "no-bundle", requests, np.array([0.1, 0.2]), serve, timeout=0.001)
+    slow = infra_gate(tmp_path / "no-bundle", requests, BINARY, np.array([0.1, 0.2]), serve, timeout=0.001)
     assert slow["passed"] is False and "within 0.001s" in slow["reason"]
 
 

@@ -1,0 +1,33 @@
+"""The YAML-only example project (examples/orders) as a fresh project, one task at a time."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+from pathlib import Path
+
+import pandas as pd
+
+from tests.conftest import REPO, init_project
+
+EXAMPLE = REPO / "examples/orders"
+
+
+def generate(dest: Path) -> pd.DataFrame:
+    """examples/orders/generate.py's data, written under dest/upstream."""
+    spec = importlib.util.spec_from_file_location("orders_generate", EXAMPLE / "generate.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.write(dest)
+
+
+def orders_project(dest: Path, task: str, model: str = "orders") -> Path:
+    """A project whose conf/ is this repo's plus the example's, selecting the example's
+    groups, the `orders_<task>` data and release files (refund, delivery, satisfaction) and
+    `model` (orders, or orders_calibrated)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(EXAMPLE / "conf", dest / "conf", dirs_exist_ok=True)
+    generate(dest)
+    groups = {g: "orders" for g in ("contract", "features", "evaluation", "training", "backtest", "inference")}
+    chosen = {"data": f"orders_{task}", "release": f"orders_{task}", "split": "orders2024", "model": model}
+    return init_project(dest, {**groups, **chosen})
