@@ -68,6 +68,11 @@ def test_released_with_the_task_gates_and_the_backtest_ran(project):
     backtest = json.loads((p / "metrics/backtest.json").read_text())
     first = "rmse" if name == "delivery" else "logloss"
     assert backtest["periods"] == 2 and f"{first}_dynamic_mean" in backtest
+    retrain = json.loads((p / "models/backtest/2024-08/scores.json").read_text())["retrain"]  # judged like a release
+    if name == "delivery":
+        assert retrain["adopted"] and backtest["retrains_adopted"] == 1
+    else:  # the retrain's "mid" class misses its one-vs-rest AUC floor: the previous model stays
+        assert not retrain["adopted"] and any(r.startswith("slice:class=mid:auc") for r in retrain["reasons"])
 
 
 def test_dvc_plots_and_metrics_render_the_task(project):
@@ -106,8 +111,12 @@ def test_server_answers_per_task_as_the_batch_store_does(project):
         server = Server(p, f"inference.mode={mode}")
         try:
             answers = httpx.post(f"{server.url}/predict", json=bodies, timeout=30).json()["predictions"]
+            exposed = httpx.get(f"{server.url}/metrics").text
         finally:
             server.stop()
+        edges = [float(ln.split('le="')[1].split('"')[0]) for ln in exposed.splitlines()
+                 if ln.startswith("mlsys_prediction_score_bucket") and 'le="+Inf"' not in ln]  # fmt: skip
+        assert max(edges) > 10 if name == "delivery" else max(edges) == 1.0  # hours vs probabilities
         got = np.array([model.task.numbers(a) for a in answers])
         assert np.abs(got - expected).max() <= 1e-9, mode
         first = answers[0]
