@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -47,6 +48,12 @@ def run(cfg: DictConfig, root: Path) -> None:
         "retrains_kept_previous": sum(not r["retrain"]["adopted"] for r in results),
         "dynamic_training": cfg.training.window + (" + warm start" if cfg.training.warm_start else ""),
     }
+    if not summary["retrains_adopted"]:  # a gain of +0.0000 that says why, not a silent one
+        refusals = sorted({reason for r in results for reason in r["retrain"]["reasons"]})
+        summary["warning"] = (
+            "no retrain was adopted: the dynamic model is the static one in every period; "
+            f"refused for: {'; '.join(refusals)}"
+        )
     out = root / cfg.paths.backtest_report
     write_csv(table, root / cfg.paths.backtest_table)
     write_json(root / cfg.paths.backtest_metrics, summary)
@@ -63,3 +70,5 @@ def run(cfg: DictConfig, root: Path) -> None:
         f"{summary['periods_dynamic_better']}/"
         f"{len(results)} periods) for {summary['retrain_seconds_total']:.1f}s of retraining; {out}/index.html"
     )
+    if "warning" in summary:
+        print(f"backtest: WARNING {summary['warning']}", file=sys.stderr)

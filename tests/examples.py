@@ -21,13 +21,13 @@ def generate(dest: Path) -> pd.DataFrame:
     return module.write(dest)
 
 
-def orders_project(dest: Path, task: str, model: str = "orders") -> Path:
+def orders_project(dest: Path, task: str, model: str = "orders", release: str | None = None) -> Path:
     """A project whose conf/ is this repo's plus the example's, selecting the example's
-    groups, the `orders_<task>` data and release files (refund, delivery, satisfaction) and
-    `model` (orders, or orders_calibrated)."""
+    groups, the `orders_<task>` data and release files (refund, delivery, satisfaction;
+    `release` when another) and `model` (orders, or orders_calibrated)."""
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copytree(EXAMPLE / "conf", dest / "conf", dirs_exist_ok=True)
     generate(dest)
     groups = {g: "orders" for g in ("contract", "features", "evaluation", "training", "backtest", "inference")}
-    chosen = {"data": f"orders_{task}", "release": f"orders_{task}", "split": "orders2024", "model": model}
+    chosen = {"data": f"orders_{task}", "release": release or f"orders_{task}", "split": "orders2024", "model": model}
     return init_project(dest, {**groups, **chosen})

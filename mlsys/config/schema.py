@@ -23,6 +23,7 @@ class SourceKind(StrEnum):
     package = "package"
     csv = "csv"
     parquet = "parquet"
+    sql = "sql"
 
 
 class SourceAvailability(StrEnum):
@@ -157,7 +158,9 @@ class KnownAfter:
 
 @dataclass
 class SourceConfig:
-    """One upstream table: a file, or a file shipped inside an installed package.
+    """One upstream table: a file, a file shipped inside an installed package, or a SQL
+    query (`kind: sql`: a SQLAlchemy `url` and a `query`; a relative SQLite path is the
+    project's).
 
     `available` says when its values are known: `at_prediction` (the primary table: one
     row per event, known at prediction time except the `after_outcome` columns),
@@ -166,8 +169,10 @@ class SourceConfig:
     """
 
     kind: SourceKind = MISSING
-    path: str = MISSING  # file path, or a resource path inside `package`
+    path: str | None = None  # file path, or a resource path inside `package` (files only)
     package: str | None = None
+    url: str | None = None  # sql: a SQLAlchemy URL, e.g. sqlite:///upstream/shop.sqlite
+    query: str | None = None  # sql: the query whose rows are the table
     available: SourceAvailability = MISSING
     time_columns: dict[str, TimeColumn] = field(default_factory=dict)
     # Columns whose value is known only after the outcome (leakage if used as input), and when.

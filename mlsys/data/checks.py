@@ -63,6 +63,12 @@ def check_data(data: DictConfig) -> None:
     for name, src in data.sources.items():
         if src.kind == "package" and not src.package:
             raise ConfigError(f"data.sources.{name}.package: required when kind is 'package'")
+        sql = src.kind == "sql"
+        for key, needed in (("path", not sql), ("url", sql), ("query", sql)):
+            if needed and not src[key]:
+                raise ConfigError(f"data.sources.{name}.{key}: required when kind is {src.kind!r}")
+            if not needed and src[key]:
+                raise ConfigError(f"data.sources.{name}.{key}: only a {'file' if sql else 'sql'} source has one")
         if (src.available == "at_prediction") != (name == data.primary):
             raise ConfigError(
                 f"data.sources.{name}.available: only the primary source "

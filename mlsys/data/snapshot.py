@@ -37,7 +37,12 @@ def _same_stat(path: Path, recorded: dict[str, Any] | None) -> bool:
 
 def fingerprint(name: str, src: Any, root: Path, previous: dict[str, Any] | None = None) -> dict[str, Any]:
     """What identifies this upstream version: content hash, size, modification time (+ the
-    package version); the hash is reused from `previous` when size and time are unchanged."""
+    package version); the hash is reused from `previous` when size and time are unchanged.
+    A SQL source has no file to stat: its query runs and its rows are hashed."""
+    if src.kind == "sql":
+        from mlsys.data.sources import sql_fingerprint
+
+        return sql_fingerprint(name, src, root)
     path = require(source_path(name, src, root), f"data.sources.{name}.path")
     st = path.stat()
     if src.kind == "package":

@@ -7,6 +7,7 @@ import csv
 import io
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -28,6 +29,8 @@ def read_source(name: str, src: DictConfig, root: Path) -> tuple[pd.DataFrame, l
     ContractError naming the source and the file."""
     import pyarrow as pa
 
+    if src.kind == "sql":
+        return read_sql(name, src, root), []
     path = require(source_path(name, src, root), f"data.sources.{name}.path")
     suffixes = "".join(path.suffixes).lower()
     if ".parquet" in suffixes or src.kind == "parquet":
@@ -46,6 +49,54 @@ def read_source(name: str, src: DictConfig, root: Path) -> tuple[pd.DataFrame, l
         raise ContractError(f"data.sources.{name}: {path} is not a readable {fmt} file: {exc}") from exc
     cut = len(frame) > 0 and suffixes.endswith(".csv") and _cut_last_line(path)
     return frame, [len(frame) - 1] if cut else []
+
+
+_SQL_READS: dict[tuple[str, str, str], pd.DataFrame] = {}  # one query per snapshot: fingerprinted, then taken
+
+
+def _engine_url(src: DictConfig, root: Path) -> Any:
+    """The source's URL, a relative SQLite file resolved against the project root."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(src.url)
+    if url.drivername.startswith("sqlite") and url.database and not Path(url.database).is_absolute():
+        url = url.set(database=str(root / url.database))
+    return url
+
+
+def read_sql(name: str, src: DictConfig, root: Path) -> pd.DataFrame:
+    """The rows of `src.query` (SQLAlchemy; read once per snapshot, see `sql_fingerprint`).
+    An unreachable database or a failing query is a ContractError naming the source and the
+    URL (its password hidden)."""
+    import sqlalchemy as sa
+
+    key = (name, src.url, src.query)
+    if key in _SQL_READS:
+        return _SQL_READS.pop(key)
+    url = _engine_url(src, root)
+    try:
+        engine = sa.create_engine(url)
+        try:
+            with engine.connect() as con:
+                return pd.read_sql_query(sa.text(src.query), con)
+        finally:
+            engine.dispose()
+    except (sa.exc.SQLAlchemyError, pd.errors.DatabaseError, ImportError) as exc:
+        shown = url.render_as_string(hide_password=True)
+        raise ContractError(f"data.sources.{name}: the query on {shown} failed: {exc}") from exc
+
+
+def sql_fingerprint(name: str, src: DictConfig, root: Path) -> dict[str, Any]:
+    """A SQL source's version: the sha256 of its rows (values, columns and types), with the
+    row count and where they came from; the frame is kept for the snapshot to take."""
+    import hashlib
+
+    frame = read_sql(name, src, root)
+    _SQL_READS[(name, src.url, src.query)] = frame
+    digest = hashlib.sha256(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    digest.update(repr([(c, str(t)) for c, t in frame.dtypes.items()]).encode())
+    origin = f"{_engine_url(src, root).render_as_string(hide_password=True)} :: {src.query}"
+    return {"sha256": digest.hexdigest(), "bytes": len(frame), "rows": len(frame), "origin": origin}
 
 
 def _cut_last_line(path: Path) -> bool:

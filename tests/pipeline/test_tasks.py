@@ -73,6 +73,7 @@ def test_released_with_the_task_gates_and_the_backtest_ran(project):
         assert retrain["adopted"] and backtest["retrains_adopted"] == 1
     else:  # the retrain's "mid" class misses its one-vs-rest AUC floor: the previous model stays
         assert not retrain["adopted"] and any(r.startswith("slice:class=mid:auc") for r in retrain["reasons"])
+        assert backtest["warning"].startswith("no retrain was adopted") and "slice:class=mid:auc" in backtest["warning"]
 
 
 def test_dvc_plots_and_metrics_render_the_task(project):

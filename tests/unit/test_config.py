@@ -107,9 +107,11 @@ BAD_CONFIG = [
     # values LightGBM itself refuses, named by their key
     ("model.params.learning_rate=-1", r"model\.params\.learning_rate: LightGBM refuses -1: .*learning_rate"),
     ("model.params.num_leaves=1", r"model\.params\.num_leaves: LightGBM refuses 1"),
-    ("model.params.objective=bogus", r"model\.params\.objective: 'bogus' is not a known objective"),
-    ("model.params.objective=regression", r"model\.params\.objective: 'regression' is a regression objective, but"),
+    ("+model.params.objective=bogus", r"model\.params\.objective: 'bogus' is not a known objective"),
+    ("+model.params.objective=regression", r"model\.params\.objective: 'regression' is a regression objective, but"),
     ("data.label.classes=[a,b]", r"data\.label\.classes: only a multiclass label has one"),
+    ("data.sources.weather.kind=sql", r"data\.sources\.weather\.path: only a file source has one"),
+    ("data.sources.weather.url=sqlite:///w.db", r"data\.sources\.weather\.url: only a sql source has one"),
     ("data.label.threshold=null", r"data\.label\.op and data\.label\.threshold: give both"),
     ("data.label.task=multiclass", r"data\.label\.op: only a binary label has one"),
     # loss bounds and the registry's model name
