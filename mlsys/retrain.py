@@ -40,10 +40,9 @@ class Trained:
     how: str
     calibration: dict[str, Any] | None = None
 
-    def predict(self, task: Task, frame: pd.DataFrame) -> np.ndarray:
-        """The retrained model's answers on `frame`, as its saved folder gives them (calibrated)."""
-        raw = self.booster.predict(self.pipeline.transform_frame(frame), num_iteration=self.best_iteration)
-        return calib.apply(self.calibration, task.output(raw))
+    def model(self, task: Task) -> Model:
+        """The retrained model as its saved folder loads (its answers calibrated, if it is)."""
+        return Model(self.booster, self.pipeline, "retrain", {}, task, self.calibration)
 
 
 def fit(
@@ -74,8 +73,10 @@ def fit(
     )
     added = result.best_iteration - (init.booster.current_iteration() if init else 0)
     how = "from scratch" if init is None else f"warm start (+{added} rounds)"
-    raw = result.booster.predict(pipeline.transform_frame(valid_rows), num_iteration=result.best_iteration)
-    calibration = calib.fit(model.calibration, task, valid_rows[LABEL].to_numpy("float64"), task.output(raw))
+    calibration = calib.fit_booster(
+        model.calibration, task, result.booster, pipeline.transform_frame(valid_rows),
+        valid_rows[LABEL].to_numpy("float64"), result.best_iteration,
+    )  # fmt: skip
     seconds = time.perf_counter() - start
     return Trained(pipeline, result.booster, result.best_iteration, seconds, len(train_rows), how, calibration)
 
@@ -121,7 +122,7 @@ def retrain(frame: pd.DataFrame, end: str, first: str, cfg: DictConfig, live: Mo
         trainable = trainable[trainable[EVENT_TIME] >= pd.Timestamp(live.meta["data_end"])]
     trained = fit(trainable, parts["valid"], cfg.features, cfg.model, cfg.training, task, init=live if warm else None)
     test, skip = parts["test"], list(cfg.backtest.skip_gates)
-    candidate = trained.predict(task, test)
+    candidate = trained.model(task).predict_frame(test)
     result = evaluate(task, candidate, parts["train"], test, cfg.evaluation, LABEL)
     gates = judge(
         task,

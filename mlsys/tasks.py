@@ -187,10 +187,13 @@ class Task:
     transform: str = "none"  # regression: trained on transform(y), answers inverse(prediction)
     objective: str = "binary"
     metrics: dict[str, Metric] = field(default_factory=dict, compare=False, repr=False)
+    _columns: tuple[str, ...] = field(default=(), init=False, compare=False, repr=False)  # see `columns`
 
     def __post_init__(self) -> None:
         available = {n: m for n, m in REGISTRY[self.kind].items() if not m.objectives or self.objective in m.objectives}
         object.__setattr__(self, "metrics", available)
+        columns = [f"p{k}" for k in range(len(self.classes))] if self.kind == "multiclass" else []
+        object.__setattr__(self, "_columns", tuple(columns or ["score" if self.kind == "binary" else "prediction"]))
 
     # --- declaration ------------------------------------------------------------------
     @classmethod
@@ -442,9 +445,7 @@ class Task:
     @property
     def columns(self) -> list[str]:
         """The numbers stored per entity (the lookup store's columns): one per class, else one."""
-        if self.kind == "multiclass":
-            return [f"p{k}" for k in range(len(self.classes))]
-        return ["score" if self.kind == "binary" else "prediction"]
+        return list(self._columns)
 
     def matrix(self, p: np.ndarray) -> np.ndarray:
         return p.reshape(len(p), -1)
@@ -466,7 +467,7 @@ class Task:
         if self.kind == "multiclass":
             probs = answer.get("probabilities") or {}
             return [float(probs.get(c, float("nan"))) for c in self.classes]
-        return [float(answer.get(self.columns[0], float("nan")))]
+        return [float(answer.get(self._columns[0], float("nan")))]
 
     def headline(self, answer: Mapping[str, Any]) -> float:
         """The one number /metrics histograms: the score, the prediction, the top probability."""

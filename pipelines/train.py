@@ -71,8 +71,7 @@ def run(cfg: DictConfig, root: Path) -> None:
     first = next(k.split("/", 1)[1] for k in result.history if k.startswith("valid/"))
     curve = {role: result.history[f"{role}/{first}"] for role in ("train", "valid")}
     write_csv(pd.DataFrame({"round": range(1, len(curve["train"]) + 1), **curve}), root / cfg.paths.training_curve)
-    raw_valid = task.output(result.booster.predict(xv, num_iteration=result.best_iteration))
-    calibration = calib.fit(cfg.model.calibration, task, yv, raw_valid)
+    calibration = calib.fit_booster(cfg.model.calibration, task, result.booster, xv, yv, result.best_iteration)
     save_model_dir(
         root / cfg.paths.model,
         result.booster,

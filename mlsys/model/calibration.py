@@ -64,6 +64,16 @@ def fit(method: str, task: Task, y: np.ndarray, p: np.ndarray) -> dict[str, Any]
     return {"method": method, "columns": columns}
 
 
+def fit_booster(
+    method: str, task: Task, booster: Any, x_valid: np.ndarray, y_valid: np.ndarray, best_iteration: int
+) -> dict[str, Any] | None:
+    """`fit` on a just-trained booster's validation predictions (the one place both the train
+    stage and a backtest retrain calibrate); nothing is predicted when `method` is none."""
+    if method == "none":
+        return None
+    return fit(method, task, y_valid, task.output(booster.predict(x_valid, num_iteration=best_iteration)))
+
+
 def apply(state: dict[str, Any] | None, p: np.ndarray) -> np.ndarray:
     if state is None:
         return p
