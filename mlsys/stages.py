@@ -45,17 +45,18 @@ REQUEST = (
     "data.asof_joins",
     "data.lookup_joins",
     "data.aggregates",
+    "data.derived",
     "contract.tables",
     "contract.dataset",
 )
 
 STAGES: dict[str, Stage] = {
     "snapshot": Stage(
-        ("data.sources", "data.on_upstream_change", "paths"),
+        ("data.sources", "data.on_upstream_change", "contract.tables", "paths"),
         "copy upstream sources into a versioned raw snapshot (all or nothing)",
     ),
     "validate": Stage(
-        ("data.sources", "data.primary", "data.event_time", "contract.tables", "paths"),
+        ("data.sources", "data.primary", "data.event_time", "data.derived", "contract.tables", "paths"),
         "check each raw table against its contract",
     ),
     "build": Stage(("data", "contract.dataset", "paths"), "join sources as of the prediction time; label; aggregates"),

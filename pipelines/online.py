@@ -9,6 +9,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from mlsys.config import provenance
+from mlsys.contracts import mask, pii_columns
 from mlsys.io import read_parquet, write_json
 from mlsys.serving.batch import serving_rows
 from mlsys.serving.request import lookup_columns, request_body, request_columns
@@ -21,7 +22,8 @@ def run(cfg: DictConfig, root: Path) -> None:
     unlabelled = read_parquet(root / cfg.paths.unlabelled, "built dataset: run build")
     rows = serving_rows(labelled, unlabelled, cfg.inference.window, cfg.split.tz)
     columns = lookup_columns(list(rows.columns), cfg)
-    example = request_body(rows.iloc[0], request_columns(cfg)) if len(rows) else {}
+    # The example is shown by /model: personal fields as the marker, never a real value.
+    example = mask(request_body(rows.iloc[0], request_columns(cfg)), pii_columns(cfg)) if len(rows) else {}
     path = write_online(root / cfg.paths.online, rows, list(cfg.data.key), columns, example)
     write_json(
         root / cfg.paths.online_report,

@@ -25,7 +25,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from mlsys.config import provenance
-from mlsys.data.snapshot import MANIFEST, fingerprint, raw_files_match, same_version
+from mlsys.data.snapshot import MANIFEST, fingerprint, raw_files_match, same_version, text_columns
 from mlsys.errors import ContractError, MlsysError, UpstreamChangedError
 from mlsys.io import file_sha256, fsync_dir, read_json, write_json, write_parquet
 
@@ -57,7 +57,8 @@ def run(cfg: DictConfig, root: Path) -> None:
         print(f"snapshot: {exc}; taking a new snapshot")
         previous = None
     before = {n: s["fingerprint"] for n, s in previous["sources"].items()} if previous else {}
-    prints = {name: fingerprint(name, src, root, before.get(name)) for name, src in cfg.data.sources.items()}
+    text = {name: text_columns(cfg.contract.tables[name]) for name in cfg.data.sources}
+    prints = {n: fingerprint(n, src, root, before.get(n), text[n]) for n, src in cfg.data.sources.items()}
     if previous is not None:
         unchanged = set(before) == set(prints) and all(same_version(before[n], prints[n]) for n in prints)
         broken = raw_files_match(raw, previous, quick=True) if unchanged else ["(sources changed)"]
@@ -68,11 +69,15 @@ def run(cfg: DictConfig, root: Path) -> None:
             # rerun everything downstream. Which config took it is the report's.
             _report(cfg, root, previous)
             return
-        changed = sorted(n for n in prints if not same_version(before.get(n, {}), prints[n]))
+        moved = [n for n in sorted(prints) if not same_version(before.get(n, {}), prints[n])]
+        reread = [n for n in moved if before.get(n, {}).get("sha256") == prints[n]["sha256"]]
+        changed = [n for n in moved if n not in reread]
+        for n in reread:  # the same upstream bytes, read with other text columns (its contract changed)
+            print(f"snapshot: {n!r} is read with text columns {prints[n]['text']} now: taking it again")
         for n in changed:
-            old = before.get(n, {}).get("sha256", "<new source>")
-            print(f"snapshot: upstream {n!r} changed: sha256 {str(old)[:12]} -> {prints[n]['sha256'][:12]}")
-        if not changed:
+            sha = str(before.get(n, {}).get("sha256", "<new source>"))[:12]
+            print(f"snapshot: upstream {n!r} changed: sha256 {sha} -> {prints[n]['sha256'][:12]}")
+        if not moved:
             print(f"snapshot: raw files differ from {manifest_path} ({', '.join(broken)}): taking the snapshot again")
         if changed and cfg.data.on_upstream_change == "fail":
             raise UpstreamChangedError(
@@ -88,7 +93,7 @@ def _take(cfg: DictConfig, root: Path, prints: dict, previous: dict | None) -> N
     from mlsys.data.sources import TRUNCATED_LINE, read_source
 
     raw = root / cfg.paths.raw
-    reads = {name: read_source(name, src, root) for name, src in cfg.data.sources.items()}
+    reads = {name: read_source(name, src, root, prints[name].get("text")) for name, src in cfg.data.sources.items()}
     frames = {name: frame for name, (frame, _) in reads.items()}
     problems = _volume_problems(cfg, frames, previous)
     if problems:

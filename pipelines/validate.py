@@ -11,6 +11,7 @@ from rich.progress import track
 from mlsys.config import provenance
 from mlsys.contracts import summary, validate_table
 from mlsys.data.build import invalid_event_times
+from mlsys.data.derive import Deriver
 from mlsys.data.snapshot import MANIFEST, raw_files_match
 from mlsys.data.sources import TRUNCATED_LINE, failure_cases, parse_times
 from mlsys.errors import ContractError, IntegrityError
@@ -27,7 +28,7 @@ def _row_failures(
     if name == cfg.data.primary:
         bad = invalid_event_times(parsed, cfg.data.event_time)
         if bad.any():
-            cols = list(cfg.data.event_time.parts.values())
+            cols = [c for c in cfg.data.event_time.parts.values() if not isinstance(c, int)]
             values = parsed.loc[bad, cols].astype(str).agg(" ".join, axis=1)
             cases.append(failure_cases(f"({', '.join(cols)})", "forms_a_local_time", values))
     found = [c for c in cases if len(c)]
@@ -49,6 +50,8 @@ def run(cfg: DictConfig, root: Path) -> None:
         entry = manifest["sources"][name]
         raw = read_parquet(raw_dir / entry["file"]["name"], "raw snapshot: run the snapshot stage")
         parsed, times, local_times = parse_times(raw, cfg.data.sources[name])
+        if name == cfg.data.primary:
+            parsed = Deriver(cfg.data.derived).frame(parsed)  # before the contract: it may bound them
         extra = _row_failures(name, cfg, parsed, times, list(entry.get("truncated_rows", [])))
         result = validate_table(name, cfg.contract.tables[name], parsed, extra, raw=raw)
         write_parquet(root / cfg.paths.validated / f"{name}.parquet", result.passed)

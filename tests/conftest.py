@@ -87,7 +87,10 @@ def full_config():
 @pytest.fixture(scope="session")
 def loaded_tables(full_config):
     """The default sources exactly as the snapshot stage reads them (pandas 3 dtypes)."""
-    return {name: read_source(name, src, REPO)[0] for name, src in full_config.data.sources.items()}
+    from mlsys.data.snapshot import text_columns
+
+    tables = full_config.contract.tables
+    return {n: read_source(n, src, REPO, text_columns(tables[n]))[0] for n, src in full_config.data.sources.items()}
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ def check(cfg: DictConfig, lightgbm: bool = True) -> None:
     """Every domain's checks on a whole config (`lightgbm=False` skips importing LightGBM:
     the no-op path, `guard` and `snapshot`, stays fast)."""
     from mlsys.contracts import check_table
-    from mlsys.data.checks import check_data
+    from mlsys.data.checks import check_columns, check_data
     from mlsys.durations import check_duration
     from mlsys.features import check_features
     from mlsys.model import calibration
@@ -29,7 +29,8 @@ def check(cfg: DictConfig, lightgbm: bool = True) -> None:
         check_table(table, f"contract.tables.{name}")
     if cfg.contract.dataset is not None:
         check_table(cfg.contract.dataset, "contract.dataset")
-    check_features(cfg.features, cfg.data)
+    check_columns(cfg.data, cfg.contract)
+    check_features(cfg.features, cfg.data, cfg.contract)
     check_duration(cfg.training.holdout, "training.holdout")
     check_backtest(cfg.backtest)
     from mlsys.release.gates import GATES
@@ -43,6 +44,14 @@ def check(cfg: DictConfig, lightgbm: bool = True) -> None:
     check_release(cfg.release, task)
     if not 0 <= cfg.inference.request_log.sample_rate <= 1:
         raise ConfigError(f"inference.request_log.sample_rate: {cfg.inference.request_log.sample_rate} not in [0, 1]")
+    from mlsys.contracts import pii_columns
+
+    personal = sorted(set(cfg.evaluation.slices) & pii_columns(cfg))
+    if personal:
+        raise ConfigError(
+            f"evaluation.slices: {personal} are pii (contract): slice names would write their values into "
+            "metrics, reports and gates"
+        )
     if cfg.release.slices.min_rows < cfg.evaluation.min_slice_rows:
         raise ConfigError(
             f"release.slices.min_rows: {cfg.release.slices.min_rows} is below "
@@ -52,3 +61,14 @@ def check(cfg: DictConfig, lightgbm: bool = True) -> None:
         from mlsys.model.params import check_lightgbm_params
 
         check_lightgbm_params(task.lgb_params(cfg.model.params), "model.params")
+
+
+def unknown_names(names: list[str], known: set[str] | list[str]) -> str:
+    """`'a' (did you mean 'b'?), 'c'`: the names not known, each with its closest known one."""
+    from difflib import get_close_matches
+
+    said = []
+    for name in names:
+        close = get_close_matches(name, sorted(map(str, known)), n=1)
+        said.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    return ", ".join(said)

@@ -182,11 +182,26 @@ class SourceConfig:
 
 
 @dataclass
-class EventTime:
-    """How the event timestamp is built: from local date/time parts in `tz`."""
+class DerivedColumn:
+    """A column computed from the primary table's columns (mlsys.data.derive): an `expr`
+    (arithmetic, comparisons, numpy functions by name) or a function by `_target_` called
+    with the `inputs` columns. The same code computes it offline (whole columns, in the
+    validate stage) and online (one request's values)."""
 
-    parts: dict[str, str] = field(default_factory=dict)  # year/month/day/hour/minute -> column
-    column: str | None = None  # or an existing timestamp column (declared in time_columns)
+    expr: str | None = None
+    _target_: str | None = None
+    inputs: list[str] = field(default_factory=list)  # _target_: the columns it is called with, in order
+    dtype: str | None = None  # int64 | float64 | str | bool (default: as computed)
+
+
+@dataclass
+class EventTime:
+    """How the event timestamp is built: from a timestamp column (a declared time column, or
+    a derived one), or from local date/time parts in `tz`. A part is a column or a constant
+    (`year: 2011`); units: year, month, day or day_of_year, hour, minute, second."""
+
+    parts: dict[str, Any] = field(default_factory=dict)  # unit -> column name, or an int constant
+    column: str | None = None  # or a timestamp column (naive values are read in `tz`)
     tz: str = "UTC"
 
 
@@ -264,6 +279,8 @@ class DataConfig:
     asof_joins: list[AsofJoin] = field(default_factory=list)
     lookup_joins: list[LookupJoin] = field(default_factory=list)
     aggregates: dict[str, Aggregate] = field(default_factory=dict)
+    # Columns computed from the primary table's (and earlier derived) columns, in this order.
+    derived: dict[str, DerivedColumn] = field(default_factory=dict)
     on_upstream_change: UpstreamChange = UpstreamChange.adopt
 
 
@@ -281,6 +298,8 @@ class ColumnContract:
     max_missing: float | None = None  # fraction of nulls allowed (frame-level)
     # Your own checks: [{_target_: pkg.fn, **kwargs}], fn(series, **kwargs) -> bool per row (or one bool).
     checks: list[dict[str, Any]] = field(default_factory=list)
+    # Personal data: never written raw to the request log, reports or examples (mlsys.contracts.PII).
+    pii: bool = False
 
 
 @dataclass
@@ -392,10 +411,37 @@ class BacktestPeriod:
     prev: str | None = None  # the period before (the initial window for the first)
 
 
+def generate_periods(start: str, end: str, cadence: str, first_prev: str = "initial") -> list[BacktestPeriod]:
+    """The resolver `${mlsys.periods:START,END,CADENCE[,PREV]}`: consecutive periods from
+    START to END (local dates), a month (named 2013-03, starting on the 1st) or a week
+    (named by its first day) each, chained by `prev` from PREV. It runs at composition, so
+    params.yaml lists the periods and DVC's `foreach` sees every one."""
+    from datetime import date, timedelta
+
+    first, last = date.fromisoformat(str(start)), date.fromisoformat(str(end))
+    if cadence not in Cadence.__members__:
+        raise ValueError(f"cadence {cadence!r} is not one of {list(Cadence.__members__)}")
+    if cadence == "month" and (first.day != 1 or last.day != 1):
+        raise ValueError(f"monthly periods run from a 1st to a 1st: {start}..{end}")
+    out, prev, day = [], str(first_prev), first
+    while day < last:
+        after = (day.replace(day=28) + timedelta(days=4)).replace(day=1) if cadence == "month" else day + timedelta(7)
+        if after > last:
+            raise ValueError(f"{start}..{end} is not a whole number of {cadence}s")
+        name = day.strftime("%Y-%m") if cadence == "month" else day.isoformat()
+        out.append(BacktestPeriod(name=name, start=day.isoformat(), end=after.isoformat(), prev=prev))
+        prev, day = name, after
+    if not out:
+        raise ValueError(f"no period between {start} and {end}")
+    return out
+
+
 @dataclass
 class BacktestConfig:
     """Replay time: a static model trained once on `initial`, a dynamic one retrained before
-    each period; both scored on every period. Periods are explicit so DVC can `foreach`."""
+    each period; both scored on every period. Periods are listed (each naming its `prev`),
+    or generated: `periods: ${mlsys.periods:${.initial.end},2014-01-01,month}`; either way
+    params.yaml lists them, so DVC can `foreach`."""
 
     tz: str = "UTC"
     initial: BacktestPeriod = field(default_factory=BacktestPeriod)
@@ -669,7 +715,10 @@ SECTIONS: dict[str, type] = {
 
 
 def register() -> None:
-    """Register the schema in Hydra's ConfigStore (called by hydra_plugins/ and compose)."""
+    """Register the schema in Hydra's ConfigStore, and the `mlsys.periods` resolver (called by
+    hydra_plugins/ and compose)."""
     from hydra.core.config_store import ConfigStore
+    from omegaconf import OmegaConf
 
     ConfigStore.instance().store(name=SCHEMA_NAME, node=Config)
+    OmegaConf.register_new_resolver("mlsys.periods", generate_periods, replace=True)

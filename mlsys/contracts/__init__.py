@@ -4,6 +4,9 @@
 frame with their reasons (policy `quarantine`), and reconciles rows in = passed +
 quarantined. Frame-level failures (missing column, wrong dtype, row count, missing
 fraction) always fail, whatever the policy.
+
+Columns marked `pii: true` are personal data: their values never reach a report (`PII`
+stands in for them); the quarantine files are data, not reports, and keep them.
 """
 
 from __future__ import annotations
@@ -21,6 +24,12 @@ from pandera.extensions import register_check_method
 from mlsys.errors import ConfigError, MlsysError
 
 REASONS = "_reasons"
+# What a personal value (`pii: true`) becomes in a report, the request log or an example. A
+# fixed marker rather than a hash: it leaks nothing (a hash of a short, guessable value, such
+# as a registration number, is reversed by trying them all) and it cannot pass for data.
+PII = "<pii>"
+# Frame-level failure cases that state a fact of the schema, not a value of the data.
+SCHEMA_FACTS = ("dtype(", "column_in_dataframe", "column_in_schema")
 
 
 @register_check_method(statistics=["max_fraction"], supported_types=[pd.Series])
@@ -51,6 +60,36 @@ def custom_check(spec: DictConfig | dict, key: str) -> pa.Check:
         raise ConfigError(f"{key}._target_: {target!r} cannot be imported as a function: {exc}") from exc
     name = f"{target.rsplit('.', 1)[-1]}({', '.join(f'{k}={v!r}' for k, v in spec.items())})"
     return pa.Check(functools.partial(fn, **spec), name=name)
+
+
+def pii_columns(cfg: DictConfig) -> frozenset[str]:
+    """Names of the personal columns (`pii: true`), as a request, the request log and the
+    built dataset name them: the primary table's, `contract.dataset`'s, and each joined
+    table's under its joined name (`prefix + column`, as `mlsys.serving.request.lookup_specs`
+    names it). `cfg`: the whole config or a stage's part holding `contract` and `data`; given
+    a `contract` alone (no joins known), every table's personal names, unprefixed."""
+    if "contract" not in cfg:
+        tables = list(cfg.tables.values()) + ([cfg.dataset] if cfg.get("dataset") is not None else [])
+        return frozenset(c for t in tables for c, spec in t.columns.items() if spec.get("pii", False))
+    contract, data = cfg.contract, cfg.data
+    own = [contract.tables[data.primary]] + ([contract.dataset] if contract.get("dataset") is not None else [])
+    out = {c for t in own for c, spec in t.columns.items() if spec.get("pii", False)}
+    for join in [*data.asof_joins, *data.lookup_joins]:
+        source = contract.tables[join.source].columns
+        out.update(join.prefix + c for c in join.columns if c in source and source[c].get("pii", False))
+    from mlsys.data.derive import reads
+
+    for name, spec in data.get("derived", {}).items():  # computed from personal data: personal too
+        if not out.isdisjoint(reads(spec)):
+            out.add(name)
+    return frozenset(out)
+
+
+def mask(record: dict[str, Any], pii: frozenset[str] | set[str]) -> dict[str, Any]:
+    """`record` with each personal field present replaced by `PII` (a new dict if any is; never in place)."""
+    if not pii or pii.isdisjoint(record):
+        return record
+    return {k: PII if k in pii else v for k, v in record.items()}
 
 
 def check_table(table: DictConfig, key: str) -> None:
@@ -171,11 +210,28 @@ def validate_table(
     found = [c for c in cases if len(c)]
     fc = pd.concat(found, ignore_index=True) if found else cases[0]  # cases[0]: the empty schema
     fc = fc.assign(column=fc["column"].astype(object).where(fc["column"].notna(), "<frame>"))
-    is_row = fc["index"].notna()
-    frame_fc, row_fc = fc[~is_row], fc[is_row]
+    # A column without its declared dtype fails the frame once (Pandera lists every row).
+    typed = fc["check"].astype(str).str.startswith("dtype(") & fc["column"].isin(list(table.columns))
+    is_row = fc["index"].notna() & ~typed
+    frame_fc, row_fc = fc[~is_row & ~typed], fc[is_row]
 
+    pii = {str(c) for c, spec in table.columns.items() if spec.get("pii", False)}
     frame_failures = [
-        {"column": str(r.column), "check": str(r.check), "failure_case": _plain(r.failure_case)}
+        {
+            "column": str(col),
+            "check": f"dtype({table.columns[col].dtype})",
+            "failure_case": f"declared {table.columns[col].dtype}, found {frame[col].dtype}",
+        }
+        for col in dict.fromkeys(fc.loc[typed, "column"])
+    ]
+    frame_failures += [
+        {
+            "column": str(r.column),
+            "check": str(r.check),
+            "failure_case": _plain(r.failure_case)
+            if r.column not in pii or str(r.check).startswith(SCHEMA_FACTS)
+            else PII,
+        }
         for r in frame_fc.itertuples()
     ]
     row_failures = []
@@ -187,7 +243,7 @@ def validate_table(
                 "check": str(check),
                 "rows": int(grp["index"].nunique()),
                 "examples": [
-                    {"row": int(i), "value": _plain(v)}
+                    {"row": int(i), "value": PII if col in pii else _plain(v)}
                     for i, v in zip(examples["index"], examples["failure_case"], strict=True)
                 ],
             }
@@ -201,7 +257,7 @@ def validate_table(
     )
     bad = np.zeros(len(frame), dtype=bool)
     bad[reasons.index.to_numpy()] = True
-    quarantined = raw[bad].copy()
+    quarantined = raw[bad].copy()  # data, not a report: kept raw (pii too), like data/validated/
     quarantined[REASONS] = reasons.reindex(quarantined.index).to_numpy()
     quarantined.insert(0, "_row", quarantined.index.to_numpy())
     passed = frame[~bad].reset_index(drop=True)

@@ -3,21 +3,64 @@ prediction time, point-in-time aggregates. Pure functions over frames."""
 
 from __future__ import annotations
 
+import calendar
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from mlsys.data.columns import EVENT_LOCAL, EVENT_TIME, LABEL, PREDICTION_TIME
+from mlsys.data.columns import EVENT_LOCAL, EVENT_TIME, LABEL, PREDICTION_TIME, TIME_UNITS
 from mlsys.data.sources import localize
 from mlsys.durations import parse_duration
 from mlsys.errors import ContractError
 from mlsys.tasks import Task
+
+
+def _part_columns(frame: pd.DataFrame, parts: Mapping[str, Any]) -> dict[str, pd.Series]:
+    """Each unit's values as numbers: a column, or a constant (`year: 2011`) for every row."""
+    return {
+        unit: pd.Series(v, index=frame.index) if isinstance(v, int) else pd.to_numeric(frame[v], errors="coerce")
+        for unit, v in parts.items()
+    }
+
+
+def _naive_times(parts: dict[str, pd.Series]) -> pd.Series:
+    """Local wall-clock times from a date (year + month + day, or year + day_of_year) and
+    time parts (hour, minute, second), whole columns at a time."""
+    if "day_of_year" in parts:
+        jan1 = pd.to_datetime(pd.DataFrame({"year": parts["year"], "month": 1, "day": 1}))
+        date = jan1 + pd.to_timedelta(parts["day_of_year"] - 1, unit="D")
+    else:
+        date = pd.to_datetime(pd.DataFrame({u: parts[u] for u in ("year", "month", "day")}))
+    seconds = sum((parts[u] * k for u, k in TIME_UNITS.items() if u in parts), pd.Series(0, index=date.index))
+    return date + pd.to_timedelta(seconds, unit="s")
+
+
+def naive_time(values: Mapping[str, int]) -> datetime:
+    """`_naive_times` for one record; ValueError when the parts form no date and time (30
+    February, day 366 of 2011, hour 24): the request model's 422, validate's quarantine."""
+    if "day_of_year" in values:
+        year, day = values["year"], values["day_of_year"]
+        if not 1 <= day <= 365 + calendar.isleap(year):
+            raise ValueError(f"day_of_year {day} is not a day of {year}")
+        date = datetime(year, 1, 1) + timedelta(days=day - 1)
+    else:
+        date = datetime(values["year"], values["month"], values["day"])
+    return date.replace(**{u: values.get(u, 0) for u in TIME_UNITS})
+
+
+def event_time_spec(data: DictConfig) -> dict[str, Any]:
+    """`data.event_time` as the plain mapping the request path reads (OmegaConf access is
+    slow), with the zone naive values of its column are read in: the time column's declared
+    zone (as the validate stage parses it), else `event_time.tz`."""
+    spec = OmegaConf.to_container(data.event_time, resolve=True)
+    declared = data.sources[data.primary].time_columns.get(spec["column"]) if spec["column"] else None
+    return {**spec, "naive_tz": declared.tz if declared is not None else spec["tz"]}
 
 
 def event_times(frame: pd.DataFrame, spec: DictConfig) -> tuple[pd.Series, dict[str, int]]:
@@ -25,35 +68,46 @@ def event_times(frame: pd.DataFrame, spec: DictConfig) -> tuple[pd.Series, dict[
     local-time rule, `sources.localize`: ambiguous -> first occurrence, nonexistent ->
     forward; counted)."""
     if spec.column:
-        return frame[spec.column].dt.tz_convert("UTC"), {"ambiguous": 0, "nonexistent": 0}
-    parts = {unit: frame[col] for unit, col in spec.parts.items()}
-    local, counts = localize(pd.to_datetime(pd.DataFrame(parts)), spec.tz)
+        times = frame[spec.column]
+        times = times if pd.api.types.is_datetime64_any_dtype(times) else pd.to_datetime(times)
+        if times.dt.tz is not None:  # a declared time column: parsed to UTC by validate
+            return times.dt.tz_convert("UTC").astype("datetime64[us, UTC]"), {"ambiguous": 0, "nonexistent": 0}
+        local, counts = localize(times, spec.tz)  # a derived column of naive local times
+    else:
+        local, counts = localize(_naive_times(_part_columns(frame, spec.parts)), spec.tz)
     return local.dt.tz_convert("UTC").astype("datetime64[us, UTC]"), counts
 
 
 def invalid_event_times(frame: pd.DataFrame, spec: DictConfig) -> np.ndarray:
     """Rows whose local parts are all there but form no date or time (30 February, hour 25):
     the validate stage quarantines them, as the request model refuses them (422)."""
-    if spec.column or any(col not in frame.columns for col in spec.parts.values()):
+    columns = [c for c in spec.parts.values() if not isinstance(c, int)]
+    if spec.column or any(col not in frame.columns for col in columns):
         return np.zeros(len(frame), dtype=bool)  # a missing column is the contract's to report
-    parts = pd.DataFrame({unit: pd.to_numeric(frame[col], errors="coerce") for unit, col in spec.parts.items()})
+    parts = pd.DataFrame(_part_columns(frame, spec.parts), index=frame.index)
     present = parts.notna().all(axis=1)
     ok = pd.Series(True, index=frame.index)
-    if {"year", "month", "day"} <= set(parts) and len(parts):
+    whole = (parts.fillna(0) % 1 == 0).all(axis=1)
+    if "day_of_year" in parts:
+        leap = pd.Series([calendar.isleap(int(y)) for y in parts["year"].fillna(1)], index=frame.index)
+        ok &= parts["day_of_year"].between(1, 365 + leap.astype(int))
+    elif len(parts):
         ok &= pd.to_datetime(parts[["year", "month", "day"]], errors="coerce").notna()
     for unit, top in (("hour", 23), ("minute", 59), ("second", 59)):
         if unit in parts:
             ok &= parts[unit].between(0, top)
-    return (present & ~ok).to_numpy()
+    return (present & ~(ok & whole)).to_numpy()
 
 
 def event_time_of(record: Mapping[str, Any], spec: Mapping[str, Any], local: bool = False) -> pd.Timestamp:
-    """`event_times` for one record (serving, ~3 µs): the same instant, UTC or in `spec.tz`."""
-    if spec["column"]:  # `spec` is a plain mapping on the request path (OmegaConf access is slow)
+    """`event_times` for one record (serving, ~3 µs): the same instant, UTC or in `spec.tz`
+    (`spec` from `event_time_spec`)."""
+    if spec["column"]:
         instant = pd.Timestamp(record[spec["column"]])
-        instant = instant.tz_localize("UTC") if instant.tzinfo is None else instant.tz_convert("UTC")
-        return instant.tz_convert(spec["tz"]) if local else instant
-    naive = datetime(**{unit: int(record[col]) for unit, col in spec["parts"].items()})
+        if instant.tzinfo is None:
+            instant = instant.tz_localize(spec["naive_tz"], ambiguous=True, nonexistent="shift_forward")
+        return instant.tz_convert(spec["tz"]) if local else instant.tz_convert("UTC")
+    naive = naive_time({u: v if isinstance(v, int) else int(record[v]) for u, v in spec["parts"].items()})
     tz = ZoneInfo(spec["tz"])
     aware = naive.replace(tzinfo=tz)  # fold=0: a repeated hour reads as the first (DST) one, as above
     if aware.astimezone(UTC).astimezone(tz).replace(tzinfo=None) != naive:  # in a spring-forward gap

@@ -12,6 +12,7 @@ from __future__ import annotations
 import pandas as pd
 from omegaconf import DictConfig
 
+from mlsys.config.checks import unknown_names
 from mlsys.durations import check_duration
 from mlsys.errors import ConfigError
 
@@ -19,6 +20,8 @@ from mlsys.errors import ConfigError
 def after_outcome_columns(data: DictConfig) -> dict[str, str]:
     """Columns of the built dataset known only after the outcome -> why (every source,
     with the prefix its join gives it)."""
+    from mlsys.data.derive import reads
+
     prefixes = {data.primary: [""]}
     for join in [*data.asof_joins, *data.lookup_joins]:
         prefixes.setdefault(join.source, []).append(join.prefix)
@@ -29,7 +32,70 @@ def after_outcome_columns(data: DictConfig) -> dict[str, str]:
                 out[prefix + col] = f"data.sources.{name}.after_outcome lists {col!r}"
     out[data.label.column] = f"it is the label column (data.label.column={data.label.column!r})"
     out["label"] = "it is the label"
+    for name, spec in data.derived.items():  # derived from a late column: late too
+        late = [c for c in reads(spec) if c in out]
+        if late:
+            out[name] = f"data.derived.{name} reads {late[0]!r}, which {out[late[0]]}"
     return out
+
+
+def dtype_kind(dtype: str | None) -> str | None:
+    """numeric | datetime | text for a declared dtype; None when not declared."""
+    if not dtype:
+        return None
+    text = str(dtype)
+    if text.startswith(("int", "Int", "float", "Float", "uint", "UInt", "bool", "boolean")):
+        return "numeric"
+    return "datetime" if text.startswith("datetime64") else "text"
+
+
+def dataset_columns(data: DictConfig, contract: DictConfig) -> dict[str, str | None]:
+    """Every column the built dataset will have that the config declares, with its kind
+    (`dtype_kind`; None: declared without a dtype): the primary table's contract columns,
+    derived columns, joined columns, aggregates, the times the build adds, and
+    `contract.dataset`'s columns (whose dtype wins)."""
+    from mlsys.data.columns import EVENT_LOCAL, EVENT_TIME, LABEL, PREDICTION_TIME
+
+    tables = contract.tables
+    out: dict[str, str | None] = {c: dtype_kind(s.dtype) for c, s in tables[data.primary].columns.items()}
+    out.update({name: dtype_kind(spec.dtype) for name, spec in data.derived.items()})
+    for join in [*data.asof_joins, *data.lookup_joins]:
+        columns = tables[join.source].columns if join.source in tables else {}
+        out.update({join.prefix + c: dtype_kind(columns[c].dtype) if c in columns else None for c in join.columns})
+    out.update(dict.fromkeys(data.aggregates, "numeric"))
+    out.update({EVENT_TIME: "datetime", EVENT_LOCAL: "datetime", PREDICTION_TIME: "datetime", LABEL: "numeric"})
+    if contract.dataset is not None:
+        out.update({c: dtype_kind(s.dtype) or out.get(c) for c, s in contract.dataset.columns.items()})
+    return out
+
+
+def check_columns(data: DictConfig, contract: DictConfig) -> None:
+    """Derived columns and event-time parts read columns the primary table's contract
+    declares (or derived ones), and the parts form a date."""
+    from mlsys.data.columns import UNITS
+    from mlsys.data.derive import check_derived
+
+    declared = set(contract.tables[data.primary].columns) | set(data.sources[data.primary].time_columns)
+    check_derived(data.derived, declared)
+    known = declared | set(data.derived)
+    spec = data.event_time
+    if bool(spec.column) == bool(spec.parts):
+        raise ConfigError("data.event_time: give either column (a timestamp column) or parts (date and time parts)")
+    if spec.column and spec.column not in known:
+        raise ConfigError(f"data.event_time.column: {unknown_names([spec.column], known)} is not a declared column")
+    units = set(spec.parts)
+    one_date = ({"month", "day"} <= units) != ("day_of_year" in units)
+    if spec.parts and (units - set(UNITS) or "year" not in units or not one_date):
+        raise ConfigError(
+            f"data.event_time.parts: {sorted(units)}: expected year and either month + day or day_of_year, "
+            f"then any of hour, minute, second (units: {list(UNITS)})"
+        )
+    for unit, col in spec.parts.items():
+        if not isinstance(col, int) and col not in known:
+            raise ConfigError(
+                f"data.event_time.parts.{unit}: {unknown_names([col], known)} is not a declared column "
+                "(nor an integer constant)"
+            )
 
 
 def known_after(data: DictConfig, column: str) -> tuple[str | None, pd.Timedelta] | None:

@@ -35,10 +35,13 @@ def _same_stat(path: Path, recorded: dict[str, Any] | None) -> bool:
     return bool(recorded) and recorded.get("bytes") == st.st_size and recorded.get("mtime_ns") == st.st_mtime_ns
 
 
-def fingerprint(name: str, src: Any, root: Path, previous: dict[str, Any] | None = None) -> dict[str, Any]:
+def fingerprint(
+    name: str, src: Any, root: Path, previous: dict[str, Any] | None = None, text: list[str] | None = None
+) -> dict[str, Any]:
     """What identifies this upstream version: content hash, size, modification time (+ the
-    package version); the hash is reused from `previous` when size and time are unchanged.
-    A SQL source has no file to stat: its query runs and its rows are hashed."""
+    package version, and the columns a CSV is read as text: `text_columns`); the hash is
+    reused from `previous` when size and time are unchanged. A SQL source has no file to
+    stat: its query runs and its rows are hashed."""
     if src.kind == "sql":
         from mlsys.data.sources import sql_fingerprint
 
@@ -51,12 +54,19 @@ def fingerprint(name: str, src: Any, root: Path, previous: dict[str, Any] | None
         origin = src.path
     quick = previous is not None and _same_stat(path, previous) and previous.get("origin") == origin
     sha = previous["sha256"] if quick else file_sha256(path)
-    return {"sha256": sha, "bytes": st.st_size, "mtime_ns": st.st_mtime_ns, "origin": origin}
+    return {"sha256": sha, "bytes": st.st_size, "mtime_ns": st.st_mtime_ns, "origin": origin, "text": text or []}
+
+
+def text_columns(table: Any) -> list[str]:
+    """The columns a source's contract declares `str`: a CSV reads them as text, so an
+    identifier like 02134 keeps its leading zero instead of becoming the number 2134."""
+    return sorted(c for c, spec in table.columns.items() if spec.dtype == "str")
 
 
 def same_version(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    """Two fingerprints of the same upstream version (the time alone may differ)."""
-    return all(a.get(k) == b.get(k) for k in ("sha256", "bytes", "origin"))
+    """Two fingerprints of the same upstream version, read the same way (the time alone
+    may differ)."""
+    return all(a.get(k) == b.get(k) for k in ("sha256", "bytes", "origin", "text"))
 
 
 def raw_files_match(raw: Path, manifest: dict, quick: bool = False) -> list[str]:

@@ -20,8 +20,11 @@ from mlsys.io import require
 TRUNCATED_LINE = "truncated_line"
 
 
-def read_source(name: str, src: DictConfig, root: Path) -> tuple[pd.DataFrame, list[int]]:
-    """Read a source as it is upstream (no parsing: the snapshot keeps raw values), and the
+def read_source(
+    name: str, src: DictConfig, root: Path, text: list[str] | None = None
+) -> tuple[pd.DataFrame, list[int]]:
+    """Read a source as it is upstream (no parsing: the snapshot keeps raw values; a CSV's
+    `text` columns, those its contract declares `str`, are read as text), and the
     rows of a CSV's last line if it looks cut (no final newline, or fewer fields than the
     header): pandas would fill such a line with NaN; it is kept, to be quarantined.
 
@@ -42,7 +45,7 @@ def read_source(name: str, src: DictConfig, root: Path) -> tuple[pd.DataFrame, l
     try:
         if fmt == "Parquet":
             return pd.read_parquet(path), []
-        frame = pd.read_csv(path)
+        frame = pd.read_csv(path, dtype=dict.fromkeys(text or [], "str"))
     except pd.errors.EmptyDataError as exc:
         raise ContractError(f"data.sources.{name}: {path} is empty (no header, no rows)") from exc
     except (ValueError, UnicodeDecodeError, OSError, EOFError, zipfile.BadZipFile, pa.ArrowException) as exc:
@@ -157,7 +160,10 @@ def parse_times(frame: pd.DataFrame, src: DictConfig) -> tuple[pd.DataFrame, pd.
             parsed = raw.dt.tz_convert("UTC")
         else:
             fmt = None if spec.format == "infer" else spec.format
-            parsed = pd.to_datetime(raw, format=fmt, errors="coerce", utc=spec.tz == "UTC")
+            try:
+                parsed = pd.to_datetime(raw, format=fmt, errors="coerce", utc=spec.tz == "UTC")
+            except ValueError:  # pandas 3: offsets that differ (a local zone's, across DST)
+                parsed = pd.to_datetime(raw, format=fmt, errors="coerce", utc=True)
             if not isinstance(parsed.dtype, pd.DatetimeTZDtype) and parsed.dtype == object:  # mixed offsets
                 parsed = pd.to_datetime(raw, format=fmt, errors="coerce", utc=True)
             if isinstance(parsed.dtype, pd.DatetimeTZDtype):  # the text carried its offset

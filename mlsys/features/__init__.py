@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
+from mlsys.config.checks import unknown_names
 from mlsys.errors import ConfigError, ContractError
 from mlsys.features.transforms import Encoder, encoder, fit, resolve
 
@@ -51,13 +52,35 @@ class FeaturePipeline:
         return cls(specs=list(state["features"]))
 
 
+CALENDAR = ("day_of_week", "day_of_year", "month", "day", "hour", "minute_of_day")
+
+
+def needs(transform: str) -> str | None:
+    """The kind of column a transform reads: datetime (calendar fields), numeric, or any (vocab)."""
+    return None if transform == "vocab" else "datetime" if transform in CALENDAR else "numeric"
+
+
+def _found_kind(s: pd.Series) -> str:
+    if pd.api.types.is_datetime64_any_dtype(s):
+        return "datetime"
+    return "numeric" if pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s) else "text"
+
+
 def fit_pipeline(features: DictConfig, train: pd.DataFrame) -> FeaturePipeline:
-    """Fit every declared feature on the training frame only."""
+    """Fit every declared feature on the training frame only (a source the data lacks, or of
+    a kind its transform cannot read, is a ConfigError naming the feature)."""
     for name, feat in features.columns.items():
+        key = f"features.columns.{name}"
         if feat.source not in train.columns:
             raise ConfigError(
-                f"features.columns.{name}.source: {feat.source!r} is not a column of the built "
-                f"dataset (columns: {sorted(map(str, train.columns))})"
+                f"{key}.source: {unknown_names([feat.source], list(train.columns))} is not a column of the built "
+                "dataset"
+            )
+        want, found = needs(feat.transform), _found_kind(train[feat.source])
+        if want is not None and want != found:
+            raise ConfigError(
+                f"{key}: transform {feat.transform!r} reads {want} values, but column {feat.source!r} holds "
+                f"{found} ({train[feat.source].dtype}); a text column is type: categorical with transform: vocab"
             )
     specs = []
     for name, feat in features.columns.items():
@@ -75,14 +98,28 @@ def fit_pipeline(features: DictConfig, train: pd.DataFrame) -> FeaturePipeline:
     return FeaturePipeline(specs=specs)
 
 
-def check_features(features: DictConfig, data: DictConfig) -> None:
-    """Every model input has a transform that resolves, fits its type, and is known at the
-    prediction time (its source is not a column known only after the outcome)."""
-    from mlsys.data.checks import after_outcome_columns
+def check_features(features: DictConfig, data: DictConfig, contract: DictConfig) -> None:
+    """Every model input reads a declared column of the built dataset of a kind its
+    transform can read, has a transform that resolves and fits its type, and is known at
+    the prediction time (its source is not a column known only after the outcome)."""
+    from mlsys.data.checks import after_outcome_columns, dataset_columns
 
     leaky = after_outcome_columns(data)
+    declared = dataset_columns(data, contract)
     for name, feat in features.columns.items():
         key = f"features.columns.{name}"
+        if feat.source not in declared:
+            raise ConfigError(
+                f"{key}.source: {unknown_names([feat.source], declared)} is not a column of the built dataset: "
+                "declare it in the primary table's contract, data.derived, a join, data.aggregates or "
+                "contract.dataset"
+            )
+        want, kind = needs(feat.transform), declared[feat.source]
+        if want is not None and kind is not None and want != kind:
+            raise ConfigError(
+                f"{key}: transform {feat.transform!r} reads {want} values, but {feat.source!r} is declared "
+                f"{kind}; a text column is type: categorical with transform: vocab"
+            )
         try:
             resolve(feat.transform)
         except ValueError as exc:

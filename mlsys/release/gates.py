@@ -111,7 +111,8 @@ def waivers_in_a_row(gates: list[Gate], before: int) -> int:
 
 
 def slice_gates(slices: dict[str, dict[str, Any]], release: DictConfig) -> list[Gate]:
-    """Every slice value with enough rows, every metric bound; small slices are listed."""
+    """Every slice value with enough rows, every metric bound; small slices, and binary slices
+    holding one class (no ranking to score: every hour of the night is quiet), are listed."""
     out = []
     spec = release.slices
     for column, values in slices.items():
@@ -119,16 +120,14 @@ def slice_gates(slices: dict[str, dict[str, Any]], release: DictConfig) -> list[
             for metric, bound in spec.bounds.items():
                 name = f"{column}={value}:{metric}"
                 if entry["rows"] < spec.min_rows:
-                    out.append(
-                        make_gate(
-                            "slice",
-                            name,
-                            entry.get(metric),
-                            f"min {bound.min}, max {bound.max}",
-                            None,
-                            f"not gated: {entry['rows']} rows < release.slices.min_rows={spec.min_rows}",
-                        )
-                    )
+                    why = f"{entry['rows']} rows < release.slices.min_rows={spec.min_rows}"
+                elif entry.get("positive_rate") in (0.0, 1.0):
+                    why = f"every row of the slice has label {int(entry['positive_rate'])}"
+                else:
+                    why = None
+                if why:
+                    bounds = f"min {bound.min}, max {bound.max}"
+                    out.append(make_gate("slice", name, entry.get(metric), bounds, None, f"not gated: {why}"))
                 else:
                     out.append(_bound("slice", name, entry.get(metric), bound))
     return out

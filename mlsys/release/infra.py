@@ -48,6 +48,7 @@ def _serve(bundle: str, rows_path: str, config_path: str) -> dict[str, Any]:
     import uvicorn
     from omegaconf import OmegaConf
 
+    from mlsys.contracts import PII, pii_columns
     from mlsys.serving.app import create_app
     from mlsys.serving.request import lookup_columns, request_body, request_columns
     from mlsys.serving.store import write_online
@@ -57,7 +58,7 @@ def _serve(bundle: str, rows_path: str, config_path: str) -> dict[str, Any]:
     sandbox = Path(rows_path).parent
     for key in ("online", "store", "registry", "request_log"):  # the sandbox's own, never the project's
         cfg.paths[key] = str(sandbox / Path(cfg.paths[key]).name)
-    columns = request_columns(cfg)
+    columns, pii = request_columns(cfg), pii_columns(cfg)
     write_online(Path(cfg.paths.online), rows, list(cfg.data.key), lookup_columns(list(rows.columns), cfg), {})
     start = time.perf_counter()
     app = create_app(cfg, sandbox, pinned=Path(bundle))
@@ -79,7 +80,10 @@ def _serve(bundle: str, rows_path: str, config_path: str) -> dict[str, Any]:
         answer = json.loads(response.read())
         latencies.append((time.perf_counter() - t) * 1e3)
         answers.append(answer)
-        if response.status != 200:
+        if response.status != 200:  # a refusal echoes the field's input: not a personal one into the report
+            for error in answer.get("detail") if isinstance(answer.get("detail"), list) else []:
+                if isinstance(error, dict) and error.get("field") in pii:
+                    error["input"] = PII
             failures.append(f"{response.status}: {answer}")
     server.should_exit = True
     return {

@@ -40,8 +40,11 @@ from omegaconf import DictConfig, OmegaConf
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from mlsys.data.build import event_time_of
+from mlsys.contracts import pii_columns
+from mlsys.data.build import event_time_of, event_time_spec
 from mlsys.data.columns import EVENT_LOCAL
+from mlsys.data.derive import Deriver
+from mlsys.data.snapshot import text_columns
 from mlsys.errors import ConfigError, MlsysError
 from mlsys.io import read_json
 from mlsys.model import CARD_FILE, Model, load_model
@@ -129,12 +132,17 @@ class Service:
         p = cfg.paths
         self.mode = cfg.inference.mode
         self.key = list(cfg.data.key)
-        self.event_time = OmegaConf.to_container(cfg.data.event_time, resolve=True)
+        self.event_time = event_time_spec(cfg.data)
+        self.derive = (
+            Deriver(cfg.data.derived, text_columns(cfg.contract.tables[cfg.data.primary])).record
+            if cfg.data.derived
+            else None
+        )
         self.registry = Registry(locate(root, p.registry)[0], cfg.release.model_name)
         self.online_path, self.store_path = root / p.online, root / p.store
         self.needs_online = self.mode != "static" and bool(lookup_specs(cfg))
         self.metrics = Metrics(self._answer_buckets())
-        self.log = RequestLog(root / p.request_log, cfg.inference.request_log.sample_rate)
+        self.log = RequestLog(root / p.request_log, cfg.inference.request_log.sample_rate, pii=pii_columns(cfg))
         self.request_type = request_model(cfg)
         self.adapter = TypeAdapter(list[self.request_type])  # type: ignore[name-defined]
         self.state = State(served=None, online=Online(None, [], {}, "not opened yet"), store=None, mismatch=None)
@@ -294,6 +302,7 @@ class Service:
         task = served.model.task
         todo: list[tuple[int, str, dict[str, Any]]] = []
         for i, rec in enumerate(records):
+            rec = self.derive(rec) if self.derive else rec  # the validate stage's columns, from one record
             key = entity(rec, self.key)
             hit = self._stored(state, key) if self.mode != "dynamic" else None
             if hit is not None:

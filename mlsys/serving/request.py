@@ -34,16 +34,18 @@ NUMERIC_DTYPES = ("int", "Int", "float", "Float", "uint", "UInt")
 
 
 def request_columns(cfg: DictConfig) -> list[str]:
-    """The primary table's contract columns a caller knows before the outcome."""
+    """The primary table's contract columns a caller knows before the outcome (derived
+    columns are computed from them, by the server as by the validate stage)."""
     data = cfg.data
     table = cfg.contract.tables[data.primary]
-    late = set(data.sources[data.primary].after_outcome) | {data.label.column}
+    late = set(data.sources[data.primary].after_outcome) | {data.label.column} | set(data.derived)
     return [c for c in table.columns if c not in late]
 
 
 def lookup_columns(dataset_columns: list[str], cfg: DictConfig) -> list[str]:
     """Built-dataset columns that come from other tables: the online feature table's."""
-    skip = set(cfg.contract.tables[cfg.data.primary].columns) | {EVENT_TIME, EVENT_LOCAL, PREDICTION_TIME, LABEL}
+    primary = set(cfg.contract.tables[cfg.data.primary].columns) | set(cfg.data.derived)
+    skip = primary | {EVENT_TIME, EVENT_LOCAL, PREDICTION_TIME, LABEL}
     return [c for c in dataset_columns if c not in skip]
 
 
@@ -108,15 +110,18 @@ def _field(spec: DictConfig, kind: str | None = None) -> tuple[Any, Any]:
 def _event_time_check(event_time: DictConfig) -> Any:
     """A model validator: the event time's local parts form a real date and time (30 February
     is refused with a 422, as the batch path quarantines it)."""
+    from mlsys.data.build import naive_time
+
     parts = dict(event_time.parts) if not event_time.column else {}
+    columns = {unit: col for unit, col in parts.items() if not isinstance(col, int)}
 
     def check(self: BaseModel) -> BaseModel:
-        values = {unit: getattr(self, col, None) for unit, col in parts.items()}
+        values = {unit: getattr(self, col, None) for unit, col in columns.items()}
         if values and None not in values.values():
             try:
-                dt.datetime(**{unit: int(v) for unit, v in values.items()})
+                naive_time({**parts, **{unit: int(v) for unit, v in values.items()}})
             except ValueError as exc:
-                raise ValueError(f"{', '.join(parts.values())} do not form a date and time: {exc}") from exc
+                raise ValueError(f"{', '.join(columns.values())} do not form a date and time: {exc}") from exc
         return self
 
     return model_validator(mode="after")(check)

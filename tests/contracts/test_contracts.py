@@ -182,3 +182,27 @@ def test_unlabelled_rows_meet_the_contract_minus_the_label(built, full_config):
     assert validate_table("dataset", serving, unlabelled).report["status"] == "passed"
     bad = unlabelled.assign(origin_scheduled_1h=0.0)
     assert validate_table("dataset", serving, bad).report["rows_quarantined"] == len(bad)
+
+
+def test_a_column_without_its_declared_dtype_fails_the_frame_naming_both(flights, full_config):
+    """Not every row quarantined: the frame fails once, naming the column, declared and found."""
+    _, parsed = flights
+    sample = parsed.head(500).assign(carrier=range(500))  # integers where text is declared
+    result = validate_table("flights", full_config.contract.tables.flights, sample)
+    r = result.report
+    assert r["status"] == "failed" and r["rows_quarantined"] == 0
+    assert {"column": "carrier", "check": "dtype(str)", "failure_case": "declared str, found int64"} in r[
+        "frame_failures"
+    ]
+    assert not any(f["column"] == "carrier" for f in r["row_failures"])
+
+
+def test_a_csv_reads_its_declared_text_columns_as_text(tmp_path):
+    """An identifier declared `str` keeps its leading zeros; undeclared columns are inferred."""
+    from mlsys.data.sources import read_source
+
+    (tmp_path / "s.csv").write_text("zip,count\n02134,1\n10001,2\n")
+    src = OmegaConf.create({"kind": "csv", "path": "s.csv", "package": None})
+    frame, _ = read_source("stations", src, tmp_path, ["zip"])
+    assert frame["zip"].tolist() == ["02134", "10001"] and str(frame["count"].dtype) == "int64"
+    assert read_source("stations", src, tmp_path)[0]["zip"].tolist() == [2134, 10001]  # what it was before

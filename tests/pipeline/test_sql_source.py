@@ -1,5 +1,5 @@
-"""A SQL source (`kind: sql`, SQLAlchemy) through the main pipeline: the example's orders
-read from a real SQLite file by a query, released and served like the CSV ones; a change in
+"""A SQL source (`kind: sql`, SQLAlchemy) through every pipeline: the example's orders read
+from a real SQLite file by a query, released, served and backtested like the CSV ones; a change in
 the table is a new snapshot, no change a no-op; a broken query is a named error."""
 
 from __future__ import annotations
@@ -23,10 +23,13 @@ def test_orders_from_sqlite_run_end_to_end_and_changes_are_snapshots(tmp_path):
     (p / "upstream/orders.csv").unlink()  # the database is the only source of orders
     with sqlite3.connect(p / "upstream/shop.sqlite") as con:
         orders.to_sql("orders", con, index=False)
-    run(["dvc", "repro"], p)
+    run(["dvc", "repro", "--all-pipelines"], p)  # the main pipeline and the backtest study
     validation = json.loads((p / "reports/validation.json").read_text())["tables"]["orders"]
     assert validation["rows_in"] == len(orders) and validation["rows_quarantined"] == 1  # the 'moon' row
     assert registry_of(p).live() == json.loads((p / "models/bundle/card.json").read_text())["version"]
+    infra = next(g for g in json.loads((p / "reports/blessing.json").read_text())["gates"] if g["gate"] == "infra")
+    assert infra["passed"] and infra["value"] <= 1e-9  # the sandboxed server answers as the batch, over HTTP
+    assert json.loads((p / "metrics/backtest.json").read_text())["periods"] == 2
     assert "upstream unchanged" in run(["mlsys", "snapshot"], p).stdout
     with sqlite3.connect(p / "upstream/shop.sqlite") as con:
         con.execute("UPDATE orders SET basket_value = basket_value + 1 WHERE order_id = 11")

@@ -14,3 +14,8 @@ def log_miles(values: np.ndarray) -> np.ndarray:
 def not_a_multiple_of(series: pd.Series, step: int) -> pd.Series:
     """A check: True where the value is not a multiple of `step` (round numbers look made up)."""
     return series.isna() | (series % step != 0)
+
+
+def hours_since(day_of_year: np.ndarray | float, hour: np.ndarray | float) -> np.ndarray | float:
+    """A derived column: hours since the year began, from whole columns or one request's values."""
+    return (day_of_year - 1) * 24 + hour

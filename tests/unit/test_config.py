@@ -163,7 +163,8 @@ def test_stage_receives_and_hashes_exactly_its_keys(monkeypatch):
     assert set(train) == {"model", "data", "training", "paths"} and set(train.data) == {"label"}
     validate, _ = config.stage_config(STAGES["validate"].params)
     assert set(validate) == {"data", "contract", "paths"}
-    assert set(validate.data) == {"sources", "primary", "event_time"} and set(validate.contract) == {"tables"}
+    assert set(validate.data) == {"sources", "primary", "event_time", "derived"}
+    assert set(validate.contract) == {"tables"}
     base = provenance("train", train)["config_hash"]
     lead, _ = config.stage_config(STAGES["train"].params, ["data.prediction_lead=3h"])
     rounds, _ = config.stage_config(STAGES["train"].params, ["model.num_boost_round=7"])

@@ -162,3 +162,32 @@ def test_every_transform_gives_known_values(transform):
     enc = encoder(transform, state)
     assert _same(enc.column(series), np.array(expected))
     assert _same(np.array([enc.value(v) for v in series.tolist()]), np.array(expected))
+
+
+def _checked(*overrides: str):
+    from mlsys import config
+    from tests.conftest import REPO
+
+    text = config.compose_yaml(REPO, list(overrides))
+    config.check(config.load_sections(OmegaConf.create(text), tuple(config.SECTIONS), "test"), lightgbm=False)
+
+
+def test_a_feature_source_not_declared_is_an_error_at_compose_with_did_you_mean():
+    from mlsys.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"features\.columns\.distance\.source: 'distanse' \(did you mean 'distance'"):
+        _checked("features.columns.distance.source=distanse")
+
+
+def test_a_feature_whose_type_does_not_fit_its_column_fails_where_it_is_first_known(built, full_config):
+    from mlsys.errors import ConfigError
+
+    # At compose: the contract declares carrier as text.
+    with pytest.raises(ConfigError, match=r"features\.columns\.carrier: transform 'identity' reads numeric values"):
+        _checked("features.columns.carrier.type=numeric", "features.columns.carrier.transform=identity")
+    # At featurize, when only the data can tell (a text column of the built table).
+    features = OmegaConf.merge(full_config.features, {"columns": {"carrier": {"type": "numeric", "transform": "clip"}}})
+    with pytest.raises(
+        ConfigError, match=r"features\.columns\.carrier: transform 'clip' reads numeric values, but col"
+    ):
+        fit_pipeline(features, built.labelled.head(100))

@@ -1,0 +1,44 @@
+"""The real server with a personal (`pii: true`) request field: logged masked, its feature
+value encoded, and `mlsys check-requests` passes on the masked log."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+
+from mlsys.contracts import PII
+from mlsys.errors import ExitCode
+from tests.conftest import project_copy, run
+from tests.serving.harness import Server, wait_until
+
+pytestmark = pytest.mark.slow
+PERSONAL = "contract.tables.flights.columns.carrier.pii=true"  # carrier: a vocabulary feature
+
+
+@pytest.fixture(scope="module")
+def project(sample_project, tmp_path_factory) -> Path:
+    return project_copy(sample_project, tmp_path_factory.mktemp("pii"))
+
+
+def test_a_pii_field_is_logged_masked_with_its_encoded_feature(project):
+    log = project / "logs/requests.jsonl"
+    server = Server(project, "inference.mode=dynamic", PERSONAL)
+    try:
+        example = httpx.get(f"{server.url}/model").json()["example_request"]
+        answer = httpx.post(f"{server.url}/predict", json=example)
+        assert answer.status_code == 200, answer.text
+        assert wait_until(lambda: log.exists() and log.read_text().strip())
+    finally:
+        server.stop()
+    line = json.loads(log.read_text().splitlines()[-1])
+    assert line["input"]["carrier"] == PII
+    assert line["input"].keys() == example.keys() and line["input"]["flight"] == example["flight"]  # the rest as sent
+    code = line["features"]["carrier"]
+    assert isinstance(code, float)  # the vocabulary code the model saw, not the text
+    checked = run(["mlsys", "check-requests", PERSONAL], project)
+    assert "not checked (pii: logged masked): carrier" in checked.stdout
+    unmasked = run(["mlsys", "check-requests"], project, check=False)  # carrier held to its regex: fails
+    assert unmasked.returncode == ExitCode.CONTRACT, unmasked.stdout
