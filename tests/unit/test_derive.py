@@ -187,3 +187,14 @@ def test_numbers_in_numpy_are_the_python_numbers():
     a = np.array([0.1, 7.0, -3.5])
     d = _deriver({"y": {"expr": "a ** 2 // 3 - a % 2"}})
     assert d.frame(pd.DataFrame({"a": a}))["y"].tolist() == [d.record({"a": float(v)})["y"] for v in a]
+
+
+def test_an_event_time_from_a_derived_column_of_naive_local_times():
+    """`event_time.column` may name a derived column: naive values are read in event_time.tz."""
+    spec = OmegaConf.create({"parts": {}, "column": "start", "tz": "America/Chicago"})
+    frame = pd.DataFrame({"start": pd.to_datetime(["2011-03-13 02:30", "2011-07-01 08:00"])})  # the first: no such hour
+    times, counts = event_times(frame, spec)
+    plain = {**OmegaConf.to_container(spec), "naive_tz": "America/Chicago"}
+    assert list(times) == [event_time_of(r, plain) for r in frame.to_dict("records")]
+    assert [str(t) for t in times] == ["2011-03-13 08:00:00+00:00", "2011-07-01 13:00:00+00:00"]
+    assert counts["nonexistent"] == 1
