@@ -210,8 +210,12 @@ def validate_table(
     found = [c for c in cases if len(c)]
     fc = pd.concat(found, ignore_index=True) if found else cases[0]  # cases[0]: the empty schema
     fc = fc.assign(column=fc["column"].astype(object).where(fc["column"].notna(), "<frame>"))
-    # A column without its declared dtype fails the frame once (Pandera lists every row).
+    # A column without its declared dtype fails the frame once (Pandera lists every row), unless
+    # only rows failing another check make it so (a cut last line's NaN turns int64 to float64).
     typed = fc["check"].astype(str).str.startswith("dtype(") & fc["column"].isin(list(table.columns))
+    other = set(fc.loc[~typed & fc["index"].notna(), "index"])
+    explained = {c for c, rows in fc.loc[typed].groupby("column")["index"] if rows.notna().all() and set(rows) <= other}
+    typed &= ~fc["column"].isin(explained)
     is_row = fc["index"].notna() & ~typed
     frame_fc, row_fc = fc[~is_row & ~typed], fc[is_row]
 

@@ -15,7 +15,7 @@ from tests.conftest import project_copy, run
 from tests.serving.harness import Server, wait_until
 
 pytestmark = pytest.mark.slow
-PERSONAL = "contract.tables.flights.columns.carrier.pii=true"  # carrier: a vocabulary feature
+PERSONAL = "contract.tables.flights.columns.dest.pii=true"  # dest: a vocabulary feature, not a slice
 
 
 @pytest.fixture(scope="module")
@@ -34,11 +34,11 @@ def test_a_pii_field_is_logged_masked_with_its_encoded_feature(project):
     finally:
         server.stop()
     line = json.loads(log.read_text().splitlines()[-1])
-    assert line["input"]["carrier"] == PII
+    assert line["input"]["dest"] == PII
     assert line["input"].keys() == example.keys() and line["input"]["flight"] == example["flight"]  # the rest as sent
-    code = line["features"]["carrier"]
+    code = line["features"]["dest"]
     assert isinstance(code, float)  # the vocabulary code the model saw, not the text
     checked = run(["mlsys", "check-requests", PERSONAL], project)
-    assert "not checked (pii: logged masked): carrier" in checked.stdout
-    unmasked = run(["mlsys", "check-requests"], project, check=False)  # carrier held to its regex: fails
+    assert "not checked (pii: logged masked): dest" in checked.stdout
+    unmasked = run(["mlsys", "check-requests"], project, check=False)  # dest held to its regex: fails
     assert unmasked.returncode == ExitCode.CONTRACT, unmasked.stdout
