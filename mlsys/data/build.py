@@ -89,7 +89,8 @@ def invalid_event_times(frame: pd.DataFrame, spec: DictConfig) -> np.ndarray:
     ok = pd.Series(True, index=frame.index)
     whole = (parts.fillna(0) % 1 == 0).all(axis=1)
     if "day_of_year" in parts:
-        leap = pd.Series([calendar.isleap(int(y)) for y in parts["year"].fillna(1)], index=frame.index)
+        year = parts["year"]
+        leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))  # calendar.isleap, whole columns
         ok &= parts["day_of_year"].between(1, 365 + leap.astype(int))
     elif len(parts):
         ok &= pd.to_datetime(parts[["year", "month", "day"]], errors="coerce").notna()

@@ -44,7 +44,9 @@ def dtype_kind(dtype: str | None) -> str | None:
     if not dtype:
         return None
     text = str(dtype)
-    if text.startswith(("int", "Int", "float", "Float", "uint", "UInt", "bool", "boolean")):
+    from mlsys.data.columns import NUMERIC_DTYPES
+
+    if text.startswith((*NUMERIC_DTYPES, "bool")):
         return "numeric"
     return "datetime" if text.startswith("datetime64") else "text"
 

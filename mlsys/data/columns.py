@@ -6,6 +6,9 @@ EVENT_LOCAL = "event_local"  # the same instant in data.event_time.tz (calendar 
 PREDICTION_TIME = "prediction_time"  # UTC: event_time - data.prediction_lead
 LABEL = "label"  # 0/1, from data.label
 
+# Dtype names (prefixes) of numbers, as contracts declare them.
+NUMERIC_DTYPES = ("int", "Int", "float", "Float", "uint", "UInt")
+
 # Units of `data.event_time.parts`: a date (year + month + day, or year + day_of_year), then a time.
 TIME_UNITS = {"hour": 3600, "minute": 60, "second": 1}  # seconds in each
 UNITS = ("year", "month", "day", "day_of_year", *TIME_UNITS)

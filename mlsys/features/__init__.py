@@ -60,15 +60,11 @@ def needs(transform: str) -> str | None:
     return None if transform == "vocab" else "datetime" if transform in CALENDAR else "numeric"
 
 
-def _found_kind(s: pd.Series) -> str:
-    if pd.api.types.is_datetime64_any_dtype(s):
-        return "datetime"
-    return "numeric" if pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s) else "text"
-
-
 def fit_pipeline(features: DictConfig, train: pd.DataFrame) -> FeaturePipeline:
     """Fit every declared feature on the training frame only (a source the data lacks, or of
     a kind its transform cannot read, is a ConfigError naming the feature)."""
+    from mlsys.data.checks import dtype_kind
+
     for name, feat in features.columns.items():
         key = f"features.columns.{name}"
         if feat.source not in train.columns:
@@ -76,7 +72,7 @@ def fit_pipeline(features: DictConfig, train: pd.DataFrame) -> FeaturePipeline:
                 f"{key}.source: {unknown_names([feat.source], list(train.columns))} is not a column of the built "
                 "dataset"
             )
-        want, found = needs(feat.transform), _found_kind(train[feat.source])
+        want, found = needs(feat.transform), dtype_kind(str(train[feat.source].dtype))
         if want is not None and want != found:
             raise ConfigError(
                 f"{key}: transform {feat.transform!r} reads {want} values, but column {feat.source!r} holds "

@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from pydantic import BaseModel, ConfigDict, Field, Strict, create_model, model_validator
 
 from mlsys.config.schema import ColumnContract
-from mlsys.data.columns import EVENT_LOCAL, EVENT_TIME, LABEL, PREDICTION_TIME
+from mlsys.data.columns import EVENT_LOCAL, EVENT_TIME, LABEL, NUMERIC_DTYPES, PREDICTION_TIME
 
 # Strict: "529" and true are not numbers; an int is a float, not the other way round.
 TYPES: dict[str, Any] = {
@@ -30,7 +30,6 @@ TYPES: dict[str, Any] = {
     "bool": Annotated[bool, Strict()],
 }
 NUMERIC = TYPES["float64"]
-NUMERIC_DTYPES = ("int", "Int", "float", "Float", "uint", "UInt")
 
 
 def request_columns(cfg: DictConfig) -> list[str]:
