@@ -164,3 +164,15 @@ the new period's data passes its check, and is adopted only if it passes the gat
 held-out newest days; otherwise the previous model stays live (see the last column).</p>
 {_table(facts)}<div>{images}</div><h2>By period</h2>{_table(rows)}</body></html>"""
     return atomic_write(path, lambda p: p.write_text(page, encoding="utf-8"))
+
+
+def refusal_warning(results: list[dict[str, Any]]) -> str | None:
+    """When no period of a backtest adopted its retrain, why (the data check's, the contract's
+    or the gates' reasons): a dynamic gain of +0.0000 that says so, never a silent one."""
+    if any(r["retrain"]["adopted"] for r in results):
+        return None
+    refusals = sorted({reason for r in results for reason in r["retrain"]["reasons"]})
+    return (
+        "no retrain was adopted: the dynamic model is the static one in every period; "
+        f"refused for: {'; '.join(refusals)}"
+    )

@@ -9,7 +9,7 @@ import pandas as pd
 from omegaconf import DictConfig
 
 from mlsys.io import read_json, write_csv, write_json
-from mlsys.reports import SCORES, backtest_html
+from mlsys.reports import SCORES, backtest_html, refusal_warning
 from mlsys.tasks import SLICE_METRICS, Task
 
 
@@ -48,12 +48,8 @@ def run(cfg: DictConfig, root: Path) -> None:
         "retrains_kept_previous": sum(not r["retrain"]["adopted"] for r in results),
         "dynamic_training": cfg.training.window + (" + warm start" if cfg.training.warm_start else ""),
     }
-    if not summary["retrains_adopted"]:  # a gain of +0.0000 that says why, not a silent one
-        refusals = sorted({reason for r in results for reason in r["retrain"]["reasons"]})
-        summary["warning"] = (
-            "no retrain was adopted: the dynamic model is the static one in every period; "
-            f"refused for: {'; '.join(refusals)}"
-        )
+    if warning := refusal_warning(results):
+        summary["warning"] = warning
     out = root / cfg.paths.backtest_report
     write_csv(table, root / cfg.paths.backtest_table)
     write_json(root / cfg.paths.backtest_metrics, summary)

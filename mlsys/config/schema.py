@@ -242,9 +242,10 @@ class LookupJoin:
     """Static attributes of an entity (e.g. plane metadata): a plain left join."""
 
     source: str = MISSING
-    key: str = MISSING  # key column, same name on both sides
+    key: str = MISSING  # key column of the primary table (a derived column too)
     columns: list[str] = field(default_factory=list)
     prefix: str = ""
+    right_key: str | None = None  # the key's name in the source, when it differs
 
 
 @dataclass

@@ -72,8 +72,8 @@ def dataset_columns(data: DictConfig, contract: DictConfig) -> dict[str, str | N
 
 
 def check_columns(data: DictConfig, contract: DictConfig) -> None:
-    """Derived columns and event-time parts read columns the primary table's contract
-    declares (or derived ones), and the parts form a date."""
+    """Derived columns, event-time parts and lookup keys read columns the primary table's
+    contract declares (or derived ones), and the parts form a date."""
     from mlsys.data.columns import UNITS
     from mlsys.data.derive import check_derived
 
@@ -97,6 +97,17 @@ def check_columns(data: DictConfig, contract: DictConfig) -> None:
             raise ConfigError(
                 f"data.event_time.parts.{unit}: {unknown_names([col], known)} is not a declared column "
                 "(nor an integer constant)"
+            )
+    for i, join in enumerate(data.lookup_joins):  # the key: a primary or derived column; the source's
+        if join.key not in known:
+            said = unknown_names([join.key], known)
+            raise ConfigError(f"data.lookup_joins[{i}].key: {said} is not a declared column")
+        right = contract.tables[join.source].columns if join.source in contract.tables else {}
+        if right and (join.right_key or join.key) not in right:
+            field = "right_key" if join.right_key else "key"
+            raise ConfigError(
+                f"data.lookup_joins[{i}].{field}: {unknown_names([join.right_key or join.key], right)} "
+                f"is not a column of {join.source!r} (set right_key when the names differ)"
             )
 
 

@@ -9,8 +9,9 @@ from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
 from mlsys.config.schema import Aggregate
-from mlsys.data.build import aggregate, asof_join, event_times
+from mlsys.data.build import aggregate, asof_join, build, event_times
 from mlsys.data.columns import EVENT_TIME, PREDICTION_TIME
+from mlsys.data.derive import Deriver
 from mlsys.durations import parse_duration
 
 
@@ -203,3 +204,20 @@ def test_label_maturity_keeps_young_rows_out_of_training():
     assert sorted(result.unlabelled["id"]) == [3, 7, 8, 9] and result.unlabelled["label"].isna().all()
     later = build({"events": events}, data, as_of=ts[-1] + pd.Timedelta(days=2)).report
     assert (later["rows_labelled"], later["rows_pending_label"]) == (8, 0)  # matured since
+
+
+def test_a_lookup_join_keyed_on_a_derived_column(parsed_tables, full_config):
+    """A key the primary table derives joins the source's own key column, named by
+    `right_key`: the same columns as a join on the raw key."""
+    spec = {"tail": {"expr": "tailnum + ''", "dtype": "str"}}
+    data = OmegaConf.merge(full_config.data, {"derived": spec, "asof_joins": [], "aggregates": {}})
+    planes = parsed_tables["planes"].rename(columns={"tailnum": "plane_id"})
+    data.lookup_joins[0].merge_with({"key": "tail", "right_key": "plane_id"})
+    flights = Deriver(data.derived).frame(parsed_tables["flights"].head(20000))
+    joined = build({**parsed_tables, "flights": flights, "planes": planes}, data).labelled
+    plain = build(
+        {**parsed_tables, "flights": flights},
+        OmegaConf.merge(data, {"lookup_joins": [full_config.data.lookup_joins[0]]}),
+    ).labelled
+    assert joined["plane_seats"].notna().mean() > 0.8
+    pd.testing.assert_series_equal(joined["plane_seats"], plain["plane_seats"])

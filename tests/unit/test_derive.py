@@ -53,7 +53,7 @@ rows = st.fixed_dictionaries(
         "hour": st.integers(0, 23),
         "temp": st.one_of(st.none(), st.floats(-40, 45, allow_nan=False)),
         "humidity": st.one_of(st.none(), st.floats(0, 100, allow_nan=False)),
-        "station": st.sampled_from(["007", "012", "100"]),
+        "station": st.one_of(st.none(), st.sampled_from(["007", "012", "100"])),  # missing text: missing cell
         "zone": st.sampled_from(["n", "s"]),
     }
 )
@@ -72,7 +72,8 @@ def test_a_derived_column_is_the_same_offline_and_online(records):
             value = value.item() if hasattr(value, "item") else value
             assert _same(value, online[name]), (name, record, value, online[name])
     assert offline["hours"].dtype == "int64" and offline["odd_block"].dtype == bool
-    assert offline["cell"].iloc[0] == f"{records[0]['station']}-{records[0]['zone']}"  # leading zeros kept
+    first = records[0]
+    assert _same(offline["cell"].iloc[0], first["station"] and f"{first['station']}-{first['zone']}")  # "007-n"
 
 
 @pytest.mark.parametrize(
@@ -146,6 +147,11 @@ def test_a_timestamp_event_time_reads_naive_values_in_its_columns_zone():
         ("~data.event_time.parts.day", "expected year and either month \\+ day or day_of_year"),
         ("data.event_time.parts.day=dday", "data.event_time.parts.day: 'dday' \\(did you mean 'day'\\?\\)"),
         ("data.event_time.column=time_hour", "give either column"),
+        ("data.lookup_joins.0.key=tailnm", "data.lookup_joins\\[0\\].key: 'tailnm' \\(did you mean 'tailnum'\\?\\)"),
+        (
+            "+data.lookup_joins.0.right_key=tail",
+            "right_key: 'tail' \\(did you mean 'tailnum'\\?\\) is not a column of 'planes'",
+        ),
     ],
 )
 def test_event_time_config_errors_name_the_key(override, said):

@@ -14,6 +14,7 @@ from mlsys.config.schema import DataCheckConfig, FeaturesConfig, TrainingConfig
 from mlsys.data.columns import EVENT_TIME, LABEL
 from mlsys.dynamic import check_new_data, data_profile
 from mlsys.features import FeaturePipeline, fit_pipeline
+from mlsys.reports import refusal_warning
 from mlsys.split import resolve
 
 SPLIT = OmegaConf.create(
@@ -118,3 +119,13 @@ def test_new_data_is_adopted_only_when_safe():
     assert any(
         r.startswith("wx_temp: missing share changed by +1.000") for r in _check(gone, pipeline, before)["reasons"]
     )
+
+
+def test_a_data_check_that_refuses_every_period_is_a_backtest_warning():
+    before = _frame(3000, 0)
+    pipeline = fit_pipeline(FEATURES, before)
+    periods = [{"retrain": _check(_frame(500, seed), pipeline, before, min_rows=1000)} for seed in (5, 6)]
+    warning = refusal_warning(periods)
+    assert warning.startswith("no retrain was adopted") and "rows: 500 < training.data_check.min_rows=1000" in warning
+    periods[1]["retrain"] = _check(_frame(3000, 7, temp=80.0), pipeline, before)  # one adopted: no warning
+    assert refusal_warning(periods) is None
