@@ -125,9 +125,9 @@ RUBRIC: tuple[Rubric, ...] = (
     Rubric(
         "model-2",
         "Offline and online metrics correlate",
+        (f"test:{T}serving/test_monitor.py::test_a_clean_replay_raises_no_fail_and_shows_quality_and_age",),
         (),
-        (),
-        "the service logs every answer (request log) but labels are not joined back yet (monitoring)",
+        "`mlsys monitor` joins landed labels to served answers: the served metric beside the release's test figure",
     ),
     Rubric(
         "model-3",
@@ -227,55 +227,65 @@ RUBRIC: tuple[Rubric, ...] = (
     Rubric(
         "monitor-1",
         "Dependency changes result in notification",
-        (),
         (
             "stage:snapshot",
-            "config:data.on_upstream_change=fail",
-            f"test:{T}pipeline/test_pipeline.py::test_upstream_change_can_be_refused",
+            f"test:{T}pipeline/test_pipeline.py::test_changed_upstream_is_detected_and_flows_downstream",
+            f"test:{T}serving/test_monitor.py::test_a_changed_upstream_file_is_an_upstream_warning_and_goes_to_the_webhook",
         ),
-        "every run detects a changed upstream; it stops the run (exit 8, for a scheduler to act on) only with "
-        "data.on_upstream_change: fail, and nothing sends a notification",
+        (),
+        "every snapshot detects a changed source; `mlsys monitor` turns it into an alert, recorded and POSTed",
     ),
     Rubric(
         "monitor-2",
         "Data invariants hold in training and serving inputs",
-        (),
         (
-            f"test:{T}serving/test_server.py::test_load_run_has_no_server_error_and_loses_no_log_entry",
-            "readme:mlsys check-requests",
+            f"test:{T}serving/test_monitor.py::test_an_input_out_of_bounds_breaks_the_serving_invariants",
+            f"test:{T}serving/test_monitor.py::test_a_unit_change_in_a_carried_lookup_is_drift_and_skew",
         ),
-        "training inputs are validated; each request is checked by the serving contract's request model, "
-        "and `mlsys check-requests` runs Pandera on the request log, by hand (not scheduled or alerted)",
+        (),
+        "the serving contract runs in batch over each window of served inputs (`mlsys monitor`), drift on top",
     ),
     Rubric(
         "monitor-3",
         "Training and serving are not skewed",
+        (
+            f"test:{T}serving/test_monitor.py::test_a_serving_side_vocabulary_bug_is_feature_skew",
+            f"test:{T}serving/test_monitor.py::test_a_clean_replay_raises_no_fail_and_shows_quality_and_age",
+        ),
         (),
-        (),
-        "one feature code path: batch store, HTTP and frame path give the same score (tested); "
-        "no skew monitoring of live traffic yet",
+        "every logged feature is recomputed by the batch path from the built row and compared",
     ),
-    Rubric("monitor-4", "Models are not too stale", (), (), "model age is recorded in the card; not monitored"),
+    Rubric(
+        "monitor-4",
+        "Models are not too stale",
+        (f"test:{T}serving/test_monitor.py::test_a_model_older_than_the_limit_is_stale",),
+        (),
+        "model age at prediction time, the online table's and the store's age, with bounds",
+    ),
     Rubric(
         "monitor-5",
         "Models are numerically stable",
+        (f"test:{T}serving/test_monitor.py::test_nan_scores_are_instability",),
         (),
-        (),
-        "checked once at release (stability gates), not monitored in serving",
+        "served answers: NaN or infinite, constant, out of the validation range",
     ),
     Rubric(
         "monitor-6",
         "Computing performance has not regressed",
         (),
         (),
-        "benchmarks exist (bench/) but nothing compares them over time",
+        "`mlsys monitor` reports p50/p99 latency per window and against the window before, without a bound; "
+        "bench/ figures are not compared over time",
     ),
     Rubric(
         "monitor-7",
         "Prediction quality has not regressed",
+        (
+            f"test:{T}serving/test_monitor.py::test_a_shift_in_the_label_rate_is_quality",
+            f"test:{T}serving/test_monitor.py::test_a_clean_replay_raises_no_fail_and_shows_quality_and_age",
+        ),
         (),
-        (),
-        "checked at release against the live model; not monitored on live traffic",
+        "the task's metrics on served records once labels land, by day, against the release's test figure",
     ),
 )
 SECTIONS = ("data", "model", "infra", "monitor")

@@ -1,10 +1,11 @@
 """Distribution shift of the model's features against a stored reference profile.
 
 A profile holds, per feature, bins fitted on the reference sample (deciles for numeric
-features, one per code for categorical ones, plus one for unseen codes) and the share of
-rows in each, with a last bin for missing values: a column going null is a shift too. It is
-plain JSON, saved with a model, so later data (a new period, logged requests) is compared
-with it without the reference rows.
+features, with their min, max and mean; one per code for categorical ones, plus one for
+unseen codes, "other") and the share of rows in each, with a last bin for missing values: a
+column going null is a shift too. It is plain JSON, saved with a model (the train window's
+features, and the validation window's answers as `answer.<column>`), so later data (a new
+period, logged requests) is compared with it without the reference rows.
 """
 
 from __future__ import annotations
@@ -43,20 +44,40 @@ def profile(matrix: np.ndarray, names: list[str], categorical: list[int], bins: 
         else:
             q = np.quantile(present, np.linspace(0, 1, bins + 1)[1:-1]) if len(present) else []
             spec = {"kind": "numeric", "edges": np.unique(q).tolist()}
+            some = len(present) > 0
+            spec.update(
+                {
+                    k: float(f(present)) if some else None
+                    for k, f in (("min", np.min), ("max", np.max), ("mean", np.mean))
+                }
+            )
         counts = _counts(col, spec)
         out[name] = {**spec, "shares": (counts / max(len(col), 1)).tolist(), "rows": len(col)}
     return out
 
 
+def shares(spec: dict[str, Any], values: np.ndarray) -> np.ndarray:
+    """The share of `values` in each of the profile entry's bins (the last: missing)."""
+    return _counts(np.asarray(values, dtype=np.float64), spec) / max(len(values), 1)
+
+
+def distances(spec: dict[str, Any], values: np.ndarray) -> dict[str, float]:
+    """PSI, Jensen-Shannon distance (base 2: 0 same, 1 disjoint) and L-infinity (the largest
+    change of one bin's share) of `values` against one profile entry."""
+    from scipy.spatial.distance import jensenshannon
+
+    p, q = np.asarray(spec["shares"]), shares(spec, values)
+    pf, qf = np.maximum(p, EPS), np.maximum(q, EPS)
+    return {
+        "psi": float(np.sum((qf - pf) * np.log(qf / pf))),
+        "js": float(jensenshannon(p, q, base=2)) if q.sum() else 0.0,
+        "linf": float(np.max(np.abs(q - p))),
+    }
+
+
 def psi(reference: Profile, matrix: np.ndarray, names: list[str]) -> dict[str, float]:
     """Feature -> population stability index of `matrix` against the profile (0: same)."""
-    out = {}
-    for j, name in enumerate(names):
-        spec = reference[name]
-        p = np.maximum(np.asarray(spec["shares"]), EPS)
-        q = np.maximum(_counts(matrix[:, j], spec) / max(len(matrix), 1), EPS)
-        out[name] = float(np.sum((q - p) * np.log(q / p)))
-    return out
+    return {name: distances(reference[name], matrix[:, j])["psi"] for j, name in enumerate(names)}
 
 
 def missing_change(reference: Profile, matrix: np.ndarray, names: list[str]) -> dict[str, float]:

@@ -25,6 +25,15 @@ def data_profile(pipeline: FeaturePipeline, frame: pd.DataFrame) -> drift.Profil
     return drift.profile(pipeline.transform_frame(frame), pipeline.names, pipeline.categorical)
 
 
+def answer_profile(model: Any, encoded: pd.DataFrame) -> drift.Profile:
+    """The distribution of `model`'s answers (the task's numbers, `answer.<column>`) on
+    `encoded` rows (the validation window): the reference of prediction drift."""
+    from mlsys.data.columns import ANSWER
+
+    answers = model.task.matrix(model.predict_matrix(encoded[model.pipeline.names].to_numpy("float64")))
+    return drift.profile(answers, [ANSWER + c for c in model.task.columns], [])
+
+
 def check_new_data(
     frame: pd.DataFrame,
     pipeline: FeaturePipeline,

@@ -12,7 +12,7 @@
 | 7 | gate failure (a candidate model did not pass release gates) |
 | 8 | upstream data changed while `on_upstream_change: fail` |
 | 9 | concurrent change (a release or rollback raced another one): rerun |
-| 10 | monitoring alert (reserved for `mlsys monitor`) |
+| 10 | monitoring alert: `mlsys monitor` found a check past its fail bound |
 """
 
 from __future__ import annotations
@@ -81,3 +81,9 @@ class ConcurrentChangeError(MlsysError):
     """Someone else changed the same thing meanwhile (the live model, the registry lock)."""
 
     code = ExitCode.CONCURRENT
+
+
+class AlertError(MlsysError):
+    """`mlsys monitor`: a check passed its fail bound."""
+
+    code = ExitCode.ALERT

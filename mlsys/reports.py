@@ -176,3 +176,63 @@ def refusal_warning(results: list[dict[str, Any]]) -> str | None:
         "no retrain was adopted: the dynamic model is the static one in every period; "
         f"refused for: {'; '.join(refusals)}"
     )
+
+
+def monitor_html(path: Path, summary: dict[str, Any], results: list[tuple[str, Any]], log: pd.DataFrame) -> Path:
+    """`mlsys monitor`'s page: per-feature drift, answers against the validation window's,
+    quality by day against the release's test figure, volume and latency by day, findings."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    images = []
+    by = {(v, r.check): r for v, r in results}
+    for version in summary["models"]:
+        drift = by.get((version, "drift"))
+        rows = {k: v["psi"] for k, v in drift.figures.items() if isinstance(v, dict) and "psi" in v} if drift else {}
+        if rows:
+            top = sorted(rows.items(), key=lambda kv: kv[1])[-25:]
+            fig, ax = plt.subplots(figsize=(8, max(3, 0.28 * len(top))))
+            ax.barh([k for k, _ in top], [v for _, v in top], color="#4c72b0")
+            ax.set_title(f"PSI against the train window (answers: the validation window), model {version}")
+            images.append(f"<h2>Drift, model {html.escape(version)}</h2>{_png(fig)}")
+        quality = by.get((version, "quality"))
+        days = quality.figures.get("by_day") if quality else None
+        if days:
+            metric = next(k for k in days[0] if k not in ("day", "rows"))
+            fig, ax = plt.subplots(figsize=(10, 3.5))
+            ax.plot([d["day"] for d in days], [d[metric] for d in days], marker=".", label=f"served {metric} by day")
+            release = quality.figures.get(f"release_test_{metric}")
+            if release is not None:
+                ax.axhline(release, color="green", linestyle="--", label="release test figure")
+            ax.set_title(f"{metric} of the served answers by prediction day")
+            ax.tick_params(axis="x", rotation=60, labelsize=7)
+            ax.legend()
+            images.append(f"<h2>Quality once labels landed, model {html.escape(version)}</h2>{_png(fig)}")
+    if len(log):
+        day = log["prediction_time"].dt.floor("D")
+        daily = log.groupby(day).agg(records=("entity", "size"), p50=("latency_ms", "median"))
+        daily["p99"] = log.groupby(day)["latency_ms"].quantile(0.99)
+        fig, (a, b) = plt.subplots(1, 2, figsize=(14, 3.5))
+        a.bar(daily.index.astype(str), daily["records"])
+        a.set_title("Records by prediction day")
+        b.plot(daily.index.astype(str), daily["p50"], label="p50 ms")
+        b.plot(daily.index.astype(str), daily["p99"], label="p99 ms")
+        b.set_title("Latency by prediction day")
+        b.legend()
+        for ax in (a, b):
+            ax.tick_params(axis="x", rotation=60, labelsize=7)
+        images.append(f"<h2>Volume and latency</h2>{_png(fig)}")
+    checks = [{"model:check": k, **v} for k, v in summary["checks"].items()]
+    findings = [f.record() for _, r in results for f in r.findings]
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>mlsys monitor</title>
+<style>body{{font-family:sans-serif;margin:2em}} table{{border-collapse:collapse;margin:1em 0}}
+td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}</style></head><body>
+<h1>Monitoring: {html.escape(summary["status"])}</h1>
+<p>Prediction time {html.escape(summary["window"]["since"])} to {html.escape(summary["window"]["until"])}:
+{summary["records"]:,} records, models {html.escape(", ".join(summary["models"]))};
+{summary["findings"]["fail"]} fail, {summary["findings"]["warn"]} warn.</p>
+<h2>Findings</h2>{_table(findings) or "<p>none</p>"}<div>{"".join(images)}</div>
+<h2>Checks</h2>{_table(checks)}</body></html>"""
+    return atomic_write(path, lambda p: p.write_text(page, encoding="utf-8"))

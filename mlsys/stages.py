@@ -73,6 +73,7 @@ STAGES: dict[str, Stage] = {
             "training.mode",
             *REQUEST,
             "data.event_time",
+            "data.prediction_lead",
             "evaluation.calibration_bins",
             "inference.server",
             "paths",
@@ -123,6 +124,7 @@ STAGES: dict[str, Stage] = {
 SERVE = (
     *REQUEST,
     "data.event_time",
+    "data.prediction_lead",  # a logged record's prediction time
     "inference.mode",
     "inference.server",
     "inference.request_log",
@@ -142,3 +144,7 @@ def _recording(recorder: str) -> tuple[str, ...]:
 
 
 STAGES["partition"] = Stage(_recording("partition"), STAGES["partition"].help)
+# Not DVC stages: `mlsys monitor` (the request log and the registry are outside DVC's graph)
+# and `mlsys replay`.
+MONITOR = (*REQUEST, "data.event_time", "data.prediction_lead", "monitoring", "split.tz", "release.model_name", "paths")
+REPLAY = (*REQUEST, "inference.window", "split.tz", "paths")

@@ -13,9 +13,9 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from mlsys.data.snapshot import MANIFEST
-from mlsys.dynamic import PROFILE
-from mlsys.io import read_json, require, write_json
-from mlsys.model import CARD_FILE, FEATURES_FILE, META_FILE, MODEL_FILE, bundle_version
+from mlsys.dynamic import PROFILE, answer_profile
+from mlsys.io import read_json, read_parquet, require, write_json
+from mlsys.model import CARD_FILE, FEATURES_FILE, META_FILE, MODEL_FILE, bundle_version, load_model
 from mlsys.model.integrity import CALIBRATION_FILE, CHECKSUMS, verify, write_checksums
 from mlsys.tasks import Task
 
@@ -46,7 +46,9 @@ def run(cfg: DictConfig, root: Path) -> None:
     model_files = (MODEL_FILE, FEATURES_FILE, *((CALIBRATION_FILE,) if calibrated else ()))
     for name in model_files:
         shutil.copyfile(require(model_dir / name, "model artifacts: run train"), bundle / name)
-    shutil.copyfile(require(root / p.features / PROFILE, "training data profile: run featurize"), bundle / PROFILE)
+    profile = read_json(root / p.features / PROFILE, "training data profile: run featurize")
+    valid = read_parquet(root / p.valid_matrix, "encoded valid window: run featurize")
+    write_json(bundle / PROFILE, {**profile, **answer_profile(load_model(model_dir), valid)})
     packaged_at = datetime.now(UTC).isoformat(timespec="seconds")
     card = {
         "version": bundle_version(bundle, meta.get("task")),

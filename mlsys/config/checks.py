@@ -42,8 +42,12 @@ def check(cfg: DictConfig, lightgbm: bool = True) -> None:
     task.check(cfg.data.label, cfg.model.params)
     calibration.check(cfg.model.calibration, task)
     check_release(cfg.release, task)
-    if not 0 <= cfg.inference.request_log.sample_rate <= 1:
-        raise ConfigError(f"inference.request_log.sample_rate: {cfg.inference.request_log.sample_rate} not in [0, 1]")
+    log = cfg.inference.request_log
+    if not 0 <= log.sample_rate <= 1:
+        raise ConfigError(f"inference.request_log.sample_rate: {log.sample_rate} not in [0, 1]")
+    for key in ("flush_rows", "flush_seconds", "rotate_mb", "max_queue"):
+        if not log[key] > 0:
+            raise ConfigError(f"inference.request_log.{key}: {log[key]} must be positive")
     from mlsys.contracts import pii_columns
 
     personal = sorted(set(cfg.evaluation.slices) & pii_columns(cfg))

@@ -643,7 +643,10 @@ class PathsConfig:
     backtest: str = "models/backtest"  # one model folder per period, with its scores.json
     online: str = "data/serving/online.sqlite"  # online feature table (request-time lookups)
     store: str = "data/serving/predictions.sqlite"  # batch predictions (the lookup store)
-    request_log: str = "logs/requests.jsonl"  # what the server saw and answered (monitoring reads it)
+    request_log: str = "logs/requests"  # what the server saw and answered: <UTC day>/*.arrows (monitoring reads it)
+    alerts: str = "logs/alerts.jsonl"  # every monitoring finding, appended
+    monitor_metrics: str = "${.metrics}/monitor.json"
+    monitor_report: str = "${.reports}/monitor.html"
 
 
 @dataclass
@@ -671,7 +674,13 @@ class ServerConfig:
 
 @dataclass
 class RequestLogConfig:
-    sample_rate: float = 1.0
+    """The request log (mlsys.serving.log): Arrow IPC stream files, written off the request path."""
+
+    sample_rate: float = 1.0  # share of requests logged
+    flush_rows: int = 2000  # a batch is written every this many records...
+    flush_seconds: float = 1.0  # ...or this often (a kill -9 loses at most one batch)
+    rotate_mb: int = 64  # a new file past this size (and each UTC day)
+    max_queue: int = 10000  # requests waiting for the writer; past this, dropped and counted
 
 
 @dataclass
@@ -686,6 +695,83 @@ class InferenceConfig:
 
 
 @dataclass
+class Bounds:
+    """A monitored figure's thresholds: past `warn` it is reported, past `fail` `mlsys
+    monitor` exits 10 (null: never). Higher is worse."""
+
+    warn: float | None = None
+    fail: float | None = None
+
+
+@dataclass
+class DriftMonitor:
+    """Inputs and answers on served records against the served model's own profile."""
+
+    psi: Bounds = field(default_factory=lambda: Bounds(0.1, 0.25))
+    js: Bounds = field(default_factory=lambda: Bounds(0.15, 0.3))  # Jensen-Shannon distance (base 2)
+    linf: Bounds = field(default_factory=lambda: Bounds(0.1, 0.2))  # categorical: largest change of one value's share
+    missing_change: Bounds = field(default_factory=lambda: Bounds(0.1, 0.25))  # share of missing values, up
+    share: Bounds = field(default_factory=lambda: Bounds(0.25, 0.5))  # importance share of features past psi.warn
+    prediction: Bounds = field(default_factory=lambda: Bounds(0.1, 0.25))  # PSI of answers vs the validation window
+    # Features expected to move (seasonal weather): their drift is reported, never alerts,
+    # unless they vanish (missing_change still applies), as in the dynamic data check.
+    expected_drift: list[str] = field(default_factory=list)
+    features: dict[str, Any] = field(default_factory=dict)  # per feature: {psi: {warn, fail}, ...}
+
+
+@dataclass
+class StalenessMonitor:
+    model_age_days: Bounds = field(
+        default_factory=lambda: Bounds(45.0, 90.0)
+    )  # prediction time - newest training event
+    online_age_days: Bounds = field(default_factory=lambda: Bounds(2.0, 7.0))  # received - online table built
+    store_age_days: Bounds = field(default_factory=lambda: Bounds(2.0, 7.0))  # received - batch predictions made
+
+
+@dataclass
+class StabilityMonitor:
+    nan: Bounds = field(default_factory=lambda: Bounds(0.0, 0.0))  # share of answers NaN or infinite
+    out_of_range: Bounds = field(default_factory=lambda: Bounds(0.01, 0.05))  # outside the validation range, widened
+    range_margin: float = 0.05
+    constant: bool = True  # every answer the same: fail
+
+
+@dataclass
+class QualityMonitor:
+    """The task's metrics on served records once their labels land (joined by entity)."""
+
+    drop: Bounds = field(default_factory=lambda: Bounds(0.02, 0.05))  # headline metric: release test - served
+    min_labelled: int = 200  # fewer labelled records: reported, not judged
+    calibration_bins: int = 10
+
+
+@dataclass
+class Webhook:
+    url: str | None = None  # each finding is POSTed as JSON (a failed delivery is recorded)
+    timeout_seconds: float = 5.0
+    retries: int = 3
+
+
+@dataclass
+class MonitoringConfig:
+    """`mlsys monitor`: checks over a window of the request log's prediction time."""
+
+    since: str | None = None  # inclusive, a local time in split.tz; default: `until` - 1 day
+    until: str | None = None  # exclusive; default: just after the newest prediction time logged
+    min_rows: int = 200  # fewer records in the window: checks say so instead of judging
+    invariants: Bounds = field(default_factory=lambda: Bounds(0.001, 0.01))  # share failing a serving-contract check
+    skew: Bounds = field(
+        default_factory=lambda: Bounds(0.0, 0.01)
+    )  # share of compared records with a feature differing
+    drift: DriftMonitor = field(default_factory=DriftMonitor)
+    staleness: StalenessMonitor = field(default_factory=StalenessMonitor)
+    stability: StabilityMonitor = field(default_factory=StabilityMonitor)
+    quality: QualityMonitor = field(default_factory=QualityMonitor)
+    upstream: Bounds = field(default_factory=lambda: Bounds(0.0, None))  # sources changed since the model's snapshot
+    webhook: Webhook = field(default_factory=Webhook)
+
+
+@dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     contract: ContractConfig = field(default_factory=ContractConfig)
@@ -697,6 +783,7 @@ class Config:
     release: ReleaseConfig = field(default_factory=ReleaseConfig)
     backtest: BacktestConfig = field(default_factory=BacktestConfig)
     inference: InferenceConfig = field(default_factory=InferenceConfig)
+    monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
 
 
@@ -711,6 +798,7 @@ SECTIONS: dict[str, type] = {
     "release": ReleaseConfig,
     "backtest": BacktestConfig,
     "inference": InferenceConfig,
+    "monitoring": MonitoringConfig,
     "paths": PathsConfig,
 }
 

@@ -12,3 +12,6 @@ NUMERIC_DTYPES = ("int", "Int", "float", "Float", "uint", "UInt")
 # Units of `data.event_time.parts`: a date (year + month + day, or year + day_of_year), then a time.
 TIME_UNITS = {"hour": 3600, "minute": 60, "second": 1}  # seconds in each
 UNITS = ("year", "month", "day", "day_of_year", *TIME_UNITS)
+
+# Column prefixes of the request log (and of a model profile's answer entries).
+INPUT, ANSWER, FEATURE = "input.", "answer.", "feature."

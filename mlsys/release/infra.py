@@ -28,7 +28,7 @@ from mlsys.stages import REQUEST
 from mlsys.tasks import Task
 
 # What the sandboxed server reads of the release stage's config; the rest is fixed for it.
-INFRA = (*REQUEST, "data.event_time", "inference.server", "release.model_name", "paths")
+INFRA = (*REQUEST, "data.event_time", "data.prediction_lead", "inference.server", "release.model_name", "paths")
 
 
 def infra_config(cfg: Any) -> dict[str, Any]:
@@ -37,9 +37,11 @@ def infra_config(cfg: Any) -> dict[str, Any]:
     from omegaconf import OmegaConf
 
     from mlsys.config import select
+    from mlsys.config.schema import RequestLogConfig
 
     out = OmegaConf.to_container(select(cfg, INFRA), resolve=True)
-    out["inference"].update(mode="dynamic", request_log={"sample_rate": 0.0})
+    log = OmegaConf.to_container(OmegaConf.structured(RequestLogConfig(sample_rate=0.0)))
+    out["inference"].update(mode="dynamic", request_log=log)
     out["inference"]["server"]["auth_token_env"] = None
     return out
 

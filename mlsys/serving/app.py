@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
@@ -40,7 +40,6 @@ from omegaconf import DictConfig, OmegaConf
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from mlsys.contracts import pii_columns
 from mlsys.data.build import event_time_of, event_time_spec
 from mlsys.data.columns import EVENT_LOCAL
 from mlsys.data.derive import Deriver
@@ -49,7 +48,7 @@ from mlsys.errors import ConfigError, MlsysError
 from mlsys.io import read_json
 from mlsys.model import CARD_FILE, Model, load_model
 from mlsys.release.registry import Registry, locate
-from mlsys.serving.log import RequestLog
+from mlsys.serving.log import Entry, LogSpec, RequestLog
 from mlsys.serving.request import lookup_specs, request_model
 from mlsys.serving.store import Reader, entity, has_predictions, online_reader, prediction_reader
 
@@ -70,6 +69,7 @@ class Online:
     names: list[str]
     example: dict[str, Any]
     problem: str | None
+    stamp: dict[str, str] = field(default_factory=dict)  # version, built_at
 
 
 @dataclass(frozen=True)
@@ -142,7 +142,17 @@ class Service:
         self.online_path, self.store_path = root / p.online, root / p.store
         self.needs_online = self.mode != "static" and bool(lookup_specs(cfg))
         self.metrics = Metrics(self._answer_buckets())
-        self.log = RequestLog(root / p.request_log, cfg.inference.request_log.sample_rate, pii=pii_columns(cfg))
+        log = cfg.inference.request_log
+        self.log = RequestLog(
+            root / p.request_log,
+            LogSpec.from_config(cfg),
+            log.sample_rate,
+            log.flush_rows,
+            log.flush_seconds,
+            log.rotate_mb * 1_000_000,
+            log.max_queue,
+            registry=self.metrics.registry,
+        )
         self.request_type = request_model(cfg)
         self.adapter = TypeAdapter(list[self.request_type])  # type: ignore[name-defined]
         self.state = State(served=None, online=Online(None, [], {}, "not opened yet"), store=None, mismatch=None)
@@ -174,11 +184,11 @@ class Service:
 
     def _open_online(self) -> Online:
         try:
-            reader, kinds, example = online_reader(self.online_path)
+            reader, kinds, example, stamp = online_reader(self.online_path)
         except sqlite3.Error as exc:
             what = "missing" if str(exc) == "missing" else f"unreadable ({exc})"
             return Online(None, [], {}, f"{self.online_path} is {what}: run `dvc repro online`")
-        return Online(reader, list(kinds), example, None)
+        return Online(reader, list(kinds), example, None, stamp)
 
     def _model(self, state: State) -> tuple[Served | None, tuple[str, str] | None]:
         """The model to serve: the pinned one, or the registry's live version if it loads;
@@ -481,22 +491,20 @@ def create_app(cfg: DictConfig, root: Path, pinned: Path | None = None) -> FastA
                 status, kind = 404, "not_found"
                 return _error(404, kind, results[0]["error"])
             elapsed = time.perf_counter() - start
-            task = state.served.model.task if state.served else None
-            for rec, res in zip(records, results, strict=True):
-                features = res.pop("_features", None)
-                if "error" not in res and task is not None:
-                    m.predictions.labels(res["path"]).inc()
-                    m.scores.observe(task.headline(res))
-                    service.log.put(
-                        {
-                            "at": time.time(),
-                            "input": rec,
-                            "features": features,
-                            **{k: v for k, v in res.items() if k != "entity"},  # the answer, its model and path
-                            "latency_ms": elapsed * 1000,
-                        }
+            served = state.served
+            answered = [(rec, res) for rec, res in zip(records, results, strict=True) if "error" not in res]
+            for _, res in answered:
+                m.predictions.labels(res["path"]).inc()
+                m.scores.observe(served.model.task.headline(res))
+            if answered:
+                service.log.put(
+                    Entry(
+                        time.time(), elapsed * 1000, served.version, state.online.stamp.get("version"),
+                        served.model.task, [rec for rec, _ in answered], [res for _, res in answered],
                     )
-            return JSONResponse(results[0] if single else {"predictions": results})
+                )  # fmt: skip
+            body = [{k: v for k, v in res.items() if k != "_features"} for res in results]
+            return JSONResponse(body[0] if single else {"predictions": body})
         except Exception as exc:  # never crash the service; count and report
             status, kind = 500, "internal"
             return _error(500, kind, f"{type(exc).__name__}: {exc}")

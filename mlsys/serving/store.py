@@ -9,6 +9,7 @@ fails its checks leaves the previous predictions in place.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 import threading
@@ -47,8 +48,13 @@ def _plain(v: Any) -> Any:
 
 def write_online(path: Path, frame: pd.DataFrame, key: Sequence[str], columns: list[str], example: dict) -> Path:
     """Online feature table: entity -> the looked-up columns, written to a new file then
-    renamed; its meta holds each column's kind and an example request."""
+    renamed; its meta holds each column's kind, an example request, its version (a hash of
+    its content: the request log records which table a row was served from) and when it
+    was built."""
     kinds = {c: "numeric" if pd.api.types.is_numeric_dtype(frame[c]) else "categorical" for c in columns}
+    content = pd.util.hash_pandas_object(frame[[*key, *columns]], index=False).to_numpy()
+    version = hashlib.sha256(content.tobytes()).hexdigest()[:12]
+    built_at = pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds")
 
     def write(tmp: Path) -> None:
         con = sqlite3.connect(tmp)
@@ -59,6 +65,7 @@ def write_online(path: Path, frame: pd.DataFrame, key: Sequence[str], columns: l
         con.execute("CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT)")
         con.execute("INSERT INTO meta VALUES ('columns', ?)", (json.dumps(kinds),))
         con.execute("INSERT INTO meta VALUES ('example', ?)", (json.dumps(example, default=str),))
+        con.executemany("INSERT INTO meta VALUES (?, ?)", [("version", version), ("built_at", built_at)])
         con.commit()
         con.close()
 
@@ -142,15 +149,17 @@ class Reader:
         return self._con().execute(query, tuple(args)).fetchall()
 
 
-def online_reader(path: Path) -> tuple[Reader, dict[str, str], dict[str, Any]]:
-    """A reader of the online feature table, its columns' kinds and its example request;
-    `sqlite3.Error` if the file is missing or is not a readable online table."""
+def online_reader(path: Path) -> tuple[Reader, dict[str, str], dict[str, Any], dict[str, str]]:
+    """A reader of the online feature table, its columns' kinds, its example request and its
+    version and build time; `sqlite3.Error` if the file is missing or is not a readable
+    online table."""
     if not Path(path).is_file():
         raise sqlite3.OperationalError("missing")
     reader = Reader(path, "SELECT * FROM features WHERE entity = ?")
     meta = dict(reader.all("SELECT name, value FROM meta"))
     reader.all("SELECT * FROM features LIMIT 1")  # the table is there and its pages read
-    return reader, json.loads(meta.get("columns", "{}")), json.loads(meta.get("example", "{}"))
+    stamp = {k: meta[k] for k in ("version", "built_at") if k in meta}
+    return reader, json.loads(meta.get("columns", "{}")), json.loads(meta.get("example", "{}")), stamp
 
 
 def prediction_reader(path: Path, version: str, columns: Sequence[str]) -> Reader:

@@ -11,9 +11,12 @@ import time
 from pathlib import Path
 
 import httpx
+import pandas as pd
+import pyarrow as pa
 
 from mlsys.model import load_model
 from mlsys.model.integrity import listed, write_checksums
+from mlsys.serving.log import read_log
 from tests.conftest import ENV, registry_of
 
 
@@ -79,3 +82,18 @@ def wait_until(condition, seconds: float = 15.0) -> bool:
             return True
         time.sleep(0.1)
     return False
+
+
+def logged(log: Path) -> pd.DataFrame:
+    """Every row of the request log under `log`."""
+    return read_log(log).frame
+
+
+def append_logged(log: Path, rows: pd.DataFrame) -> None:
+    """Rows written into the log as a new stream file: what could reach it around the service."""
+    table = pa.Table.from_pandas(rows, preserve_index=False)
+    folder = log / "9999-12-31"
+    folder.mkdir(parents=True, exist_ok=True)
+    with pa.OSFile(str(folder / f"tampered-{len(list(folder.iterdir()))}.arrows"), "wb") as sink:
+        with pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)

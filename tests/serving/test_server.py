@@ -20,7 +20,7 @@ from mlsys.model import load_model
 from mlsys.serving.request import request_body
 from mlsys.serving.store import predictions_table
 from tests.conftest import project_copy, registry_of, run
-from tests.serving.harness import Server, another_version
+from tests.serving.harness import Server, another_version, append_logged, logged
 
 KEY = ["year", "month", "day", "carrier", "flight", "origin"]
 
@@ -166,7 +166,7 @@ def test_a_release_and_a_rollback_switch_models_without_failing_a_request(dynami
 def test_load_run_has_no_server_error_and_loses_no_log_entry(project, rows):
     """20,000 requests from 16 keep-alive connections (stdlib http.client: a light client,
     so the two cores go to the server); then a graceful stop drains the request log."""
-    server = Server(project, "paths.request_log=logs/load.jsonl")
+    server = Server(project, "paths.request_log=logs/load")
     n, concurrency = 20_000, 16
     columns = list(httpx.get(f"{server.url}/model").json()["example_request"])
     bodies = [json.dumps(request_body(r, columns)).encode() for _, r in rows.head(500).iterrows()]
@@ -191,15 +191,14 @@ def test_load_run_has_no_server_error_and_loses_no_log_entry(project, rows):
     finally:
         out = server.stop()
     assert len(statuses) == n and set(statuses) == {200}, out
-    entries = (project / "logs/load.jsonl").read_text().splitlines()
+    entries = logged(project / "logs/load")
     assert len(entries) == n  # sample_rate 1.0: every answered record, none lost
-    first = json.loads(entries[0])
-    assert {"input", "features", "score", "model_version", "path", "latency_ms"} <= set(first)
-    checked = run(["mlsys", "check-requests", "paths.request_log=logs/load.jsonl"], project)
+    assert {"received_at", "prediction_time", "answer.score", "model_version", "path", "latency_ms"} <= set(entries)
+    assert entries["prediction_time"].notna().all() and entries["input.origin"].notna().all()
+    checked = run(["mlsys", "check-requests", "paths.request_log=logs/load"], project)
     assert json.loads((project / "reports/requests.json").read_text())["rows_passed"] == n, checked.stdout
-    with (project / "logs/load.jsonl").open("a") as fh:  # what a client could send around the service
-        fh.write(json.dumps({**first, "input": {**first["input"], "origin": "BOS"}}) + "\n")
-    broken = run(["mlsys", "check-requests", "paths.request_log=logs/load.jsonl"], project, check=False)
+    append_logged(project / "logs/load", entries.head(1).assign(**{"input.origin": "BOS"}))  # sent around the service
+    broken = run(["mlsys", "check-requests", "paths.request_log=logs/load"], project, check=False)
     assert broken.returncode == ExitCode.CONTRACT and "origin" in broken.stdout
 
 

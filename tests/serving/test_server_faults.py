@@ -16,7 +16,7 @@ import pytest
 from mlsys.errors import ExitCode
 from mlsys.serving.request import request_body
 from tests.conftest import ENV, project_copy, registry_of, run
-from tests.serving.harness import Server, another_version, wait_until
+from tests.serving.harness import Server, another_version, append_logged, logged, wait_until
 
 pytestmark = pytest.mark.slow
 ONLINE = "data/serving/online.sqlite"
@@ -151,13 +151,12 @@ def test_a_chunked_body_is_cut_off_while_it_streams(dynamic):
 
 
 def test_check_requests_holds_carried_lookups_to_their_tables_bounds(project, dynamic, example):
-    log = project / "logs/requests.jsonl"
+    log = project / "logs/requests"
     httpx.post(f"{dynamic.url}/predict", json={**example, "wx_wind_speed": 12.5})
-    assert wait_until(lambda: log.exists() and "wx_wind_speed" in log.read_text())
+    assert wait_until(lambda: (logged(log).get("input.wx_wind_speed") == 12.5).any())
     run(["mlsys", "check-requests"], project)
-    line = json.loads(log.read_text().splitlines()[-1])
-    with log.open("a") as fh:  # what a client could have sent around the service
-        fh.write(json.dumps({**line, "input": {**line["input"], "wx_wind_speed": 1048.0}}) + "\n")
+    line = logged(log).tail(1).assign(**{"input.wx_wind_speed": 1048.0})
+    append_logged(log, line)  # what a client could have sent around the service
     proc = run(["mlsys", "check-requests"], project, check=False)
     assert proc.returncode == ExitCode.CONTRACT and "wx_wind_speed" in proc.stdout
 

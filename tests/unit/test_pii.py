@@ -17,9 +17,10 @@ from mlsys.contracts import PII, pii_columns, summary, validate_table
 from mlsys.data.columns import EVENT_TIME
 from mlsys.errors import ContractError
 from mlsys.serving import checks
-from mlsys.serving.log import RequestLog
+from mlsys.serving.log import Entry, LogSpec, RequestLog, read_log
 from mlsys.serving.request import request_body, request_columns
 from mlsys.serving.store import online_reader
+from mlsys.tasks import Task
 from tests.conftest import REPO
 
 SECRET = "NSECRET1"  # a registration number that must not leak (matches the tailnum regex)
@@ -76,26 +77,31 @@ def test_a_frame_failure_of_a_pii_column_is_masked_but_a_schema_fact_is_not(cfg,
     assert dtype and PII not in dtype, report["frame_failures"]  # the dtype found: a fact, not data
 
 
-def _logged(tmp_path, pii: frozenset[str]) -> dict:
-    log = RequestLog(tmp_path / "requests.jsonl", 1.0, pii=pii)
-    entry = {
-        "at": 0.0,
-        "input": {"tailnum": SECRET, "distance": 1089},
-        "features": (["tailnum", "distance"], np.array([7.0, 1089.0])),  # tailnum's vocabulary code: 7
+def _logged(cfg, root, pii: bool) -> pd.Series:
+    """One logged record whose tailnum is the secret, its feature the vocabulary code 7."""
+    if not pii:
+        cfg = copy.deepcopy(cfg)
+        cfg.contract.tables.flights.columns.tailnum.pii = False
+    log = RequestLog(root, LogSpec.from_config(cfg), 1.0)
+    record = {"tailnum": SECRET, "distance": 1089}
+    result = {
+        "entity": "e",
         "score": 0.25,
+        "path": "dynamic",
+        "_features": (["tailnum", "distance"], np.array([7.0, 1089.0])),
     }
-    assert log.put(entry)
+    assert log.put(Entry(0.0, 1.0, "v1", None, Task("binary"), [record], [result]))
     log.close()
-    assert entry["input"]["tailnum"] == SECRET  # the caller's record is not changed under it
-    return json.loads((tmp_path / "requests.jsonl").read_text())
+    assert record["tailnum"] == SECRET  # the caller's record is not changed under it
+    return read_log(root).frame.iloc[0]
 
 
-def test_the_request_log_masks_a_pii_field_and_keeps_its_encoded_feature(tmp_path):
-    line = _logged(tmp_path, frozenset({"tailnum"}))
-    assert line["input"] == {"tailnum": PII, "distance": 1089}
-    assert line["features"] == {"tailnum": 7.0, "distance": 1089.0}  # skew checks still see the input
-    assert SECRET not in (tmp_path / "requests.jsonl").read_text()
-    assert _logged(tmp_path / "raw", frozenset())["input"]["tailnum"] == SECRET  # without pii: as sent
+def test_the_request_log_masks_a_pii_field_and_keeps_its_encoded_feature(cfg, tmp_path):
+    row = _logged(cfg, tmp_path / "log", pii=True)
+    assert row["input.tailnum"] == PII and row["input.distance"] == 1089
+    assert row["feature.tailnum"] == 7.0 and row["feature.distance"] == 1089.0  # skew checks still see the input
+    assert not any(SECRET.encode() in f.read_bytes() for f in (tmp_path / "log").rglob("*.arrows"))
+    assert _logged(cfg, tmp_path / "raw", pii=False)["input.tailnum"] == SECRET  # without pii: as sent
 
 
 def test_the_service_masks_the_contracts_pii_columns_in_its_log(cfg, tmp_path):
@@ -103,22 +109,23 @@ def test_the_service_masks_the_contracts_pii_columns_in_its_log(cfg, tmp_path):
 
     service = Service(cfg, tmp_path)  # no model yet: enough to see how its log was set up
     service.log.close()
-    assert service.log.pii == {"tailnum"}
+    assert service.log.spec.pii == {"tailnum"}
 
 
 def _log_requests(cfg, root, flights: pd.DataFrame) -> None:
     """Requests as a caller sends them, logged by the service's writer with cfg's pii."""
-    log = RequestLog(root / cfg.paths.request_log, 1.0, pii=pii_columns(cfg))
+    log = RequestLog(root / cfg.paths.request_log, LogSpec.from_config(cfg), 1.0)
     columns = request_columns(cfg)
-    for _, row in flights.iterrows():
-        log.put({"at": 0.0, "input": request_body(row, columns), "features": None, "score": 0.5})
+    records = [request_body(row, columns) for _, row in flights.iterrows()]
+    results = [{"entity": str(i), "score": 0.5, "path": "static"} for i in range(len(records))]
+    log.put(Entry(0.0, 1.0, "v1", None, Task("binary"), records, results))
     log.close()
 
 
 def test_check_requests_skips_masked_pii_columns_and_says_so(cfg, full_config, parsed_tables, tmp_path, capsys):
     flights = parsed_tables["flights"].dropna(subset=["tailnum"]).head(50)
     _log_requests(cfg, tmp_path, flights)
-    assert PII in (tmp_path / cfg.paths.request_log).read_text()
+    assert (read_log(tmp_path / cfg.paths.request_log).frame["input.tailnum"] == PII).all()
     checks.run(cfg, tmp_path)
     report = json.loads((tmp_path / cfg.paths.requests_report).read_text())
     assert report["status"] == "passed" and report["pii_skipped"] == ["tailnum"]
@@ -139,7 +146,7 @@ def test_the_online_tables_example_request_masks_pii(cfg, parsed_tables, tmp_pat
     rows.to_parquet(tmp_path / cfg.paths.labelled)
     rows.head(0).to_parquet(tmp_path / cfg.paths.unlabelled)
     online.run(cfg, tmp_path)
-    _, _, example = online_reader(tmp_path / cfg.paths.online)
+    _, _, example, _ = online_reader(tmp_path / cfg.paths.online)
     first = rows.sort_values(EVENT_TIME, kind="stable").iloc[0]
     assert example["tailnum"] == PII
     assert example["carrier"] == first["carrier"] and example["distance"] == first["distance"]

@@ -1,0 +1,138 @@
+"""The request log's cost on `mlsys serve`, measured with wrk (a real load generator).
+
+    python bench/request_log.py [--seconds 20] [--runs 3]
+
+Needs a reproduced workspace (`dvc repro`) and `wrk` (apt-get install wrk). The dynamic path
+(every record computed: online lookup + features + Booster.predict), one record per request,
+bodies cycled from 500 rows of the serving window. For concurrency 1 and 8: log off
+(`sample_rate=0`) and on (`1.0`), alternating, `--runs` times each; prints the median
+requests/s and p50 of each and the ratio on/off (the target: >= 0.90).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+from rich.console import Console
+from rich.table import Table
+
+from mlsys.serving.log import read_log
+
+ROOT = Path(__file__).resolve().parents[1]
+LUA = """
+local bodies = {}
+for line in io.lines("%s") do bodies[#bodies + 1] = line end
+local i = 0
+request = function()
+  i = i %% #bodies + 1
+  return wrk.format("POST", "/predict", {["Content-Type"] = "application/json"}, bodies[i])
+end
+"""
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def serve(log: Path, rate: float) -> tuple[subprocess.Popen, str]:
+    port = _port()
+    cmd = ["mlsys", "serve", "--host", "127.0.0.1", "--port", str(port), "inference.mode=dynamic"]
+    cmd += [f"inference.request_log.sample_rate={rate}", f"paths.request_log={log}"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(600):
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("mlsys serve did not become ready")
+
+
+def wrk(url: str, script: Path, connections: int, seconds: int) -> tuple[float, float, int]:
+    """(requests/s, p50 ms, requests) of one wrk run."""
+    cmd = ["wrk", "-t", str(min(connections, 2)), "-c", str(connections), "-d", f"{seconds}s", "--latency"]
+    out = subprocess.run([*cmd, "-s", str(script), url], capture_output=True, text=True, check=True).stdout
+    if "Non-2xx" in out:
+        raise RuntimeError(f"wrk saw errors:\n{out}")
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    value, unit = re.search(r"50%\s+([\d.]+)(us|ms|s)", out).groups()
+    sent = int(re.search(r"(\d+) requests in", out).group(1))
+    return rps, float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit], sent
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=int, default=20)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        raise SystemExit("wrk is not installed: apt-get install wrk")
+    work = Path(tempfile.mkdtemp(prefix="mlsys-logbench-"))
+    proc, url = serve(work / "probe", 0.0)
+    try:
+        from mlsys.config import SECTIONS, load_sections, read_params, select
+        from mlsys.serving.request import request_body
+        from mlsys.stages import SERVE
+
+        cfg = select(load_sections(read_params(ROOT), tuple(SECTIONS), "params.yaml"), SERVE)
+        import pandas as pd
+
+        rows = pd.read_parquet(ROOT / cfg.paths.dataset / "labelled.parquet").tail(500)
+        columns = list(httpx.get(f"{url}/model").json()["example_request"])
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait()
+    bodies = work / "bodies.jsonl"
+    bodies.write_text("\n".join(json.dumps(request_body(r, columns), default=str) for _, r in rows.iterrows()) + "\n")
+    script = work / "post.lua"
+    script.write_text(LUA % bodies)
+    results: dict[tuple[int, str], list[tuple[float, float, int]]] = {}
+    lost = 0
+    for connections in (1, 8):
+        for run in range(args.runs):
+            for mode, rate in (("off", 0.0), ("on", 1.0)):
+                log = work / f"log-{connections}-{run}-{mode}"
+                proc, url = serve(log, rate)
+                try:
+                    sent = wrk(url, script, connections, 2)[2]  # warm up
+                    result = wrk(url, script, connections, args.seconds)
+                    results.setdefault((connections, mode), []).append(result)
+                finally:
+                    proc.send_signal(signal.SIGTERM)  # a graceful stop: the log drains
+                    proc.wait()
+                if rate:
+                    lost += sent + result[2] - len(read_log(log).frame)
+    table = Table(title=f"request log on vs off: mlsys serve, dynamic, wrk {args.runs} x {args.seconds}s alternating")
+    for column in ("concurrency", "log off req/s", "log on req/s", "on/off", "p50 off", "p50 on"):
+        table.add_column(column, justify="right")
+    for connections in (1, 8):
+        off, on = results[(connections, "off")], results[(connections, "on")]
+        rps_off, rps_on = statistics.median(r[0] for r in off), statistics.median(r[0] for r in on)
+        table.add_row(
+            str(connections), f"{rps_off:,.0f}", f"{rps_on:,.0f}", f"{rps_on / rps_off:.2f}",
+            f"{statistics.median(r[1] for r in off):.2f} ms", f"{statistics.median(r[1] for r in on):.2f} ms",
+        )  # fmt: skip
+    Console().print(table)
+    print(f"records sent but not in the log, over every logged run: {lost} ({os.cpu_count()} cores)")
+    shutil.rmtree(work)
+
+
+if __name__ == "__main__":
+    main()

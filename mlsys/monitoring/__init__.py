@@ -1,0 +1,250 @@
+"""`mlsys monitor`: what happens after release, for a scheduler (cron, a Kubernetes CronJob)
+or as a DVC stage whose window comes from params.
+
+Over a window of the request log's prediction time (`monitoring.since/until`, local times
+in `split.tz`; default the last day logged), each model that served records there is compared with its own registry
+version (its profile, its card): data invariants on served inputs, training-serving skew,
+drift, staleness, numerical stability, latency, quality once labels land, upstream changes
+(`mlsys.monitoring.checks`). Findings past a `warn` bound are printed and recorded; past
+`fail` the command exits 10 (`ExitCode.ALERT`). Every finding is appended to `paths.alerts`
+(JSON lines) and POSTed to `monitoring.webhook.url` when one is set (a failed delivery is
+recorded, never changes the exit code). Results: `paths.monitor_metrics` (DVC metrics) and
+`paths.monitor_report` (HTML).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from omegaconf import DictConfig
+
+from mlsys.data.columns import LABEL
+from mlsys.data.snapshot import MANIFEST
+from mlsys.dynamic import PROFILE
+from mlsys.errors import MissingInputError
+from mlsys.io import read_json, write_json
+from mlsys.monitoring import checks as c
+
+STATUS_ORDER = ("ok", "skipped", "warn", "fail")
+
+
+def window_bounds(cfg: DictConfig, times: pd.Series, tz: str) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """[since, until): as configured (local times in `tz`, as every window of the project),
+    else the last day up to the newest prediction time."""
+    until = pd.Timestamp(cfg.until, tz=tz) if cfg.until else times.max() + pd.Timedelta(microseconds=1)
+    since = pd.Timestamp(cfg.since, tz=tz) if cfg.since else until - pd.Timedelta(days=1)
+    if since >= until:
+        raise MissingInputError(f"monitoring.since ({since}) is not before monitoring.until ({until})")
+    return since, until
+
+
+def _built(cfg: DictConfig, root: Path) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+    """The built dataset keyed by entity (skew's batch rows), and its labelled rows (quality)."""
+    from mlsys.serving.store import entities
+
+    frames = []
+    for path in (root / cfg.paths.labelled, root / cfg.paths.unlabelled):
+        if path.exists():
+            frames.append(pd.read_parquet(path))
+    if not frames:
+        return None, None
+    built = pd.concat(frames, ignore_index=True)
+    built.insert(0, "entity", entities(built, list(cfg.data.key)))
+    built = built.drop_duplicates("entity", keep="last")
+    return built, built[built[LABEL].notna()]
+
+
+def _tables(cfg: DictConfig, root: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """The online table's version -> build time, and the lookup store's model version -> made."""
+    import sqlite3
+
+    from mlsys.serving.store import online_reader
+
+    online, store = {}, {}
+    try:
+        _, _, _, stamp = online_reader(root / cfg.paths.online)
+        if "version" in stamp:
+            online[stamp["version"]] = stamp["built_at"]
+    except sqlite3.Error:
+        pass
+    path = root / cfg.paths.store
+    if path.exists():
+        with sqlite3.connect(path) as con:
+            try:
+                rows = con.execute("SELECT name, value FROM meta WHERE name LIKE 'batch:%'").fetchall()
+            except sqlite3.Error:
+                rows = []
+        store = {name.removeprefix("batch:"): json.loads(value).get("created_at") for name, value in rows}
+    return online, store
+
+
+def deliver(url: str, finding: dict[str, Any], timeout: float, retries: int) -> str | None:
+    """POST one finding as JSON; None when delivered, else why not (after `retries` retries)."""
+    body = json.dumps(finding, default=str).encode()
+    error = None
+    for attempt in range(retries + 1):
+        request = urllib.request.Request(url, body, {"content-type": "application/json"}, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                if 200 <= response.status < 300:
+                    return None
+                error = f"HTTP {response.status}"
+        except (urllib.error.URLError, OSError) as exc:
+            error = f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"
+        if attempt < retries:
+            time.sleep(0.2 * 2**attempt)
+    return error
+
+
+def run(cfg: DictConfig, root: Path) -> int:
+    """The checks over the window; writes metrics, alerts, the report; returns the exit code."""
+    from mlsys.model import load_model
+    from mlsys.release.registry import Registry, locate
+    from mlsys.serving.checks import validate_inputs
+    from mlsys.serving.log import read_log
+
+    m = cfg.monitoring
+    read = read_log(root / cfg.paths.request_log)
+    log = read.frame
+    if not len(log):
+        raise MissingInputError(
+            f"{cfg.paths.request_log}: the request log has no records: "
+            "serve requests first (`mlsys serve`, `mlsys replay`)"
+        )
+    since, until = window_bounds(m, log["prediction_time"], cfg.split.tz)
+    times = log["prediction_time"]
+    window = log[(times >= since) & (times < until)]
+    previous = log[(times >= since - (until - since)) & (times < since)]
+    registry = Registry(locate(root, cfg.paths.registry)[0], cfg.release.model_name)
+    built, labelled = _built(cfg, root)
+    online, store = _tables(cfg, root)
+    manifest_path = root / cfg.paths.raw / MANIFEST
+    manifest = read_json(manifest_path, "snapshot manifest") if manifest_path.exists() else None
+    results: list[tuple[str, c.Result]] = []
+
+    def validate(inputs: pd.DataFrame) -> dict:
+        return validate_inputs(cfg, inputs)[0]
+
+    for version, rows in window.groupby("model_version", sort=True):
+        path = registry.path(str(version))
+        model = load_model(path, version=str(version))
+        w = c.Window(
+            str(version), rows.reset_index(drop=True), model, read_json(path / PROFILE, "the profile"), model.meta
+        )
+        before = c.Window(str(version), previous[previous["model_version"] == version], model, w.profile, w.card)
+        todo: dict[str, tuple] = {
+            "upstream": (c.upstream, w.card, manifest, m.upstream),
+            "staleness": (c.staleness, w, online, store.get(str(version)), m.staleness),
+        }
+        if len(rows) >= m.min_rows:
+            todo |= {
+                "invariants": (c.invariants, w, validate, m.invariants),
+                "skew": (c.skew, w, built, m.skew),
+                "drift": (c.drift_check, w, m.drift, before.features()),
+                "stability": (c.stability, w, m.stability),
+                "performance": (c.performance, w, before.log),
+                "quality": (c.quality, w, labelled, m.quality),
+            }
+        done = [_guarded(name, fn, *args) for name, (fn, *args) in todo.items()]
+        if len(rows) < m.min_rows:
+            done.append(
+                c.Result("volume", {"records": len(rows)}, skipped=f"{len(rows)} records < monitoring.min_rows")
+            )
+        for result in done:
+            for f in result.findings:
+                f.model_version = str(version)
+        results += [(str(version), r) for r in done]
+    findings = [f for _, r in results for f in r.findings]
+    stamp = datetime.now(UTC).isoformat(timespec="seconds")
+    span = {"since": str(since), "until": str(until)}
+    failures = _alert(root / cfg.paths.alerts, findings, span, stamp, m.webhook)
+    status = max((r.status for _, r in results), key=STATUS_ORDER.index, default="skipped")
+    summary = {
+        "status": status,
+        "window": span,
+        "records": len(window),
+        "models": sorted({v for v, _ in results}),
+        "log_files": read.files,
+        "log_files_cut": read.truncated,
+        "findings": {s: sum(f.severity == s for f in findings) for s in ("warn", "fail")},
+        "webhook_failures": failures,
+        "checks": {
+            f"{version}:{r.check}": {
+                "status": r.status,
+                **({"skipped": r.skipped} if r.skipped else {}),
+                **_flat(r.figures),
+            }
+            for version, r in results
+        },
+        "monitored_at": stamp,
+    }
+    write_json(root / cfg.paths.monitor_metrics, summary)
+    from mlsys.reports import monitor_html
+
+    monitor_html(root / cfg.paths.monitor_report, summary, results, window)
+    _print(summary, findings)
+    return 10 if summary["findings"]["fail"] else 0
+
+
+def _guarded(name: str, check: Callable[..., c.Result], *args: Any) -> c.Result:
+    """A check's result; a check that crashes on what it was given is a `fail` finding (a
+    monitor that dies on bad data is blind), never a traceback that hides the others."""
+    try:
+        return check(*args)
+    except Exception as exc:  # reported as the check's finding
+        what = f"the check could not run: {type(exc).__name__}: {exc}"
+        return c.Result(name, findings=[c.Finding(name, "check", "error", 1.0, 0.0, "fail", what)])
+
+
+def _flat(figures: dict[str, Any]) -> dict[str, Any]:
+    """Numbers only (DVC metrics): nested dicts flattened, lists left out."""
+    out: dict[str, Any] = {}
+    for k, v in figures.items():
+        if isinstance(v, dict):
+            out.update({f"{k}:{kk}": vv for kk, vv in v.items() if isinstance(vv, int | float)})
+        elif isinstance(v, int | float):
+            out[k] = v
+    return out
+
+
+def _alert(path: Path, findings: list[c.Finding], span: dict, stamp: str, hook: DictConfig) -> int:
+    """Append every finding to the alerts file (with its delivery, when a webhook is set)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    failures = 0
+    with path.open("a", encoding="utf-8") as fh:
+        for f in findings:
+            record = {"at": stamp, "window": span, **f.record()}
+            if hook.url:
+                error = deliver(hook.url, record, hook.timeout_seconds, hook.retries)
+                record["delivered"] = error is None
+                if error:
+                    record["delivery_error"] = error
+                    failures += 1
+            fh.write(json.dumps(record, default=str) + "\n")
+    return failures
+
+
+def _print(summary: dict[str, Any], findings: list[c.Finding]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(
+        title=f"mlsys monitor {summary['window']['since']} .. {summary['window']['until']}: {summary['status']}"
+    )
+    for col in ("model:check", "status", "note"):
+        table.add_column(col, overflow="fold")
+    for name, r in summary["checks"].items():
+        table.add_row(name, r["status"], r.get("skipped", ""))
+    Console().print(table)
+    for f in sorted(findings, key=lambda f: f.severity != "fail"):
+        print(f"monitor: {f.severity.upper()} {f.check}: {f.message} [{f.model_version}]")
+    counts = summary["findings"]
+    print(f"monitor: {summary['records']:,} records; {counts['fail']} fail, {counts['warn']} warn")

@@ -1,0 +1,175 @@
+"""`mlsys monitor` on traffic the real server answered: `mlsys replay` sends the sample
+project's serving window (Oct-Dec 2013) over HTTP; labels land from the snapshot. A clean
+replay raises no fail; each injected fault fires the check the README's table names."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import shutil
+import threading
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlsys.data.columns import ANSWER, FEATURE, LABEL
+from mlsys.errors import ExitCode
+from mlsys.serving.request import request_body
+from tests.conftest import project_copy, run
+from tests.serving.harness import Server, append_logged, logged
+
+pytestmark = pytest.mark.slow
+ALL = ["monitoring.since=2013-10-01", "monitoring.until=2014-01-01"]
+WEEK = ["monitoring.since=2013-12-01", "monitoring.until=2013-12-08"]  # previous window: Nov 24-30
+LOG = "logs/requests"
+
+
+@pytest.fixture(scope="module")
+def replayed(sample_project, tmp_path_factory) -> Path:
+    project = project_copy(sample_project, tmp_path_factory.mktemp("monitor"))
+    server = Server(project, "inference.mode=dynamic")
+    try:
+        out = run(["mlsys", "replay", "--url", server.url], project).stdout
+    finally:
+        server.stop()
+    assert " 0 refused" in out, out
+    return project
+
+
+@pytest.fixture
+def project(replayed, tmp_path) -> Path:
+    """A private copy of the replayed project, to inject a fault into."""
+    dest = tmp_path / "project"
+    shutil.copytree(replayed, dest, symlinks=True)
+    return dest
+
+
+def monitor(project: Path, *overrides: str) -> tuple[int, dict, list[dict]]:
+    """Exit code, metrics/monitor.json and this run's alerts."""
+    alerts = project / "logs/alerts.jsonl"
+    before = len(alerts.read_text().splitlines()) if alerts.exists() else 0
+    proc = run(["mlsys", "monitor", *overrides], project, check=False)
+    assert proc.returncode in (0, ExitCode.ALERT), proc.stdout + proc.stderr
+    found = [json.loads(line) for line in alerts.read_text().splitlines()[before:]] if alerts.exists() else []
+    return proc.returncode, json.loads((project / "metrics/monitor.json").read_text()), found
+
+
+def fired(alerts: list[dict], check: str, severity: str = "fail") -> set[str]:
+    return {a["subject"] for a in alerts if a["check"] == check and a["severity"] == severity}
+
+
+def test_a_clean_replay_raises_no_fail_and_shows_quality_and_age(replayed):
+    log = logged(replayed / LOG)
+    code, summary, alerts = monitor(replayed, *ALL)
+    assert code == 0 and summary["findings"]["fail"] == 0, alerts
+    assert summary["records"] == len(log) > 1000
+    (version,) = summary["models"]
+    checks = summary["checks"]
+    assert {f"{version}:{c}" for c in ("invariants", "skew", "drift", "staleness", "stability", "quality")} <= set(
+        checks
+    )
+    assert checks[f"{version}:skew"]["compared"] == len(log)  # every served record recomputed by the batch path
+    assert max(v for k, v in checks[f"{version}:skew"].items() if k.endswith(": differ")) == 0.0
+    assert checks[f"{version}:quality"]["labelled"] > 1000 and abs(checks[f"{version}:quality"]["drop"]) < 0.02
+    assert 60 < checks[f"{version}:staleness"]["model_age_days"] < 180  # Dec traffic, a model of Jan-Sep data
+    page = (replayed / "reports/monitor.html").read_text()
+    assert "Quality once labels landed" in page and page.count("<img") >= 3
+    assert len(alerts) == summary["findings"]["warn"]  # every finding recorded
+
+
+def test_a_unit_change_in_a_carried_lookup_is_drift_and_skew(project):
+    """Requests start carrying wx_temp in °C: weather is expected to drift from the train
+    window (season), but not overnight against the window before."""
+    rows = pd.read_parquet(project / "data/dataset/labelled.parquet")
+    local = rows["event_time"].dt.tz_convert("America/New_York")
+    week = rows[(local >= "2013-12-01") & (local < "2013-12-08")]
+    server = Server(project, "inference.mode=dynamic")
+    try:
+        columns = list(httpx.get(f"{server.url}/model").json()["example_request"])
+        bodies = [{**request_body(r, columns), "wx_temp": round((r.wx_temp - 32) / 1.8, 2)} for _, r in week.iterrows()]
+        assert httpx.post(f"{server.url}/predict", json=[b for b in bodies if b["wx_temp"] == b["wx_temp"]]).is_success
+    finally:
+        server.stop()
+    code, _, alerts = monitor(project, *WEEK)
+    assert code == ExitCode.ALERT
+    assert "wx_temp" in fired(alerts, "drift") and "wx_temp" in fired(alerts, "skew"), alerts
+
+
+def test_an_input_out_of_bounds_breaks_the_serving_invariants(project):
+    rows = logged(project / LOG)
+    append_logged(project / LOG, rows.head(100).assign(**{"input.distance": -5}))  # sent around the service
+    code, _, alerts = monitor(project, *ALL)
+    assert code == ExitCode.ALERT and any(s.startswith("distance:") for s in fired(alerts, "invariants")), alerts
+
+
+def test_a_serving_side_vocabulary_bug_is_feature_skew(project):
+    rows = logged(project / LOG)
+    broken = rows.assign(**{FEATURE + "carrier": rows[FEATURE + "carrier"] + 1})  # codes shifted by one
+    shutil.rmtree(project / LOG)
+    append_logged(project / LOG, broken)
+    code, _, alerts = monitor(project, *ALL)
+    assert code == ExitCode.ALERT and fired(alerts, "skew") == {"carrier"}, alerts
+
+
+def test_a_model_older_than_the_limit_is_stale(project):
+    code, _, alerts = monitor(project, *ALL, "monitoring.staleness.model_age_days.fail=30")
+    assert code == ExitCode.ALERT and fired(alerts, "staleness") == {"model"}
+
+
+def test_a_shift_in_the_label_rate_is_quality(project):
+    path = project / "data/dataset/labelled.parquet"
+    rows = pd.read_parquet(path)
+    flip = np.random.default_rng(0).random(len(rows)) < 0.4
+    rows.loc[flip, LABEL] = 1.0  # 40% more late flights once the labels land
+    rows.to_parquet(path)
+    code, _, alerts = monitor(project, *ALL)
+    assert code == ExitCode.ALERT and fired(alerts, "quality") == {"auc"}, alerts
+
+
+def test_nan_scores_are_instability(project):
+    rows = logged(project / LOG)
+    append_logged(project / LOG, rows.head(50).assign(**{ANSWER + "score": np.nan}))
+    code, _, alerts = monitor(project, *ALL)
+    assert code == ExitCode.ALERT and fired(alerts, "stability") == {"answers"}
+
+
+def test_a_changed_upstream_file_is_an_upstream_warning_and_goes_to_the_webhook(project):
+    manifest = project / "data/raw/snapshot.json"
+    snapshot = json.loads(manifest.read_text())
+    snapshot["sources"]["weather"]["fingerprint"] = "0" * 64  # the weather file changed since the model's snapshot
+    manifest.write_text(json.dumps(snapshot))
+    received: list[dict] = []
+
+    class Receiver(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            received.append(json.loads(self.rfile.read(int(self.headers["content-length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    receiver = http.server.HTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    try:
+        url = f"monitoring.webhook.url=http://127.0.0.1:{receiver.server_port}/hook"
+        code, summary, alerts = monitor(project, *ALL, url)
+    finally:
+        receiver.shutdown()
+    assert code == 0  # a warning is printed and recorded, not a failure
+    (upstream,) = [a for a in alerts if a["check"] == "upstream"]
+    assert upstream["severity"] == "warn" and "weather" in upstream["subject"]
+    assert upstream["delivered"] and any(r["check"] == "upstream" for r in received)
+    assert len(received) == len(alerts) and summary["webhook_failures"] == 0
+
+
+def test_a_failed_webhook_delivery_is_recorded_and_changes_no_exit_code(project):
+    closed = "monitoring.webhook.url=http://127.0.0.1:9/hook"  # discard port: nothing listens
+    code, summary, alerts = monitor(
+        project, *ALL, closed, "monitoring.webhook.retries=1", "monitoring.staleness.model_age_days.warn=1"
+    )
+    assert code == 0 and alerts and all(a["delivered"] is False and a["delivery_error"] for a in alerts)
+    assert summary["webhook_failures"] == len(alerts)

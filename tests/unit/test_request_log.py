@@ -1,0 +1,135 @@
+"""The request log: Arrow IPC streams written off the request path; nothing lost on a
+graceful stop, at most one flush on kill -9; bounded (drops counted); rotated by day, size
+and feature set; each row has its prediction time."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlsys.data.columns import EVENT_TIME
+from mlsys.serving.log import Entry, LogSpec, RequestLog, read_log
+from mlsys.serving.request import request_body, request_columns
+from mlsys.tasks import Task
+from tests.conftest import ENV, REPO
+
+DAY = 86400.0
+
+
+@pytest.fixture(scope="module")
+def requests(parsed_tables, full_config) -> tuple[list[dict], pd.Series]:
+    """200 flights as callers send them, and each one's event time (the validate stage's)."""
+    from mlsys.data.build import event_times
+
+    flights = parsed_tables["flights"].head(200)
+    columns = request_columns(full_config)
+    return [request_body(r, columns) for _, r in flights.iterrows()], event_times(flights, full_config.data.event_time)[
+        0
+    ]
+
+
+def _entry(records: list[dict], at: float = 1.7e9, names: tuple = ("distance", "hour")) -> Entry:
+    results = [
+        {
+            "entity": str(i),
+            "score": i / len(records),
+            "path": "dynamic",
+            "_features": (list(names), np.arange(len(names)) + i),
+        }
+        for i in range(len(records))
+    ]
+    return Entry(at, 0.5, "v1", "t1", Task("binary"), records, results)
+
+
+def test_a_graceful_stop_loses_nothing_and_rows_carry_their_prediction_time(full_config, requests, tmp_path):
+    records, events = requests
+    log = RequestLog(tmp_path, LogSpec.from_config(full_config), 1.0, flush_rows=64)
+    for i in range(0, 200, 5):  # 40 requests of 5 records: several flushes
+        assert log.put(_entry(records[i : i + 5]))
+    log.close()
+    read = read_log(tmp_path)
+    frame = read.frame
+    assert len(frame) == 200 and read.truncated == 0
+    lead = pd.Timedelta(full_config.data.prediction_lead)
+    assert (frame["prediction_time"] == (events - lead).reset_index(drop=True)).all()
+    assert frame["input.carrier"].tolist() == [r["carrier"] for r in records]  # the request, as sent
+    assert frame["input.flight"].dtype == "int64"  # read back with its declared dtype
+    assert frame["answer.score"].iloc[7] == pytest.approx(2 / 5) and frame["feature.hour"].iloc[7] == 3.0
+    assert set(frame["model_version"]) == {"v1"} and set(frame["online_version"]) == {"t1"}
+
+
+def test_files_rotate_by_day_size_and_feature_set(full_config, requests, tmp_path):
+    records = requests[0][:10]
+    log = RequestLog(tmp_path, LogSpec.from_config(full_config), 1.0, flush_rows=1, rotate_bytes=1)
+    log.put(_entry(records[:5], at=1.7e9))
+    log.put(_entry(records[5:], at=1.7e9 + DAY))  # the next UTC day
+    log.put(_entry(records[:5], at=1.7e9 + DAY, names=("distance", "dep_hour")))  # a new model's features
+    log.close()
+    days = sorted(p.name for p in tmp_path.iterdir())
+    assert len(days) == 2 and len(list(tmp_path.rglob("*.arrows"))) == 3
+    frame = read_log(tmp_path).frame
+    assert len(frame) == 15 and frame["feature.dep_hour"].isna().sum() == 10  # other feature sets: NaN
+
+
+def test_a_full_queue_drops_requests_and_counts_them(full_config, requests, tmp_path):
+    records = requests[0][:2]
+    log = RequestLog(tmp_path, LogSpec.from_config(full_config), 1.0, max_queue=1)
+    queued = sum(log.put(_entry(records)) for _ in range(20_000))
+    log.close()
+    dropped = log.dropped._value.get()
+    assert dropped > 0 and queued + dropped == 20_000
+    assert len(read_log(tmp_path).frame) == 2 * queued == log.written._value.get()  # whatever was queued is written
+
+
+def test_a_cut_file_is_read_up_to_its_last_whole_batch(full_config, requests, tmp_path):
+    records = requests[0]
+    log = RequestLog(tmp_path, LogSpec.from_config(full_config), 1.0, flush_rows=50)
+    for i in range(0, 200, 50):
+        log.put(_entry(records[i : i + 50]))
+    log.close()
+    (path,) = tmp_path.rglob("*.arrows")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) - 100])  # a crash mid-write: the last batch is cut
+    read = read_log(tmp_path)
+    assert read.truncated == 1 and len(read.frame) == 150
+
+
+def test_kill_9_loses_at_most_the_last_flush(tmp_path):
+    """A writer killed while records are queued: every batch flushed before is readable."""
+    script = textwrap.dedent(
+        f"""
+        import sys, time
+        from tests.conftest import REPO
+        from mlsys.config import load_sections
+        from omegaconf import OmegaConf
+        from tests.unit.test_request_log import _entry
+        from mlsys.serving.log import LogSpec, RequestLog
+        raw = OmegaConf.load(REPO / "params.yaml")
+        log = RequestLog({str(tmp_path)!r}, LogSpec.from_config(load_sections(raw, tuple(raw), "p")), 1.0,
+                         flush_seconds=0.1)
+        for _ in range(30):
+            log.put(_entry([{{"carrier": "UA"}}] * 10))
+        time.sleep(1.0)  # flushed
+        print("flushed", flush=True)
+        while True:
+            log.put(_entry([{{"carrier": "AA"}}] * 10))
+            time.sleep(0.001)
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, env=ENV, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "flushed"
+    time.sleep(0.35)  # a few more flushes, then a kill mid-stream
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    frame = read_log(tmp_path).frame
+    assert (frame["input.carrier"] == "UA").sum() == 300  # every record flushed before is there
+    assert (frame["input.carrier"] == "AA").sum() > 0  # and the batches after it, up to the kill
+    assert EVENT_TIME not in frame  # a log row is a request, not a built row
