@@ -10,13 +10,13 @@
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 import pandas as pd
 from omegaconf import OmegaConf
 from rich.console import Console
 from rich.table import Table
+from timing import best  # bench/timing.py (this folder is on the path of a bench run)
 
 from mlsys.config.schema import DataConfig
 from mlsys.data.derive import Deriver
@@ -37,15 +37,6 @@ def by_hand_frame(frame: pd.DataFrame) -> pd.DataFrame:
 def by_hand_record(record: dict) -> dict:
     t, h, hr = record["temp"], record["humidity"], record["hr"]
     return {**record, "feels": t - 0.55 * (1 - h / 100) * (t - 14.5), "night": hr < 6 or hr >= 22}
-
-
-def best(fn, repeat: int = 3) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main() -> None:

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from omegaconf import OmegaConf
+from timing import best  # bench/timing.py (this folder is on the path of a bench run)
 
 from mlsys.config import SECTIONS, load_sections, read_params, select
 from mlsys.io import read_parquet
@@ -55,20 +56,11 @@ def write_log(cfg, folder: Path, records: int) -> int:
     service.log.close(timeout=300)
     files = sorted(folder.rglob("*.arrows"))
     copies, n = 0, len(rows)
-    while n * (copies + 2) <= records:
+    while n * (copies + 1) < records:
         copies += 1
         for f in files:
             shutil.copyfile(f, f.with_name(f"copy{copies}-{f.name}"))
     return n * (copies + 1)
-
-
-def best(fn, repeat: int = 2) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main() -> None:
@@ -88,8 +80,8 @@ def main() -> None:
             mon.paths[key] = str(work / Path(mon.paths[key]).name)
         OmegaConf.update(mon, "monitoring.since", cfg.inference.window.start)
         OmegaConf.update(mon, "monitoring.until", cfg.inference.window.end)
-        read = best(lambda: read_log(work / "log"))
-        whole = best(lambda: monitoring.run(mon, ROOT))
+        read = best(lambda: read_log(work / "log"), 2)
+        whole = best(lambda: monitoring.run(mon, ROOT), 2)
         print(
             f"\n{n:,} logged records: plain read {read:.1f}s, mlsys monitor {whole:.1f}s ({whole / read:.1f}x the read)"
         )

@@ -48,7 +48,7 @@ def pytest_sessionfinish(session, exitstatus) -> None:
     `mlsys audit` counts a test only if it passed there."""
     from mlsys.audit import record_results
 
-    if _OUTCOMES:
+    if _OUTCOMES and not hasattr(session.config, "workerinput"):  # xdist: the controller has every report
         record_results(REPO, _OUTCOMES)
 
 

@@ -677,8 +677,8 @@ class RequestLogConfig:
     """The request log (mlsys.serving.log): Arrow IPC stream files, written off the request path."""
 
     sample_rate: float = 1.0  # share of requests logged
-    flush_rows: int = 2000  # a batch is written every this many records...
-    flush_seconds: float = 1.0  # ...or this often (a kill -9 loses at most one batch)
+    flush_seconds: float = 1.0  # the writer writes what is queued this often (a kill -9 loses at most that)
+    flush_rows: int = 2000  # records per record batch (a backlog is written in several)
     rotate_mb: int = 64  # a new file past this size (and each UTC day)
     max_queue: int = 10000  # requests waiting for the writer; past this, dropped and counted
 

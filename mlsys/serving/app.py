@@ -25,7 +25,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -120,6 +120,10 @@ class Metrics:
         )
         self.misses = Counter("mlsys_lookup_misses", "Entities not found in a table", ["table"], registry=r)
         self.available = Gauge("mlsys_table_available", "1 if the table can be read", ["table"], registry=r)
+        self.model_age = Gauge(
+            "mlsys_model_age_seconds", "Now minus the served model's newest training event (wall clock)", registry=r
+        )
+        self.table_age = Gauge("mlsys_table_age_seconds", "Now minus when the table was built", ["table"], registry=r)
 
 
 class Service:
@@ -251,6 +255,12 @@ class Service:
                     f"serve: live version {new.mismatch[0]} not loaded, serving {serving}: {new.mismatch[1]}",
                     flush=True,
                 )
+        if new.served is not old.served and new.served is not None:
+            newest = (new.served.card.get("timeline") or {}).get("newest_training_event")
+            if newest:
+                m.model_age.set_function(_age(newest))
+        if new.online is not old.online and new.online.stamp.get("built_at"):
+            m.table_age.labels("online").set_function(_age(new.online.stamp["built_at"]))
         m.mismatch.set(0 if new.mismatch is None else 1)
         m.available.labels("online").set(0 if new.online.problem else 1)
         if new.online.problem and new.online.problem != old.online.problem and self.needs_online:
@@ -329,6 +339,12 @@ class Service:
                 out[i] = {"entity": key, **task.answer(values), "model_version": served.version, "path": "dynamic"}
                 out[i]["_features"] = (pipe.names, row)  # made a dict by the log's writer thread
         return out
+
+
+def _age(since: str) -> Callable[[], float]:
+    """Seconds from `since` (an ISO time) to now, read when /metrics is scraped."""
+    start = datetime.fromisoformat(since).timestamp()
+    return lambda: time.time() - start
 
 
 def _error(status: int, kind: str, detail: Any, headers: dict[str, str] | None = None) -> JSONResponse:

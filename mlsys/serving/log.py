@@ -2,9 +2,10 @@
 IPC stream files (`paths.request_log/<UTC day>/<time>-<pid>-<n>.arrows`).
 
 The request path only samples and enqueues one entry per request (`put`, about a
-microsecond; the queue is bounded: when it is full the request is dropped from the log and
-counted in `/metrics`, never waited on). One writer thread turns entries into columns and
-writes a record batch every `flush_rows` records or `flush_seconds`, whichever comes first.
+microsecond, and no wake-up of the writer; the queue is bounded: when it is full the request
+is dropped from the log and counted in `/metrics`, never waited on). One writer thread wakes
+every `flush_seconds`, turns what is queued into columns and writes it, in record batches of
+about `flush_rows` records.
 A stream file is readable up to its last complete batch (Parquet's footer would be lost to a
 crash), so a `kill -9` loses at most one flush; `close` drains the queue (a graceful stop
 loses nothing). Files rotate by UTC day, by size, and when the served model's features
@@ -24,30 +25,31 @@ import os
 import queue
 import random
 import threading
-import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+from omegaconf import OmegaConf
 from prometheus_client import CollectorRegistry, Counter
 
-from mlsys.contracts import PII
-from mlsys.data.build import event_time_of
+from mlsys.contracts import mask
+from mlsys.data.build import event_time_of, event_times
 from mlsys.data.columns import ANSWER, FEATURE, INPUT
 from mlsys.durations import parse_duration
 from mlsys.errors import MissingInputError
 
-_STOP = object()
 SUFFIX = ".arrows"
-_TYPES = {"numeric": pa.float64(), "int": pa.int64(), "bool": pa.bool_(), "text": pa.string()}
+_TYPES = {"numeric": pa.float64(), "int": pa.int64(), "bool": pa.bool_(), "text": pa.string(), "time": pa.string()}
+_READ = {**_TYPES, "time": pa.timestamp("us", "UTC")}  # a time field is read as a time, logged as its ISO text
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Entry:
     """One request's scored records, as the request path hands them over (nothing copied)."""
 
@@ -72,6 +74,11 @@ class LogSpec:
     lead: pd.Timedelta
     derive: Any = None  # Deriver.record, when the event time reads a derived column
 
+    @cached_property
+    def schema(self) -> pa.Schema:
+        """The request fields as Arrow reads them."""
+        return pa.schema([(name, _READ[kind]) for name, kind in self.inputs.items()])
+
     @classmethod
     def from_config(cls, cfg: Any) -> LogSpec:
         from mlsys.contracts import pii_columns
@@ -88,6 +95,7 @@ class LogSpec:
             kind = kinds.get(name) or ("bool" if dtype == "bool" else dtype_kind(dtype))
             if kind == "numeric" and dtype.lower().startswith("int"):
                 kind = "int"
+            kind = "time" if kind == "datetime" else kind
             inputs[name] = kind if kind in _TYPES else "text"
         pii = frozenset(pii_columns(cfg))
         inputs.update(dict.fromkeys(pii & set(inputs), "text"))  # written as the marker
@@ -98,17 +106,32 @@ class LogSpec:
             derive = Deriver(cfg.data.derived, text_columns(cfg.contract.tables[cfg.data.primary])).record
         return cls(inputs, pii, spec, parse_duration(cfg.data.prediction_lead), derive)
 
-    def prediction_time(self, record: dict[str, Any]) -> int | None:
-        """Microseconds since the epoch (UTC) of the record's prediction time, None if it has none."""
-        try:
-            event = event_time_of(self.derive(record) if self.derive else record, self.event_time)
-        except (KeyError, TypeError, ValueError):
-            return None
-        return None if pd.isna(event) else int((event - self.lead).value // 1000)
+    def prediction_times(self, records: list[dict[str, Any]]) -> pa.Array:
+        """Each record's prediction time (UTC, None where it has none): from the event-time
+        parts of every record at once (the build stage's rule), else record by record (the
+        server's rule, `event_time_of`: a timestamp column, or parts read from derived columns)."""
+        kind = pa.timestamp("us", "UTC")
+        spec = self.event_time
+        if not spec["column"] and self.derive is None:
+            columns = [c for c in spec["parts"].values() if not isinstance(c, int)]
+            frame = pd.DataFrame({c: [r.get(c) for r in records] for c in columns}, dtype="float64")
+            try:
+                events, _ = event_times(frame, OmegaConf.create({k: spec[k] for k in ("column", "parts", "tz")}))
+            except (KeyError, TypeError, ValueError):
+                return pa.nulls(len(records), kind)
+            return pa.Array.from_pandas(events - self.lead, type=kind)
+        out = []
+        for record in records:
+            try:
+                event = event_time_of(self.derive(record) if self.derive else record, spec)
+            except (KeyError, TypeError, ValueError):
+                event = None
+            out.append(None if event is None or pd.isna(event) else int((event - self.lead).value // 1000))
+        return pa.array(out, kind)
 
 
 def _column(values: list[Any], kind: str) -> pa.Array:
-    if kind == "text":
+    if _TYPES[kind] == pa.string():
         values = [v if v is None or isinstance(v, str) else str(v) for v in values]
     return pa.array(values, type=_TYPES[kind])
 
@@ -128,7 +151,8 @@ class RequestLog:
     ) -> None:
         self.root, self.spec, self.rate = Path(root), spec, sample_rate
         self.flush_rows, self.flush_seconds, self.rotate_bytes = flush_rows, flush_seconds, rotate_bytes
-        self._queue: queue.Queue[Any] = queue.Queue(max_queue)
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._max_queue, self._stop = max_queue, threading.Event()
         self._random = random.Random(seed)
         r = registry or CollectorRegistry()
         self.written = Counter("mlsys_request_log_records", "Records written to the request log", registry=r)
@@ -141,33 +165,35 @@ class RequestLog:
         self._thread.start()
 
     def put(self, entry: Entry) -> bool:
-        """Queue `entry` if sampled and there is room (else count the drop); True if queued."""
+        """Queue `entry` if sampled and there is room (else count the drop); True if queued.
+        Nothing is signalled: the writer wakes on its own clock, so a request never hands
+        the GIL to it."""
         if self.rate < 1.0 and self._random.random() >= self.rate:
             return False
-        try:
-            self._queue.put_nowait(entry)
-        except queue.Full:
+        if self._queue.qsize() >= self._max_queue:
             self.dropped.inc()
             return False
+        self._queue.put(entry)
         return True
 
     # --- the writer thread ------------------------------------------------------------
     def _run(self) -> None:
-        pending: list[Entry] = []
-        rows, deadline = 0, time.monotonic() + self.flush_seconds
         while True:
-            try:
-                item = self._queue.get(timeout=max(deadline - time.monotonic(), 0.0))
-            except queue.Empty:
-                item = None
-            if item is not None and item is not _STOP:
-                pending.append(item)
-                rows += len(item.results)
-            if item is _STOP or rows >= self.flush_rows or time.monotonic() >= deadline:
-                if pending:
+            stopping = self._stop.wait(self.flush_seconds)
+            pending, rows = [], 0
+            while True:  # what is queued now, in batches of about flush_rows records
+                try:
+                    entry = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                pending.append(entry)
+                rows += len(entry.results)
+                if rows >= self.flush_rows:
                     self._flush(pending)
-                pending, rows, deadline = [], 0, time.monotonic() + self.flush_seconds
-            if item is _STOP:
+                    pending, rows = [], 0
+            if pending:
+                self._flush(pending)
+            if stopping:
                 self._close_file()
                 return
 
@@ -196,7 +222,7 @@ class RequestLog:
         spec, pii = self.spec, self.spec.pii
         cols: dict[str, pa.Array] = {
             "received_at": pa.array([int(e.received_at * 1e6) for e, _, _ in rows], pa.timestamp("us", "UTC")),
-            "prediction_time": pa.array([spec.prediction_time(r) for _, r, _ in rows], pa.timestamp("us", "UTC")),
+            "prediction_time": spec.prediction_times([r for _, r, _ in rows]),
             "entity": pa.array([res["entity"] for _, _, res in rows], pa.string()),
             "model_version": pa.array([e.version for e, _, _ in rows], pa.string()),
             "online_version": pa.array([e.online_version for e, _, _ in rows], pa.string()),
@@ -205,11 +231,12 @@ class RequestLog:
         }
         numbers = np.array([e.task.numbers(res) for e, _, res in rows], dtype=np.float64).reshape(len(rows), -1)
         cols.update({ANSWER + c: pa.array(numbers[:, j]) for j, c in enumerate(answers)})
-        for name, kind in spec.inputs.items():
-            values = [r.get(name) for _, r, _ in rows]
-            if name in pii:
-                values = [None if v is None else PII for v in values]
-            cols[INPUT + name] = _column(values, kind)
+        records = [mask(r, pii) for _, r, _ in rows]
+        try:  # the records' fields converted by Arrow, in C++
+            inputs = pa.RecordBatch.from_pylist(records, schema=spec.schema)
+            cols.update({INPUT + n: inputs.column(n).cast(_TYPES[k]) for n, k in spec.inputs.items()})
+        except (pa.ArrowInvalid, pa.ArrowTypeError):  # a field of two kinds (a number or a text): one by one
+            cols.update({INPUT + n: _column([r.get(n) for r in records], k) for n, k in spec.inputs.items()})
         if names:
             matrix = np.vstack([res["_features"][1] for _, _, res in rows])
             cols.update({FEATURE + n: pa.array(matrix[:, j]) for j, n in enumerate(names)})
@@ -238,10 +265,7 @@ class RequestLog:
 
     def close(self, timeout: float = 10.0) -> None:
         """Write what is queued, close the file (a graceful stop loses nothing)."""
-        try:
-            self._queue.put(_STOP, timeout=timeout)
-        except queue.Full:
-            pass
+        self._stop.set()
         self._thread.join(timeout)
 
 

@@ -42,9 +42,7 @@ def replayed(sample_project, tmp_path_factory) -> Path:
 @pytest.fixture
 def project(replayed, tmp_path) -> Path:
     """A private copy of the replayed project, to inject a fault into."""
-    dest = tmp_path / "project"
-    shutil.copytree(replayed, dest, symlinks=True)
-    return dest
+    return project_copy(replayed, tmp_path)
 
 
 def monitor(project: Path, *overrides: str) -> tuple[int, dict, list[dict]]:
@@ -91,6 +89,8 @@ def test_a_unit_change_in_a_carried_lookup_is_drift_and_skew(project):
         columns = list(httpx.get(f"{server.url}/model").json()["example_request"])
         bodies = [{**request_body(r, columns), "wx_temp": round((r.wx_temp - 32) / 1.8, 2)} for _, r in week.iterrows()]
         assert httpx.post(f"{server.url}/predict", json=[b for b in bodies if b["wx_temp"] == b["wx_temp"]]).is_success
+        assert server.metric("mlsys_model_age_seconds") > 10 * 365 * 86400  # 2013 data, served today
+        assert 0 <= server.metric('mlsys_table_age_seconds{table="online"}') < 86400  # built by this session
     finally:
         server.stop()
     code, _, alerts = monitor(project, *WEEK)
