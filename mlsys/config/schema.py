@@ -767,6 +767,7 @@ class MonitoringConfig:
     staleness: StalenessMonitor = field(default_factory=StalenessMonitor)
     stability: StabilityMonitor = field(default_factory=StabilityMonitor)
     quality: QualityMonitor = field(default_factory=QualityMonitor)
+    latency: Bounds = field(default_factory=lambda: Bounds(2.0, None))  # p99 over the window before's
     upstream: Bounds = field(default_factory=lambda: Bounds(0.0, None))  # sources changed since the model's snapshot
     webhook: Webhook = field(default_factory=Webhook)
 

@@ -136,10 +136,9 @@ def run(cfg: DictConfig, root: Path) -> int:
     for version, rows in window.groupby("model_version", sort=True):
         path = registry.path(str(version))
         model = load_model(path, version=str(version))
-        w = c.Window(
-            str(version), rows.reset_index(drop=True), model, read_json(path / PROFILE, "the profile"), model.meta
-        )
-        before = c.Window(str(version), previous[previous["model_version"] == version], model, w.profile, w.card)
+        profile = read_json(path / PROFILE, "the profile")
+        w = c.Window(str(version), rows.reset_index(drop=True), model, profile, model.meta, built)
+        before = c.Window(str(version), previous[previous["model_version"] == version], model, profile, w.card, built)
         todo: dict[str, tuple] = {
             "upstream": (c.upstream, w.card, manifest, m.upstream),
             "staleness": (c.staleness, w, online, store.get(str(version)), m.staleness),
@@ -147,10 +146,10 @@ def run(cfg: DictConfig, root: Path) -> int:
         if len(rows) >= m.min_rows:
             todo |= {
                 "invariants": (c.invariants, w, validate, m.invariants),
-                "skew": (c.skew, w, built, m.skew),
+                "skew": (c.skew, w, m.skew),
                 "drift": (c.drift_check, w, m.drift, before.features()),
                 "stability": (c.stability, w, m.stability),
-                "performance": (c.performance, w, before.log),
+                "performance": (c.performance, w, before.log, m.latency),
                 "quality": (c.quality, w, labelled, m.quality),
             }
         done = [_guarded(name, fn, *args) for name, (fn, *args) in todo.items()]

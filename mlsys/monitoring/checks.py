@@ -73,12 +73,21 @@ class Window:
     model: Any  # mlsys.model.Model (the registry's bundle)
     profile: dict[str, Any]
     card: dict[str, Any]
+    built: pd.DataFrame | None = None  # the built dataset by entity: the static path's features
 
     def features(self) -> pd.DataFrame:
-        """Logged features of the dynamic-path records (the static path logs none)."""
-        cols = [FEATURE + n for n in self.model.pipeline.names if FEATURE + n in self.log]
-        rows = self.log[self.log["path"] == "dynamic"]
-        return rows[cols].rename(columns=lambda c: c.removeprefix(FEATURE))
+        """The features each record was answered with: logged on the dynamic path; for a
+        static (lookup store) answer, the batch path's on the entity's built row, which is
+        what the store's prediction was computed from."""
+        names = self.model.pipeline.names
+        cols = [FEATURE + n for n in names if FEATURE + n in self.log]
+        dynamic = self.log[self.log["path"] == "dynamic"][cols].rename(columns=lambda c: c.removeprefix(FEATURE))
+        static = self.log[self.log["path"] == "static"]
+        if not len(static) or self.built is None:
+            return dynamic
+        rows = static[["entity"]].merge(self.built, on="entity", how="inner")
+        batch = pd.DataFrame(self.model.pipeline.transform_frame(rows), columns=names)
+        return pd.concat([dynamic, batch], ignore_index=True)
 
     def answers(self) -> np.ndarray:
         return self.log[[ANSWER + c for c in self.model.task.columns]].to_numpy("float64")
@@ -103,18 +112,20 @@ def invariants(w: Window, validate: Callable[[pd.DataFrame], dict], bounds: Any)
     return out
 
 
-def skew(w: Window, built: pd.DataFrame | None, bounds: Any) -> Result:
+def skew(w: Window, bounds: Any) -> Result:
     """Training-serving skew: the logged features of records whose entity is in the built
     dataset against the features the batch path computes from that row; and schema skew
     (features the model reads that the log lacks, or the other way round)."""
     out = Result("skew")
     names = w.model.pipeline.names
-    logged = [c.removeprefix(FEATURE) for c in w.log if c.startswith(FEATURE) and w.log[c].notna().any()]
-    missing, extra = sorted(set(names) - set(logged)), sorted(set(logged) - set(names))
     rows = w.log[w.log["path"] == "dynamic"]
+    logged = [c.removeprefix(FEATURE) for c in w.log if c.startswith(FEATURE)]  # a feature all NaN is logged
+    missing = sorted(set(names) - set(logged))
+    extra = sorted(n for n in set(logged) - set(names) if rows[FEATURE + n].notna().any())  # not another model's
     if len(rows) and (missing or extra):
         what = f"logged features differ from the model's: missing {missing}, extra {extra}"
         out.findings.append(Finding("skew", "schema", "columns", float(len(missing) + len(extra)), 0.0, "fail", what))
+    built = w.built
     if built is None or not len(rows):
         out.skipped = (
             "no built dataset to compare with" if built is None else "no dynamic-path records (no features logged)"
@@ -256,16 +267,15 @@ def stability(w: Window, cfg: DictConfig) -> Result:
     return out
 
 
-def performance(w: Window, previous: pd.DataFrame) -> Result:
-    """Latency of the window (p50, p99) and against the window before it (reported)."""
+def performance(w: Window, previous: pd.DataFrame, bounds: Any) -> Result:
+    """Latency of the window (p50, p99), and its p99 against the window before's."""
     lat = w.log["latency_ms"].to_numpy("float64")
     out = Result("performance", {"p50_ms": float(np.percentile(lat, 50)), "p99_ms": float(np.percentile(lat, 99))})
-    if len(previous):
-        before = previous["latency_ms"].to_numpy("float64")
-        out.figures["p99_ratio_to_previous_window"] = out.figures["p99_ms"] / max(
-            float(np.percentile(before, 99)), 1e-9
-        )
     out.figures["records"] = len(lat)
+    if len(previous):
+        ratio = out.figures["p99_ms"] / max(float(np.percentile(previous["latency_ms"], 99)), 1e-9)
+        out.figures["p99_ratio_to_previous_window"] = ratio
+        out.judge("latency", "p99_ratio_to_previous_window", ratio, bounds, "p99 latency against the window before")
     return out
 
 

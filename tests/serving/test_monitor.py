@@ -114,6 +114,18 @@ def test_a_serving_side_vocabulary_bug_is_feature_skew(project):
     assert code == ExitCode.ALERT and fired(alerts, "skew") == {"carrier"}, alerts
 
 
+def test_latency_tenfold_the_window_before_is_a_performance_warning(project):
+    rows = logged(project / LOG)
+    local = rows["prediction_time"].dt.tz_convert("America/New_York")
+    slow = rows.assign(latency_ms=rows["latency_ms"].where(local < "2013-12-01", rows["latency_ms"] * 10))
+    shutil.rmtree(project / LOG)
+    append_logged(project / LOG, slow)
+    _, summary, alerts = monitor(project, *WEEK)
+    (version,) = summary["models"]
+    assert summary["checks"][f"{version}:performance"]["p99_ratio_to_previous_window"] > 5
+    assert fired(alerts, "performance", "warn") == {"latency"}
+
+
 def test_a_model_older_than_the_limit_is_stale(project):
     code, _, alerts = monitor(project, *ALL, "monitoring.staleness.model_age_days.fail=30")
     assert code == ExitCode.ALERT and fired(alerts, "staleness") == {"model"}
