@@ -50,9 +50,9 @@ def write_log(cfg, folder: Path, records: int) -> int:
     for i in range(0, len(records_in), 1000):
         chunk = records_in[i : i + 1000]
         results = service.score(state, chunk)
-        service.log.put(
-            Entry(time.time(), 1.0, state.served.version, state.online.stamp.get("version"), task, chunk, results)
-        )
+        features = [res.pop("_features", None) for res in results]  # as the server hands them over
+        version, online = state.served.version, state.online.stamp.get("version")
+        service.log.put(Entry(time.time(), 1.0, version, online, task, chunk, results, features))
     service.log.close(timeout=300)
     files = sorted(folder.rglob("*.arrows"))
     copies, n = 0, len(rows)

@@ -62,8 +62,9 @@ def shares(spec: dict[str, Any], values: np.ndarray) -> np.ndarray:
 
 
 def distances(spec: dict[str, Any], values: np.ndarray) -> dict[str, float]:
-    """PSI, Jensen-Shannon distance (base 2: 0 same, 1 disjoint) and L-infinity (the largest
-    change of one bin's share) of `values` against one profile entry."""
+    """PSI, Jensen-Shannon distance (base 2: 0 same, 1 disjoint), L-infinity (the largest
+    change of one bin's share) and the change of the missing share of `values` against one
+    profile entry."""
     from scipy.spatial.distance import jensenshannon
 
     p, q = np.asarray(spec["shares"]), shares(spec, values)
@@ -72,6 +73,7 @@ def distances(spec: dict[str, Any], values: np.ndarray) -> dict[str, float]:
         "psi": float(np.sum((qf - pf) * np.log(qf / pf))),
         "js": float(jensenshannon(p, q, base=2)) if q.sum() else 0.0,
         "linf": float(np.max(np.abs(q - p))),
+        "missing_change": float(q[-1] - p[-1]),
     }
 
 

@@ -42,6 +42,15 @@ def _table(rows: list[dict[str, Any]]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
+def _page(path: Path, title: str, heading: str, body: str) -> Path:
+    """One self-contained HTML page (plots embedded), written atomically."""
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>body{{font-family:sans-serif;margin:2em;max-width:1100px}} table{{border-collapse:collapse;margin:1em 0}}
+td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}} img{{margin:0.5em}}</style></head><body>
+<h1>{html.escape(heading)}</h1>{body}</body></html>"""
+    return atomic_write(path, lambda p: p.write_text(page, encoding="utf-8"))
+
+
 def _plot(plt: Any, spec: Any, frame: pd.DataFrame, baseline: pd.DataFrame | None) -> str:
     """One of the task's plots (`evaluation.plots`) as dvc.yaml declares it, as a PNG."""
     ys = [spec.y] if isinstance(spec.y, str) else list(spec.y)
@@ -114,12 +123,9 @@ def evaluation_html(
         f"<h3>by {html.escape(col)}</h3>" + _table([{"value": v, **e} for v, e in values.items()])
         for col, values in slices.items()
     )
-    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>body{{font-family:sans-serif;margin:2em;max-width:1100px}} table{{border-collapse:collapse;margin:1em 0}}
-td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}} img{{margin:0.5em}}</style></head><body>
-<h1>{html.escape(title)}</h1><h2>Test window</h2>{_table(rows)}{class_html}
-<div>{"".join(images)}</div><div>{imp_img}</div><h2>Slices</h2>{slice_html}</body></html>"""
-    return atomic_write(path, lambda p: p.write_text(page, encoding="utf-8"))
+    body = f"""<h2>Test window</h2>{_table(rows)}{class_html}
+<div>{"".join(images)}</div><div>{imp_img}</div><h2>Slices</h2>{slice_html}"""
+    return _page(path, title, title, body)
 
 
 def backtest_html(
@@ -154,16 +160,12 @@ def backtest_html(
         for p, g in table.groupby("period", sort=True)
     ]
     facts = [{"measure": k, "value": v} for k, v in summary.items()]
-    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>mlsys backtest</title>
-<style>body{{font-family:sans-serif;margin:2em}} table{{border-collapse:collapse;margin:1em 0}}
-td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}</style></head><body>
-<h1>Static vs dynamic training, replayed</h1>
-<p>The static model is trained once on the initial window; the dynamic model is retrained
+    body = f"""<p>The static model is trained once on the initial window; the dynamic model is retrained
 before each period on the data before it ({html.escape(str(summary["dynamic_training"]))}), once
 the new period's data passes its check, and is adopted only if it passes the gates on the
 held-out newest days; otherwise the previous model stays live (see the last column).</p>
-{_table(facts)}<div>{images}</div><h2>By period</h2>{_table(rows)}</body></html>"""
-    return atomic_write(path, lambda p: p.write_text(page, encoding="utf-8"))
+{_table(facts)}<div>{images}</div><h2>By period</h2>{_table(rows)}"""
+    return _page(path, "mlsys backtest", "Static vs dynamic training, replayed", body)
 
 
 def refusal_warning(results: list[dict[str, Any]]) -> str | None:
@@ -226,13 +228,10 @@ def monitor_html(path: Path, summary: dict[str, Any], results: list[tuple[str, A
         images.append(f"<h2>Volume and latency</h2>{_png(fig)}")
     checks = [{"model:check": k, **v} for k, v in summary["checks"].items()]
     findings = [f.record() for _, r in results for f in r.findings]
-    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>mlsys monitor</title>
-<style>body{{font-family:sans-serif;margin:2em}} table{{border-collapse:collapse;margin:1em 0}}
-td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}</style></head><body>
-<h1>Monitoring: {html.escape(summary["status"])}</h1>
-<p>Prediction time {html.escape(summary["window"]["since"])} to {html.escape(summary["window"]["until"])}:
+    span = summary["window"]
+    body = f"""<p>Prediction time {html.escape(span["since"])} to {html.escape(span["until"])}:
 {summary["records"]:,} records, models {html.escape(", ".join(summary["models"]))};
 {summary["findings"]["fail"]} fail, {summary["findings"]["warn"]} warn.</p>
 <h2>Findings</h2>{_table(findings) or "<p>none</p>"}<div>{"".join(images)}</div>
-<h2>Checks</h2>{_table(checks)}</body></html>"""
-    return atomic_write(path, lambda p: p.write_text(page, encoding="utf-8"))
+<h2>Checks</h2>{_table(checks)}"""
+    return _page(path, "mlsys monitor", f"Monitoring: {summary['status']}", body)

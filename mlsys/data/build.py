@@ -147,8 +147,8 @@ def asof_join(left: pd.DataFrame, right: pd.DataFrame, join: DictConfig) -> pd.D
 def lookup_join(left: pd.DataFrame, right: pd.DataFrame, join: DictConfig) -> pd.DataFrame:
     """Add `join.columns` of the `right` row with the same key (at most one: many-to-one);
     the key is `join.right_key` in `right` when set."""
-    rename = {c: join.prefix + c for c in join.columns} | {join.right_key or join.key: join.key}
-    r = right[[join.right_key or join.key, *join.columns]].rename(columns=rename)
+    own = join.right_key or join.key
+    r = right[[own, *join.columns]].rename(columns={own: join.key} | {c: join.prefix + c for c in join.columns})
     return left.merge(r, on=join.key, how="left", validate="many_to_one")
 
 

@@ -103,10 +103,10 @@ def check_columns(data: DictConfig, contract: DictConfig) -> None:
             said = unknown_names([join.key], known)
             raise ConfigError(f"data.lookup_joins[{i}].key: {said} is not a declared column")
         right = contract.tables[join.source].columns if join.source in contract.tables else {}
-        if right and (join.right_key or join.key) not in right:
-            field = "right_key" if join.right_key else "key"
+        own = join.right_key or join.key
+        if right and own not in right:
             raise ConfigError(
-                f"data.lookup_joins[{i}].{field}: {unknown_names([join.right_key or join.key], right)} "
+                f"data.lookup_joins[{i}].{'right_key' if join.right_key else 'key'}: {unknown_names([own], right)} "
                 f"is not a column of {join.source!r} (set right_key when the names differ)"
             )
 

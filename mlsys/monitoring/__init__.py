@@ -29,7 +29,7 @@ from omegaconf import DictConfig
 from mlsys.data.columns import LABEL
 from mlsys.data.snapshot import MANIFEST
 from mlsys.dynamic import PROFILE
-from mlsys.errors import MissingInputError
+from mlsys.errors import ConfigError, ExitCode, MissingInputError
 from mlsys.io import read_json, write_json
 from mlsys.monitoring import checks as c
 
@@ -42,7 +42,7 @@ def window_bounds(cfg: DictConfig, times: pd.Series, tz: str) -> tuple[pd.Timest
     until = pd.Timestamp(cfg.until, tz=tz) if cfg.until else times.max() + pd.Timedelta(microseconds=1)
     since = pd.Timestamp(cfg.since, tz=tz) if cfg.since else until - pd.Timedelta(days=1)
     if since >= until:
-        raise MissingInputError(f"monitoring.since ({since}) is not before monitoring.until ({until})")
+        raise ConfigError(f"monitoring.since ({since}) is not before monitoring.until ({until})")
     return since, until
 
 
@@ -190,7 +190,7 @@ def run(cfg: DictConfig, root: Path) -> int:
 
     monitor_html(root / cfg.paths.monitor_report, summary, results, window)
     _print(summary, findings)
-    return 10 if summary["findings"]["fail"] else 0
+    return int(ExitCode.ALERT) if summary["findings"]["fail"] else int(ExitCode.OK)
 
 
 def _guarded(name: str, check: Callable[..., c.Result], *args: Any) -> c.Result:

@@ -17,6 +17,7 @@ from omegaconf import DictConfig
 
 from mlsys import drift
 from mlsys.data.columns import ANSWER, FEATURE, INPUT, LABEL
+from mlsys.serving.batch import widened_range
 
 CHECKS = ("invariants", "skew", "drift", "staleness", "stability", "performance", "quality", "upstream")
 
@@ -173,7 +174,6 @@ def drift_check(w: Window, cfg: DictConfig, previous: pd.DataFrame) -> Result:
             spec = w.profile[name]
             values = features[name].to_numpy("float64")
             d = drift.distances(spec, values)
-            d["missing_change"] = float(np.isnan(values).mean() - spec["shares"][-1])
             measures = ("psi", "js", "missing_change") + (("linf",) if spec["kind"] == "categorical" else ())
             out.figures[name] = {m: d[m] for m in measures}
             expected = any(fnmatch.fnmatch(name, p) for p in cfg.expected_drift)
@@ -258,9 +258,8 @@ def stability(w: Window, cfg: DictConfig) -> Result:
         spec = w.profile.get(ANSWER + col)
         if spec is None or spec.get("min") is None:
             continue
-        lo, hi = spec["min"], spec["max"]
-        margin = cfg.range_margin * max(hi - lo, 1e-12)
-        outside |= (good[:, j] < lo - margin) | (good[:, j] > hi + margin)
+        lo, hi = widened_range(spec["min"], spec["max"], w.model.task, cfg.range_margin)
+        outside |= (good[:, j] < lo) | (good[:, j] > hi)
     share = float(outside.mean()) if len(good) else 0.0
     out.figures["out_of_range_share"] = share
     out.judge("answers", "out_of_range", share, cfg.out_of_range, "share of answers outside the validation range")

@@ -337,7 +337,7 @@ class Service:
             answers = task.matrix(served.model.predict_matrix(x, num_threads=1))
             for (i, key, _), row, values in zip(todo, x, answers, strict=True):
                 out[i] = {"entity": key, **task.answer(values), "model_version": served.version, "path": "dynamic"}
-                out[i]["_features"] = (pipe.names, row)  # made a dict by the log's writer thread
+                out[i]["_features"] = (pipe.names, row)  # for the request log (taken out before the answer)
         return out
 
 
@@ -508,19 +508,20 @@ def create_app(cfg: DictConfig, root: Path, pinned: Path | None = None) -> FastA
                 return _error(404, kind, results[0]["error"])
             elapsed = time.perf_counter() - start
             served = state.served
-            answered = [(rec, res) for rec, res in zip(records, results, strict=True) if "error" not in res]
-            for _, res in answered:
-                m.predictions.labels(res["path"]).inc()
-                m.scores.observe(served.model.task.headline(res))
+            features = [res.pop("_features", None) for res in results]
+            answered = [i for i, res in enumerate(results) if "error" not in res]
+            for i in answered:
+                m.predictions.labels(results[i]["path"]).inc()
+                m.scores.observe(served.model.task.headline(results[i]))
             if answered:
                 service.log.put(
                     Entry(
                         time.time(), elapsed * 1000, served.version, state.online.stamp.get("version"),
-                        served.model.task, [rec for rec, _ in answered], [res for _, res in answered],
+                        served.model.task, [records[i] for i in answered], [results[i] for i in answered],
+                        [features[i] for i in answered],
                     )
                 )  # fmt: skip
-            body = [{k: v for k, v in res.items() if k != "_features"} for res in results]
-            return JSONResponse(body[0] if single else {"predictions": body})
+            return JSONResponse(results[0] if single else {"predictions": results})
         except Exception as exc:  # never crash the service; count and report
             status, kind = 500, "internal"
             return _error(500, kind, f"{type(exc).__name__}: {exc}")

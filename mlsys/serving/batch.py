@@ -4,6 +4,8 @@ online stages do the reading and writing)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 from omegaconf import DictConfig
@@ -19,15 +21,22 @@ def serving_rows(labelled: pd.DataFrame, unlabelled: pd.DataFrame, window: DictC
     return window_rows(frame, EVENT_TIME, window.start, window.end, tz)
 
 
+def widened_range(lo: Any, hi: Any, task: Task, margin: float) -> tuple[Any, Any]:
+    """The validation answers' [min, max] widened by `margin`: a probability's by that much,
+    a regression's by that share of the range (its scale is the label's). One rule for the
+    batch checks and monitoring's stability check."""
+    pad = margin * (hi - lo) if task.kind == "regression" else margin
+    return lo - pad, hi + pad
+
+
 def checks(scores: np.ndarray, valid: np.ndarray, task: Task, requested: int, spec: DictConfig) -> list[dict]:
     """No NaN; (almost) all within the validation range widened by the margin (for a
     regression, a share of that range: its scale is the label's), each of the task's numbers
     (a score, a prediction, or a class's probability) on its own; coverage. `scores` and
     `valid` have a column per number (`task.columns`)."""
     finite = np.isfinite(scores).all(axis=1)
-    columns, lo, hi = task.columns, valid.min(axis=0), valid.max(axis=0)
-    margin = spec.range_margin * (hi - lo) if task.kind == "regression" else spec.range_margin
-    lo, hi = lo - margin, hi + margin
+    columns = task.columns
+    lo, hi = widened_range(valid.min(axis=0), valid.max(axis=0), task, spec.range_margin)
     if finite.any():
         outside = float(((scores[finite] < lo) | (scores[finite] > hi)).any(axis=1).mean())
     else:

@@ -59,7 +59,8 @@ class Entry:
     online_version: str | None
     task: Any  # mlsys.tasks.Task: the answer's numbers
     records: list[dict[str, Any]]
-    results: list[dict[str, Any]]  # entity, answer, path; `_features`: (names, row) on the dynamic path
+    results: list[dict[str, Any]]  # entity, answer, path
+    features: list[tuple[list[str], np.ndarray] | None]  # (names, row) on the dynamic path, else None
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,11 @@ class LogSpec:
     def schema(self) -> pa.Schema:
         """The request fields as Arrow reads them."""
         return pa.schema([(name, _READ[kind]) for name, kind in self.inputs.items()])
+
+    @cached_property
+    def _parts(self) -> Any:
+        """The event-time spec as the build stage's `event_times` reads it."""
+        return OmegaConf.create({k: self.event_time[k] for k in ("column", "parts", "tz")})
 
     @classmethod
     def from_config(cls, cfg: Any) -> LogSpec:
@@ -116,7 +122,7 @@ class LogSpec:
             columns = [c for c in spec["parts"].values() if not isinstance(c, int)]
             frame = pd.DataFrame({c: [r.get(c) for r in records] for c in columns}, dtype="float64")
             try:
-                events, _ = event_times(frame, OmegaConf.create({k: spec[k] for k in ("column", "parts", "tz")}))
+                events, _ = event_times(frame, self._parts)
             except (KeyError, TypeError, ValueError):
                 return pa.nulls(len(records), kind)
             return pa.Array.from_pandas(events - self.lead, type=kind)
@@ -208,37 +214,37 @@ class RequestLog:
 
     def _batches(self, entries: list[Entry]) -> Iterable[tuple[tuple, pa.RecordBatch]]:
         """Record batches of `entries`, one per (UTC day, features, answer columns)."""
-        groups: dict[tuple, list[tuple[Entry, dict, dict]]] = {}
+        groups: dict[tuple, list[tuple[Entry, dict, dict, Any]]] = {}
         for e in entries:
             day = datetime.fromtimestamp(e.received_at, UTC).date().isoformat()
-            for rec, res in zip(e.records, e.results, strict=True):
-                names = res["_features"][0] if "_features" in res else ()
-                groups.setdefault((day, tuple(names), tuple(e.task.columns)), []).append((e, rec, res))
+            for rec, res, feats in zip(e.records, e.results, e.features, strict=True):
+                names = feats[0] if feats is not None else ()
+                groups.setdefault((day, tuple(names), tuple(e.task.columns)), []).append((e, rec, res, feats))
         for key, rows in groups.items():
             yield key, self._batch(key, rows)
 
-    def _batch(self, key: tuple, rows: list[tuple[Entry, dict, dict]]) -> pa.RecordBatch:
+    def _batch(self, key: tuple, rows: list[tuple[Entry, dict, dict, Any]]) -> pa.RecordBatch:
         _, names, answers = key
         spec, pii = self.spec, self.spec.pii
         cols: dict[str, pa.Array] = {
-            "received_at": pa.array([int(e.received_at * 1e6) for e, _, _ in rows], pa.timestamp("us", "UTC")),
-            "prediction_time": spec.prediction_times([r for _, r, _ in rows]),
-            "entity": pa.array([res["entity"] for _, _, res in rows], pa.string()),
-            "model_version": pa.array([e.version for e, _, _ in rows], pa.string()),
-            "online_version": pa.array([e.online_version for e, _, _ in rows], pa.string()),
-            "path": pa.array([res["path"] for _, _, res in rows], pa.string()),
-            "latency_ms": pa.array([e.latency_ms for e, _, _ in rows], pa.float64()),
+            "received_at": pa.array([int(e.received_at * 1e6) for e, *_ in rows], pa.timestamp("us", "UTC")),
+            "prediction_time": spec.prediction_times([r for _, r, *_ in rows]),
+            "entity": pa.array([res["entity"] for _, _, res, _ in rows], pa.string()),
+            "model_version": pa.array([e.version for e, *_ in rows], pa.string()),
+            "online_version": pa.array([e.online_version for e, *_ in rows], pa.string()),
+            "path": pa.array([res["path"] for _, _, res, _ in rows], pa.string()),
+            "latency_ms": pa.array([e.latency_ms for e, *_ in rows], pa.float64()),
         }
-        numbers = np.array([e.task.numbers(res) for e, _, res in rows], dtype=np.float64).reshape(len(rows), -1)
+        numbers = np.array([e.task.numbers(res) for e, _, res, _ in rows], dtype=np.float64).reshape(len(rows), -1)
         cols.update({ANSWER + c: pa.array(numbers[:, j]) for j, c in enumerate(answers)})
-        records = [mask(r, pii) for _, r, _ in rows]
+        records = [mask(r, pii) for _, r, *_ in rows]
         try:  # the records' fields converted by Arrow, in C++
             inputs = pa.RecordBatch.from_pylist(records, schema=spec.schema)
             cols.update({INPUT + n: inputs.column(n).cast(_TYPES[k]) for n, k in spec.inputs.items()})
         except (pa.ArrowInvalid, pa.ArrowTypeError):  # a field of two kinds (a number or a text): one by one
             cols.update({INPUT + n: _column([r.get(n) for r in records], k) for n, k in spec.inputs.items()})
         if names:
-            matrix = np.vstack([res["_features"][1] for _, _, res in rows])
+            matrix = np.vstack([feats[1] for *_, feats in rows])
             cols.update({FEATURE + n: pa.array(matrix[:, j]) for j, n in enumerate(names)})
         return pa.RecordBatch.from_pydict(cols)
 

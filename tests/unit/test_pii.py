@@ -84,13 +84,9 @@ def _logged(cfg, root, pii: bool) -> pd.Series:
         cfg.contract.tables.flights.columns.tailnum.pii = False
     log = RequestLog(root, LogSpec.from_config(cfg), 1.0)
     record = {"tailnum": SECRET, "distance": 1089}
-    result = {
-        "entity": "e",
-        "score": 0.25,
-        "path": "dynamic",
-        "_features": (["tailnum", "distance"], np.array([7.0, 1089.0])),
-    }
-    assert log.put(Entry(0.0, 1.0, "v1", None, Task("binary"), [record], [result]))
+    result = {"entity": "e", "score": 0.25, "path": "dynamic"}
+    features = (["tailnum", "distance"], np.array([7.0, 1089.0]))  # tailnum's vocabulary code: 7
+    assert log.put(Entry(0.0, 1.0, "v1", None, Task("binary"), [record], [result], [features]))
     log.close()
     assert record["tailnum"] == SECRET  # the caller's record is not changed under it
     return read_log(root).frame.iloc[0]
@@ -118,7 +114,7 @@ def _log_requests(cfg, root, flights: pd.DataFrame) -> None:
     columns = request_columns(cfg)
     records = [request_body(row, columns) for _, row in flights.iterrows()]
     results = [{"entity": str(i), "score": 0.5, "path": "static"} for i in range(len(records))]
-    log.put(Entry(0.0, 1.0, "v1", None, Task("binary"), records, results))
+    log.put(Entry(0.0, 1.0, "v1", None, Task("binary"), records, results, [None] * len(records)))
     log.close()
 
 

@@ -37,16 +37,9 @@ def requests(parsed_tables, full_config) -> tuple[list[dict], pd.Series]:
 
 
 def _entry(records: list[dict], at: float = 1.7e9, names: tuple = ("distance", "hour")) -> Entry:
-    results = [
-        {
-            "entity": str(i),
-            "score": i / len(records),
-            "path": "dynamic",
-            "_features": (list(names), np.arange(len(names)) + i),
-        }
-        for i in range(len(records))
-    ]
-    return Entry(at, 0.5, "v1", "t1", Task("binary"), records, results)
+    results = [{"entity": str(i), "score": i / len(records), "path": "dynamic"} for i in range(len(records))]
+    features = [(list(names), np.arange(len(names)) + i) for i in range(len(records))]
+    return Entry(at, 0.5, "v1", "t1", Task("binary"), records, results, features)
 
 
 def test_a_graceful_stop_loses_nothing_and_rows_carry_their_prediction_time(full_config, requests, tmp_path):
