@@ -68,13 +68,13 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=1_000_000)
     args = parser.parse_args()
     from mlsys import monitoring
-    from mlsys.stages import MONITOR
+    from mlsys.stages import STAGES
 
     cfg = load_sections(read_params(ROOT), tuple(SECTIONS), "params.yaml")
     work = Path(tempfile.mkdtemp(prefix="mlsys-monbench-"))
     try:
         n = write_log(cfg, work / "log", args.records)
-        mon = select(cfg, MONITOR)
+        mon = select(cfg, STAGES["monitor"].params)
         mon.paths.request_log = str(work / "log")
         for key in ("alerts", "monitor_metrics", "monitor_report"):
             mon.paths[key] = str(work / Path(mon.paths[key]).name)

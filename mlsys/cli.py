@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mlsys.errors import AlertError, ExitCode, MlsysError, UsageError
+from mlsys.errors import ExitCode, MlsysError, UsageError
 from mlsys.stages import STAGES
 
 EPILOG = """exit codes: 0 ok | 1 internal error | 2 usage | 3 config error | 4 stale params
@@ -52,14 +52,6 @@ def _parser() -> argparse.ArgumentParser:
         "check-requests", help="Pandera on the request log's inputs, in one batch (serving contract)"
     )
     checks.add_argument("overrides", nargs="*")
-    monitor = sub.add_parser(
-        "monitor",
-        help="check served records: invariants, skew, drift, staleness, stability, quality, upstream",
-        description="Over a window of the request log's prediction time (monitoring.since/until, "
-        "default its last day). Exit 0, or 10 when a finding passes a fail bound; every finding "
-        "is appended to paths.alerts (and POSTed to monitoring.webhook.url).",
-    )
-    monitor.add_argument("overrides", nargs="*", help="e.g. monitoring.since=2013-10-01 monitoring.until=2014-01-01")
     replay = sub.add_parser(
         "replay", help="send the serving window's rows to a running server, in prediction-time order"
     )
@@ -144,14 +136,6 @@ def _run(args: argparse.Namespace) -> None:
 
         cfg, root = config.stage_config(SERVE, args.overrides)
         check_requests.run(cfg, root)
-    elif args.command == "monitor":
-        from mlsys import monitoring
-        from mlsys.stages import MONITOR
-
-        cfg, root = config.stage_config(MONITOR, args.overrides)
-        code = monitoring.run(cfg, root)
-        if code:
-            raise AlertError("a monitoring check passed its fail bound (see above, and paths.alerts)")
     elif args.command == "replay":
         from mlsys.monitoring import replay as replayer
         from mlsys.stages import REPLAY

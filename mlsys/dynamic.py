@@ -4,7 +4,6 @@ The retrain itself is `mlsys.retrain`."""
 
 from __future__ import annotations
 
-import fnmatch
 from itertools import pairwise
 from typing import Any
 
@@ -54,7 +53,7 @@ def check_new_data(
     x = pipeline.transform_frame(frame)
     psi = drift.psi(reference, x, pipeline.names)
     missing = drift.missing_change(reference, x, pipeline.names)
-    expected = [n for n in pipeline.names if any(fnmatch.fnmatch(n, pat) for pat in check.expected_drift)]
+    expected = [n for n in pipeline.names if drift.expected(n, check.expected_drift)]
     for name in pipeline.names:
         if name not in expected and psi[name] > check.max_psi:
             reasons.append(f"{name}: PSI {psi[name]:.3f} > training.data_check.max_psi={check.max_psi}")

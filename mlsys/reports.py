@@ -13,6 +13,7 @@ import pandas as pd
 
 from mlsys.io import atomic_write
 
+PAGE = "index.html"  # a report folder's page (the backtest's, the monitor's)
 SCORES = "scores.json"  # in each backtest period's model folder: how both models did there
 
 
@@ -180,38 +181,79 @@ def refusal_warning(results: list[dict[str, Any]]) -> str | None:
     )
 
 
-def monitor_html(path: Path, summary: dict[str, Any], results: list[tuple[str, Any]], log: pd.DataFrame) -> Path:
-    """`mlsys monitor`'s page: per-feature drift, answers against the validation window's,
-    quality by day against the release's test figure, volume and latency by day, findings."""
+def _monitor_model(plt: Any, version: str, by: dict[tuple[str, str], Any]) -> list[str]:
+    """One served model's plots: drift (in all, and day by day for the most drifted features),
+    its answers against the validation window's, quality by day against the release's test
+    figure and gate, calibration."""
+    images, v = [], html.escape(version)
+    drift, quality = by.get((version, "drift")), by.get((version, "quality"))
+    figures = drift.figures if drift else {}
+    rows = {k: f["psi"] for k, f in figures.items() if isinstance(f, dict) and "psi" in f}
+    if rows:
+        top = sorted(rows.items(), key=lambda kv: kv[1])[-25:]
+        fig, ax = plt.subplots(figsize=(8, max(3, 0.28 * len(top))))
+        ax.barh([k for k, _ in top], [x for _, x in top], color="#4c72b0")
+        ax.set_title(f"PSI against the train window (answers: the validation window), model {version}")
+        images.append(f"<h2>Drift, model {v}</h2>{_png(fig)}")
+    days = figures.get("psi_by_day")
+    if days:
+        fig, ax = plt.subplots(figsize=(10, 3.5))
+        for name in [k for k in days[0] if k != "day"]:
+            ax.plot([d["day"] for d in days], [d[name] for d in days], marker=".", label=name)
+        ax.set_title("PSI by prediction day, the most drifted features")
+        ax.tick_params(axis="x", rotation=60, labelsize=7)
+        ax.legend(fontsize="small")
+        images.append(_png(fig))
+    for col, shares in (figures.get("answer_shares") or {}).items():
+        fig, ax = plt.subplots(figsize=(8, 3.5))
+        x = np.arange(len(shares["reference"]))
+        ax.bar(x - 0.2, shares["reference"], 0.4, label="validation window (at release)")
+        ax.bar(x + 0.2, shares["served"], 0.4, label="served")
+        edges = [f"{e:.3g}" for e in shares["edges"]]
+        ax.set_xticks(x, [f"<{edges[0]}" if edges else "all", *(f">={e}" for e in edges), "missing"][: len(x)])
+        ax.tick_params(axis="x", rotation=45, labelsize=7)
+        ax.set_title(f"Answers ({col}) by bin: share of records")
+        ax.legend(fontsize="small")
+        images.append(f"<h2>Answers against the reference, model {v}</h2>{_png(fig)}")
+    days = quality.figures.get("by_day") if quality else None
+    if days:
+        metric = next(k for k in days[0] if k not in ("day", "rows"))
+        fig, ax = plt.subplots(figsize=(10, 3.5))
+        ax.plot([d["day"] for d in days], [d[metric] for d in days], marker=".", label=f"served {metric} by day")
+        for key, style, label in (("release_test", "--", "release test figure"), ("release_gate", ":", "release gate")):
+            value = quality.figures.get(f"{key}_{metric}")
+            if value is not None:
+                ax.axhline(value, color="green" if key == "release_test" else "red", linestyle=style, label=label)
+        ax.set_title(f"{metric} of the served answers by prediction day")
+        ax.tick_params(axis="x", rotation=60, labelsize=7)
+        ax.legend()
+        images.append(f"<h2>Quality once labels landed, model {v}</h2>{_png(fig)}")
+    table = quality.figures.get("calibration") if quality else None
+    if table:
+        fig, ax = plt.subplots(figsize=(4.5, 4.5))
+        ax.plot([0, 1], [0, 1], color="grey", linestyle=":")
+        ax.plot([r["mean_predicted"] for r in table], [r["observed_rate"] for r in table], marker="o")
+        ax.set(xlabel="mean predicted", ylabel="observed", title="Calibration of the served answers")
+        images.append(_png(fig))
+    slices = quality.figures.get("slices") if quality else None
+    if slices:
+        images.append(f"<h3>Slices on served records, by the release's slice gates</h3>{_table(slices)}")
+    return images
+
+
+def monitor_html(
+    path: Path, summary: dict[str, Any], results: list[tuple[str, Any]], log: pd.DataFrame, history: list[dict]
+) -> Path:
+    """`mlsys monitor`'s page: per served model, drift, answers against the validation
+    window's, quality and calibration; volume and latency by day; findings, and the alerts
+    of every run so far (`history`)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    images = []
     by = {(v, r.check): r for v, r in results}
-    for version in summary["models"]:
-        drift = by.get((version, "drift"))
-        rows = {k: v["psi"] for k, v in drift.figures.items() if isinstance(v, dict) and "psi" in v} if drift else {}
-        if rows:
-            top = sorted(rows.items(), key=lambda kv: kv[1])[-25:]
-            fig, ax = plt.subplots(figsize=(8, max(3, 0.28 * len(top))))
-            ax.barh([k for k, _ in top], [v for _, v in top], color="#4c72b0")
-            ax.set_title(f"PSI against the train window (answers: the validation window), model {version}")
-            images.append(f"<h2>Drift, model {html.escape(version)}</h2>{_png(fig)}")
-        quality = by.get((version, "quality"))
-        days = quality.figures.get("by_day") if quality else None
-        if days:
-            metric = next(k for k in days[0] if k not in ("day", "rows"))
-            fig, ax = plt.subplots(figsize=(10, 3.5))
-            ax.plot([d["day"] for d in days], [d[metric] for d in days], marker=".", label=f"served {metric} by day")
-            release = quality.figures.get(f"release_test_{metric}")
-            if release is not None:
-                ax.axhline(release, color="green", linestyle="--", label="release test figure")
-            ax.set_title(f"{metric} of the served answers by prediction day")
-            ax.tick_params(axis="x", rotation=60, labelsize=7)
-            ax.legend()
-            images.append(f"<h2>Quality once labels landed, model {html.escape(version)}</h2>{_png(fig)}")
+    images = [img for version in summary["models"] for img in _monitor_model(plt, version, by)]
     if len(log):
         day = log["prediction_time"].dt.floor("D")
         daily = log.groupby(day).agg(records=("entity", "size"), p50=("latency_ms", "median"))
@@ -226,10 +268,23 @@ def monitor_html(path: Path, summary: dict[str, Any], results: list[tuple[str, A
         for ax in (a, b):
             ax.tick_params(axis="x", rotation=60, labelsize=7)
         images.append(f"<h2>Volume and latency</h2>{_png(fig)}")
+    if history:
+        runs = pd.DataFrame(history)
+        counts = runs.groupby(["at", "severity"]).size().unstack(fill_value=0)
+        fig, ax = plt.subplots(figsize=(10, 3))
+        bottom = np.zeros(len(counts))
+        for severity, color in (("fail", "#c44e52"), ("warn", "#dd8452")):
+            if severity in counts:
+                ax.bar(counts.index.astype(str), counts[severity], bottom=bottom, color=color, label=severity)
+                bottom += counts[severity].to_numpy()
+        ax.set_title("Findings per monitoring run")
+        ax.tick_params(axis="x", rotation=60, labelsize=7)
+        ax.legend()
+        images.append(f"<h2>Alerts over time</h2>{_png(fig)}")
     checks = [{"model:check": k, **v} for k, v in summary["checks"].items()]
     findings = [f.record() for _, r in results for f in r.findings]
     span = summary["window"]
-    body = f"""<p>Prediction time {html.escape(span["since"])} to {html.escape(span["until"])}:
+    body = f"""<p>Prediction time {html.escape(str(span["since"]))} to {html.escape(str(span["until"]))}:
 {summary["records"]:,} records, models {html.escape(", ".join(summary["models"]))};
 {summary["findings"]["fail"]} fail, {summary["findings"]["warn"]} warn.</p>
 <h2>Findings</h2>{_table(findings) or "<p>none</p>"}<div>{"".join(images)}</div>

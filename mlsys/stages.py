@@ -9,8 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 # The main pipeline, the snapshot it starts from, and the studies run on demand
-# (`dvc repro studies/dvc.yaml`, or `-P`). Each runs its stages at the project root.
-PIPELINES = ("dvc.yaml", "sources/dvc.yaml", "studies/dvc.yaml")
+# (`dvc repro studies/dvc.yaml`, or `-P`), and the monitor over the request log
+# (`dvc repro monitor/dvc.yaml`). Each runs its stages at the project root.
+PIPELINES = ("dvc.yaml", "sources/dvc.yaml", "studies/dvc.yaml", "monitor/dvc.yaml")
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,22 @@ STAGES: dict[str, Stage] = {
         ("backtest", "training.window", "training.warm_start", "paths"),
         "static vs dynamic by period: plot, summary, page",
     ),
+    # monitor/dvc.yaml, or a scheduler's `mlsys monitor`: over the request log, exit 10 on a fail
+    "monitor": Stage(
+        (
+            *REQUEST,
+            "data.event_time",
+            "data.prediction_lead",
+            "monitoring",
+            "split.tz",
+            "evaluation.slices",
+            "release.model_name",
+            "release.slices",
+            "paths",
+        ),
+        "check served records: invariants, skew, drift, staleness, stability, latency, quality, upstream "
+        "(exit 10 past a fail bound)",
+    ),
 }
 # Not a DVC stage: `mlsys serve` reads these keys (and the registry for the live model).
 SERVE = (
@@ -146,5 +163,4 @@ def _recording(recorder: str) -> tuple[str, ...]:
 STAGES["partition"] = Stage(_recording("partition"), STAGES["partition"].help)
 # Not DVC stages: `mlsys monitor` (the request log and the registry are outside DVC's graph)
 # and `mlsys replay`.
-MONITOR = (*REQUEST, "data.event_time", "data.prediction_lead", "monitoring", "split.tz", "release.model_name", "paths")
 REPLAY = (*REQUEST, "inference.window", "split.tz", "paths")

@@ -9,7 +9,7 @@ import pandas as pd
 from omegaconf import DictConfig
 
 from mlsys.io import read_json, write_csv, write_json
-from mlsys.reports import SCORES, backtest_html, refusal_warning
+from mlsys.reports import PAGE, SCORES, backtest_html, refusal_warning
 from mlsys.tasks import SLICE_METRICS, Task
 
 
@@ -59,12 +59,12 @@ def run(cfg: DictConfig, root: Path) -> None:
         else "kept the previous model: " + "; ".join(r["retrain"]["reasons"])
         for r in results
     }
-    backtest_html(out / "index.html", table, summary, decisions, (first, second))
+    backtest_html(out / PAGE, table, summary, decisions, (first, second))
     print(
         f"backtest: mean {first} static {summary[f'{first}_static_mean']:.4f}, dynamic "
         f"{summary[f'{first}_dynamic_mean']:.4f} (gain {summary[f'{first}_gain_mean']:+.4f}; dynamic better in "
         f"{summary['periods_dynamic_better']}/"
-        f"{len(results)} periods) for {summary['retrain_seconds_total']:.1f}s of retraining; {out}/index.html"
+        f"{len(results)} periods) for {summary['retrain_seconds_total']:.1f}s of retraining; {out / PAGE}"
     )
     if "warning" in summary:
         print(f"backtest: WARNING {summary['warning']}", file=sys.stderr)

@@ -67,7 +67,10 @@ def run(cfg: DictConfig, root: Path) -> None:
         "config_hash": config_hash,
         "stage_config_hashes": stage_hashes,
         "snapshot_time": snapshot["snapshot_time"],
-        "data": {name: {"fingerprint": s["fingerprint"], "rows": s["rows"]} for name, s in snapshot["sources"].items()},
+        "data": {
+            name: {"fingerprint": s["fingerprint"], "rows": s["rows"], "columns": s["columns"]}
+            for name, s in snapshot["sources"].items()
+        },
         "validation": {
             name: {k: t[k] for k in ("status", "rows_in", "rows_passed", "rows_quarantined")}
             for name, t in validation["tables"].items()

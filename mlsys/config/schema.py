@@ -646,7 +646,7 @@ class PathsConfig:
     request_log: str = "logs/requests"  # what the server saw and answered: <UTC day>/*.arrows (monitoring reads it)
     alerts: str = "logs/alerts.jsonl"  # every monitoring finding, appended
     monitor_metrics: str = "${.metrics}/monitor.json"
-    monitor_report: str = "${.reports}/monitor.html"
+    monitor_report: str = "${.reports}/monitor"
 
 
 @dataclass
@@ -741,8 +741,32 @@ class QualityMonitor:
     """The task's metrics on served records once their labels land (joined by entity)."""
 
     drop: Bounds = field(default_factory=lambda: Bounds(0.02, 0.05))  # headline metric: release test - served
+    ece_rise: Bounds = field(default_factory=lambda: Bounds(0.02, 0.05))  # served ECE - the release test's
+    slices_failing: Bounds = field(default_factory=lambda: Bounds(0.0, None))  # slices failing a release gate
+    slice_min_rows: int = 1000  # a slice's labelled records before the release's slice gates judge it
     min_labelled: int = 200  # fewer labelled records: reported, not judged
     calibration_bins: int = 10
+
+
+@dataclass
+class PerformanceMonitor:
+    """Latency, error and refusal rates of the service; the model's training time."""
+
+    p99_vs_previous: Bounds = field(default_factory=lambda: Bounds(2.0, None))  # p99 over the window before's
+    p50_vs_release: Bounds = field(default_factory=lambda: Bounds(3.0, None))  # one-record requests' p50 over infra's
+    p99_vs_release: Bounds = field(default_factory=lambda: Bounds(5.0, None))
+    error_rate: Bounds = field(default_factory=lambda: Bounds(0.001, 0.01))  # share of requests failed (5xx)
+    rejected_rate: Bounds = field(default_factory=lambda: Bounds(0.01, 0.05))  # share refused (4xx)
+    train_seconds_vs_previous: Bounds = field(default_factory=lambda: Bounds(3.0, None))  # over the version before's
+
+
+@dataclass
+class UpstreamMonitor:
+    """Sources against the served model's snapshot."""
+
+    changed: Bounds = field(default_factory=lambda: Bounds(0.0, None))  # sources whose content changed
+    rows_lost: Bounds = field(default_factory=lambda: Bounds(0.0, 0.1))  # share of a source's rows gone
+    columns_changed: Bounds = field(default_factory=lambda: Bounds(0.0, None))  # columns gone or new, per source
 
 
 @dataclass
@@ -767,8 +791,9 @@ class MonitoringConfig:
     staleness: StalenessMonitor = field(default_factory=StalenessMonitor)
     stability: StabilityMonitor = field(default_factory=StabilityMonitor)
     quality: QualityMonitor = field(default_factory=QualityMonitor)
-    latency: Bounds = field(default_factory=lambda: Bounds(2.0, None))  # p99 over the window before's
-    upstream: Bounds = field(default_factory=lambda: Bounds(0.0, None))  # sources changed since the model's snapshot
+    volume_drop: Bounds = field(default_factory=lambda: Bounds(0.5, None))  # 1 - requests / the window before's
+    performance: PerformanceMonitor = field(default_factory=PerformanceMonitor)
+    upstream: UpstreamMonitor = field(default_factory=UpstreamMonitor)
     webhook: Webhook = field(default_factory=Webhook)
 
 

@@ -29,21 +29,53 @@ from omegaconf import DictConfig
 from mlsys.data.columns import LABEL
 from mlsys.data.snapshot import MANIFEST
 from mlsys.dynamic import PROFILE
-from mlsys.errors import ConfigError, ExitCode, MissingInputError
+from mlsys.errors import ConfigError, ExitCode, MlsysError
 from mlsys.io import read_json, write_json
 from mlsys.monitoring import checks as c
 
 STATUS_ORDER = ("ok", "skipped", "warn", "fail")
 
 
-def window_bounds(cfg: DictConfig, times: pd.Series, tz: str) -> tuple[pd.Timestamp, pd.Timestamp]:
+def window_bounds(cfg: DictConfig, times: pd.Series, tz: str) -> tuple[pd.Timestamp | None, pd.Timestamp | None]:
     """[since, until): as configured (local times in `tz`, as every window of the project),
-    else the last day up to the newest prediction time."""
-    until = pd.Timestamp(cfg.until, tz=tz) if cfg.until else times.max() + pd.Timedelta(microseconds=1)
-    since = pd.Timestamp(cfg.since, tz=tz) if cfg.since else until - pd.Timedelta(days=1)
-    if since >= until:
+    else the last day up to the newest prediction time (None and None: nothing logged)."""
+    newest = times.max() if len(times) else None
+    until = pd.Timestamp(cfg.until, tz=tz) if cfg.until else None
+    if until is None and newest is not None and pd.notna(newest):
+        until = newest + pd.Timedelta(microseconds=1)
+    since = pd.Timestamp(cfg.since, tz=tz) if cfg.since else until - pd.Timedelta(days=1) if until else None
+    if since is not None and until is not None and since >= until:
         raise ConfigError(f"monitoring.since ({since}) is not before monitoring.until ({until})")
     return since, until
+
+
+def _split(log: pd.DataFrame, since: Any, until: Any) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The answered records in [since, until) and in the window as long before it; and the
+    refused requests (no prediction time) received while the window's records were."""
+    if not len(log) or since is None:
+        return log.iloc[:0], log.iloc[:0], log.iloc[:0]
+    refused = log["status"].fillna(200) != 200 if "status" in log else pd.Series(False, index=log.index)
+    answered, times = log[~refused], log.loc[~refused, "prediction_time"]
+    window = answered[(times >= since) & (times < until)]
+    previous = answered[(times >= since - (until - since)) & (times < since)]
+    received = log.loc[refused, "received_at"]
+    span = window["received_at"]
+    during = log[refused][(received >= span.min()) & (received <= span.max())] if len(window) else log.iloc[:0]
+    return window, previous, during
+
+
+def _release_figures(registry: Any, version: str) -> tuple[dict[str, Any] | None, float | None]:
+    """The infra gate's latency at this version's release, and the training time of the
+    version the registry holds before it."""
+    from mlsys.release.registry import BLESSING
+
+    blessing = registry.path(version) / BLESSING
+    gates = read_json(blessing, "the blessing").get("gates", []) if blessing.exists() else []
+    latency = next((g["latency"] for g in gates if g.get("gate") == "infra" and "latency" in g), None)
+    versions = registry.versions()
+    before = versions[versions.index(version) - 1] if version in versions and versions.index(version) else None
+    previous = registry.card(before).get("training", {}).get("train_seconds") if before else None
+    return latency, previous
 
 
 def _built(cfg: DictConfig, root: Path) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
@@ -114,69 +146,79 @@ def run(cfg: DictConfig, root: Path) -> int:
     m = cfg.monitoring
     read = read_log(root / cfg.paths.request_log)
     log = read.frame
-    if not len(log):
-        raise MissingInputError(
-            f"{cfg.paths.request_log}: the request log has no records: "
-            "serve requests first (`mlsys serve`, `mlsys replay`)"
-        )
-    since, until = window_bounds(m, log["prediction_time"], cfg.split.tz)
-    times = log["prediction_time"]
-    window = log[(times >= since) & (times < until)]
-    previous = log[(times >= since - (until - since)) & (times < since)]
+    times = log["prediction_time"].dropna() if len(log) else pd.Series(dtype="datetime64[us, UTC]")
+    since, until = window_bounds(m, times, cfg.split.tz)
+    window, previous, refused = _split(log, since, until)
     registry = Registry(locate(root, cfg.paths.registry)[0], cfg.release.model_name)
     built, labelled = _built(cfg, root)
     online, store = _tables(cfg, root)
     manifest_path = root / cfg.paths.raw / MANIFEST
     manifest = read_json(manifest_path, "snapshot manifest") if manifest_path.exists() else None
-    results: list[tuple[str, c.Result]] = []
+    results: list[tuple[str, c.Result]] = [("", c.volume(window, previous, m.volume_drop))]
 
     def validate(inputs: pd.DataFrame) -> dict:
         return validate_inputs(cfg, inputs)[0]
 
-    for version, rows in window.groupby("model_version", sort=True):
-        path = registry.path(str(version))
-        model = load_model(path, version=str(version))
-        profile = read_json(path / PROFILE, "the profile")
-        w = c.Window(str(version), rows.reset_index(drop=True), model, profile, model.meta, built)
-        before = c.Window(str(version), previous[previous["model_version"] == version], model, profile, w.card, built)
+    for version, rows in window.groupby("model_version", sort=True) if len(window) else ():
+        version = str(version)
+        mine = refused[refused["model_version"].isna() | (refused["model_version"] == version)]
+        try:
+            path = registry.path(version)
+            model = load_model(path, version=version)
+            profile = read_json(path / PROFILE, "the profile")
+            latency, train_before = _release_figures(registry, version)
+        except MlsysError as exc:  # a record served by a model monitoring cannot read: say so, judge the rest
+            what = f"{len(rows):,} records were served by {version}, which cannot be read from the registry: {exc}"
+            results.append(
+                (
+                    version,
+                    c.Result(
+                        "registry",
+                        findings=[c.Finding("registry", version, "readable", 1.0, 0.0, "fail", what, version)],
+                    ),
+                )
+            )
+            continue
+        w = c.Window(version, rows.reset_index(drop=True), model, profile, model.meta, built, mine)
+        before = c.Window(version, previous[previous["model_version"] == version], model, profile, w.card, built)
+        train = ((w.card.get("training") or {}).get("train_seconds"), train_before)
         todo: dict[str, tuple] = {
             "upstream": (c.upstream, w.card, manifest, m.upstream),
-            "staleness": (c.staleness, w, online, store.get(str(version)), m.staleness),
+            "staleness": (c.staleness, w, online, store.get(version), m.staleness),
+            "performance": (c.performance, w, before, latency, train, m.performance),
         }
         if len(rows) >= m.min_rows:
             todo |= {
                 "invariants": (c.invariants, w, validate, m.invariants),
                 "skew": (c.skew, w, m.skew),
-                "drift": (c.drift_check, w, m.drift, before.features()),
+                "drift": (c.drift_check, w, m.drift),
                 "stability": (c.stability, w, m.stability),
-                "performance": (c.performance, w, before.log, m.latency),
-                "quality": (c.quality, w, labelled, m.quality),
+                "quality": (c.quality, w, labelled, m.quality, cfg.release, list(cfg.evaluation.slices)),
             }
         done = [_guarded(name, fn, *args) for name, (fn, *args) in todo.items()]
         if len(rows) < m.min_rows:
-            done.append(
-                c.Result("volume", {"records": len(rows)}, skipped=f"{len(rows)} records < monitoring.min_rows")
-            )
+            why = f"{len(rows)} records < monitoring.min_rows: data checks not judged"
+            done.append(c.Result("data", {"records": len(rows)}, skipped=why))
         for result in done:
             for f in result.findings:
-                f.model_version = str(version)
-        results += [(str(version), r) for r in done]
+                f.model_version = version
+        results += [(version, r) for r in done]
     findings = [f for _, r in results for f in r.findings]
     stamp = datetime.now(UTC).isoformat(timespec="seconds")
-    span = {"since": str(since), "until": str(until)}
+    span = {"since": str(since) if since is not None else None, "until": str(until) if until is not None else None}
     failures = _alert(root / cfg.paths.alerts, findings, span, stamp, m.webhook)
     status = max((r.status for _, r in results), key=STATUS_ORDER.index, default="skipped")
     summary = {
         "status": status,
         "window": span,
         "records": len(window),
-        "models": sorted({v for v, _ in results}),
+        "models": sorted({v for v, _ in results} - {""}),
         "log_files": read.files,
         "log_files_cut": read.truncated,
         "findings": {s: sum(f.severity == s for f in findings) for s in ("warn", "fail")},
         "webhook_failures": failures,
         "checks": {
-            f"{version}:{r.check}": {
+            f"{version}:{r.check}" if version else r.check: {
                 "status": r.status,
                 **({"skipped": r.skipped} if r.skipped else {}),
                 **_flat(r.figures),
@@ -186,9 +228,11 @@ def run(cfg: DictConfig, root: Path) -> int:
         "monitored_at": stamp,
     }
     write_json(root / cfg.paths.monitor_metrics, summary)
-    from mlsys.reports import monitor_html
+    from mlsys.reports import PAGE, monitor_html
 
-    monitor_html(root / cfg.paths.monitor_report, summary, results, window)
+    alerts = root / cfg.paths.alerts
+    history = [json.loads(line) for line in alerts.read_text(encoding="utf-8").splitlines() if line.strip()]
+    monitor_html(root / cfg.paths.monitor_report / PAGE, summary, results, window, history)
     _print(summary, findings)
     return int(ExitCode.ALERT) if summary["findings"]["fail"] else int(ExitCode.OK)
 

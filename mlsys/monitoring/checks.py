@@ -6,20 +6,23 @@ finding's severity is `fail` past `fail`, else `warn` past `warn`; higher is wor
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from mlsys import drift
 from mlsys.data.columns import ANSWER, FEATURE, INPUT, LABEL
+from mlsys.features import CALENDAR
 from mlsys.serving.batch import widened_range
+from mlsys.tasks import calibration_table, top_label_table
 
-CHECKS = ("invariants", "skew", "drift", "staleness", "stability", "performance", "quality", "upstream")
+WHEN = "prediction_time"
+DRIFT_BY_DAY = 6  # the most drifted features drawn day by day in the report
 
 
 @dataclass
@@ -75,20 +78,34 @@ class Window:
     profile: dict[str, Any]
     card: dict[str, Any]
     built: pd.DataFrame | None = None  # the built dataset by entity: the static path's features
+    refused: pd.DataFrame | None = None  # refused and failed requests received while these were served
 
     def features(self) -> pd.DataFrame:
-        """The features each record was answered with: logged on the dynamic path; for a
-        static (lookup store) answer, the batch path's on the entity's built row, which is
-        what the store's prediction was computed from."""
+        """The features each record was answered with (and its prediction time): logged on
+        the dynamic path; for a static (lookup store) answer, the batch path's on the entity's
+        built row, which is what the store's prediction was computed from."""
         names = self.model.pipeline.names
         cols = [FEATURE + n for n in names if FEATURE + n in self.log]
-        dynamic = self.log[self.log["path"] == "dynamic"][cols].rename(columns=lambda c: c.removeprefix(FEATURE))
+        dynamic = self.log[self.log["path"] == "dynamic"][[*cols, WHEN]]
+        dynamic = dynamic.rename(columns=lambda c: c.removeprefix(FEATURE)).reset_index(drop=True)
         static = self.log[self.log["path"] == "static"]
         if not len(static) or self.built is None:
             return dynamic
-        rows = static[["entity"]].merge(self.built, on="entity", how="inner")
-        batch = pd.DataFrame(self.model.pipeline.transform_frame(rows), columns=names)
+        rows = static[["entity", WHEN]].merge(self.built.drop(columns=[WHEN], errors="ignore"), on="entity")
+        batch = pd.DataFrame(self.model.pipeline.transform_frame(rows), columns=names).assign(**{WHEN: rows[WHEN]})
         return pd.concat([dynamic, batch], ignore_index=True)
+
+    @cached_property
+    def recomputed(self) -> tuple[pd.DataFrame, np.ndarray]:
+        """The dynamic-path records whose entity is in the built dataset (their logged
+        features, and the built row), and the features the batch path computes from that row."""
+        rows = self.log[self.log["path"] == "dynamic"]
+        if self.built is None or not len(rows):
+            return rows.iloc[:0], np.empty((0, len(self.model.pipeline.names)))
+        logged = [c for c in rows if c.startswith(FEATURE)]
+        joined = rows[["entity", *logged]].merge(self.built, on="entity", how="inner")
+        names = self.model.pipeline.names
+        return joined, self.model.pipeline.transform_frame(joined) if len(joined) else np.empty((0, len(names)))
 
     def answers(self) -> np.ndarray:
         return self.log[[ANSWER + c for c in self.model.task.columns]].to_numpy("float64")
@@ -132,12 +149,11 @@ def skew(w: Window, bounds: Any) -> Result:
             "no built dataset to compare with" if built is None else "no dynamic-path records (no features logged)"
         )
         return out
-    joined = rows[["entity", *(FEATURE + n for n in names if n in logged)]].merge(built, on="entity", how="inner")
+    joined, batch = w.recomputed
     out.figures["compared"] = len(joined)
     if not len(joined):
         out.skipped = "no logged entity is in the built dataset"
         return out
-    batch = w.model.pipeline.transform_frame(joined)
     for j, name in enumerate(names):
         if name not in logged:
             continue
@@ -155,50 +171,70 @@ def _thresholds(cfg: DictConfig, name: str, measure: str) -> Any:
     return own.get(measure) or cfg[measure]
 
 
-def drift_check(w: Window, cfg: DictConfig, previous: pd.DataFrame) -> Result:
-    """Per feature PSI, Jensen-Shannon distance, L-infinity (categorical) and missing share
-    against the model's train-window profile; the importance-weighted share of drifted
+def drift_check(w: Window, cfg: DictConfig) -> Result:
+    """Per feature PSI, Jensen-Shannon distance (both beyond the sampling noise of the
+    window's size), L-infinity (categorical) and missing share against the model's
+    train-window profile; the importance-weighted share of drifted
     features; prediction drift of the answers against the validation window's.
 
-    A feature expected to drift (`expected_drift`: seasonal weather) is not judged against
-    the train window but against the window before this one (`previous`: the same model's
-    logged features, binned as the profile is): a season moves slowly, a unit change (°F to
-    °C) or a broken feed moves overnight."""
+    A feature expected to drift (`expected_drift`: seasonal weather), or a calendar field
+    (a day's window holds one day of the week), is not judged against the train window: its
+    served values are judged against the batch path's on the same records' built rows
+    (binned as the profile is), which moved with the same season. A
+    week-over-week comparison cannot tell a season from a unit change on this data: the
+    weather's PSI between consecutive weeks of Oct-Dec 2013 reaches 10.7, a °C feed 4.6."""
     out = Result("drift")
     features = w.features()
     names = [n for n in w.model.pipeline.names if n in features and n in w.profile]
     if len(features):
         gain = dict(zip(w.model.pipeline.names, w.model.booster.feature_importance("gain"), strict=True))
+        joined, batch = w.recomputed
+        calendar = {s["name"] for s in w.model.pipeline.specs if s["transform"] in CALENDAR}  # set by the window
         drifted = 0.0
         for name in names:
             spec = w.profile[name]
             values = features[name].to_numpy("float64")
-            d = drift.distances(spec, values)
+            d = drift.beyond_noise(spec, values)
             measures = ("psi", "js", "missing_change") + (("linf",) if spec["kind"] == "categorical" else ())
             out.figures[name] = {m: d[m] for m in measures}
-            expected = any(fnmatch.fnmatch(name, p) for p in cfg.expected_drift)
+            expected = drift.expected(name, cfg.expected_drift) or name in calendar
             for m in measures:
                 if expected and m != "missing_change":
                     continue  # expected to move from the train window (vanishing still alerts)
                 out.judge(name, m, d[m], _thresholds(cfg, name, m), f"{name}: {m} against the train window")
-            if expected and name in previous and previous[name].notna().any():
-                before = {**spec, "shares": drift.shares(spec, previous[name].to_numpy("float64")).tolist()}
-                moved = drift.distances(before, values)["psi"]
-                out.figures[name]["psi_vs_previous_window"] = moved
-                what = f"{name}: psi against the previous window (expected to drift, not overnight)"
-                out.judge(name, "psi_vs_previous_window", moved, _thresholds(cfg, name, "psi"), what)
+            if expected and len(joined) and FEATURE + name in joined:
+                j = w.model.pipeline.names.index(name)
+                same_days = {**spec, "shares": drift.shares(spec, batch[:, j]).tolist()}
+                moved = drift.beyond_noise(same_days, joined[FEATURE + name].to_numpy("float64"))["psi"]
+                out.figures[name]["psi_vs_built"] = moved
+                what = f"{name}: psi against the batch path on the same records (expected to drift, with the season)"
+                out.judge(name, "psi_vs_built", moved, _thresholds(cfg, name, "psi"), what)
             warn = _thresholds(cfg, name, "psi").warn
             drifted += gain[name] if not expected and warn is not None and d["psi"] > warn else 0.0
         share = drifted / max(sum(gain.values()), 1e-12)
         out.figures["importance_share_drifted"] = share
         out.judge("features", "importance_share", share, cfg.share, "importance-weighted share of drifted features")
+        top = sorted(names, key=lambda n: out.figures[n]["psi"])[-DRIFT_BY_DAY:]
+        days = features[WHEN].dt.floor("D")
+        out.figures["psi_by_day"] = [
+            {
+                "day": str(day.date()),
+                **{n: drift.beyond_noise(w.profile[n], group[n].to_numpy("float64"))["psi"] for n in top},
+            }
+            for day, group in features.groupby(days, sort=True)
+        ]
     answers = w.answers()
     for j, col in enumerate(w.model.task.columns):
         spec = w.profile.get(ANSWER + col)
         if spec is None:
             continue
-        value = drift.distances(spec, answers[:, j])["psi"]
+        value = drift.beyond_noise(spec, answers[:, j])["psi"]
         out.figures[f"prediction:{col}"] = {"psi": value}
+        out.figures.setdefault("answer_shares", {})[col] = {
+            "edges": spec.get("edges", spec.get("codes")),
+            "reference": spec["shares"],
+            "served": drift.shares(spec, answers[:, j]).tolist(),
+        }
         out.judge(f"prediction:{col}", "psi", value, cfg.prediction, f"answers ({col}) against the validation window")
     return out
 
@@ -213,7 +249,7 @@ def staleness(w: Window, online_built_at: dict[str, str], store_made_at: str | N
     out = Result("staleness")
     newest = w.card.get("timeline", {}).get("newest_training_event")
     if newest:
-        age = _days(w.log["prediction_time"].max() - pd.Timestamp(newest))
+        age = _days(w.log[WHEN].max() - pd.Timestamp(newest))
         out.figures["model_age_days"] = age
         out.judge(
             "model",
@@ -266,27 +302,85 @@ def stability(w: Window, cfg: DictConfig) -> Result:
     return out
 
 
-def performance(w: Window, previous: pd.DataFrame, bounds: Any) -> Result:
-    """Latency of the window (p50, p99), and its p99 against the window before's."""
-    lat = w.log["latency_ms"].to_numpy("float64")
-    out = Result("performance", {"p50_ms": float(np.percentile(lat, 50)), "p99_ms": float(np.percentile(lat, 99))})
-    out.figures["records"] = len(lat)
-    if len(previous):
-        ratio = out.figures["p99_ms"] / max(float(np.percentile(previous["latency_ms"], 99)), 1e-9)
+def requests(log: pd.DataFrame) -> pd.DataFrame:
+    """One row per answered request (its records share `received_at`): latency, records."""
+    return log.groupby("received_at", sort=False).agg(latency_ms=("latency_ms", "first"), records=("path", "size"))
+
+
+def _refused(refused: pd.DataFrame | None, server: bool) -> pd.DataFrame:
+    """The requests the service failed (5xx, `server`), or refused as bad input (4xx)."""
+    if refused is None or not len(refused):
+        return pd.DataFrame({"status": [], "error": []})
+    status = refused["status"]
+    return refused[(status >= 500) if server else ((status >= 400) & (status < 500))]
+
+
+def performance(w: Window, before: Window, release: dict[str, Any] | None, train: tuple, cfg: DictConfig) -> Result:
+    """Per request: p50/p99 latency (against the window before's and, for one-record requests,
+    the infra gate's at release), error (5xx) and refusal (4xx) rates; the model's training
+    time against the registry's version before (`train`: this one's seconds, the one before's)."""
+    now, then = requests(w.log), requests(before.log) if len(before.log) else None
+    lat = now["latency_ms"].to_numpy("float64")
+    out = Result("performance", {"requests": len(now), "p50_ms": float(np.median(lat))})
+    out.figures["p99_ms"] = float(np.percentile(lat, 99))
+    if then is not None:
+        ratio = out.figures["p99_ms"] / max(float(np.percentile(then["latency_ms"], 99)), 1e-9)
         out.figures["p99_ratio_to_previous_window"] = ratio
-        out.judge("latency", "p99_ratio_to_previous_window", ratio, bounds, "p99 latency against the window before")
+        out.judge("latency", "p99_vs_previous", ratio, cfg.p99_vs_previous, "p99 latency against the window before")
+    single = now.loc[now["records"] == 1, "latency_ms"].to_numpy("float64")
+    if release and len(single):
+        for q, key in ((50, "p50"), (99, "p99")):
+            at_release = release[f"{key}_ms"]
+            ratio = float(np.percentile(single, q)) / max(at_release, 1e-9)
+            out.figures[f"{key}_ratio_to_release"] = ratio
+            what = f"{key} latency of one-record requests against the infra gate's at release ({at_release:.2f} ms)"
+            out.judge("latency", f"{key}_vs_release", ratio, cfg[f"{key}_vs_release"], what)
+    for name, server in (("error_rate", True), ("rejected_rate", False)):
+        hit, every = _refused(w.refused, server), len(now) + (len(w.refused) if w.refused is not None else 0)
+        rate = len(hit) / max(every, 1)
+        out.figures[name] = rate
+        kinds = ", ".join(f"{k}: {n}" for k, n in hit["error"].value_counts().items())
+        what = f"share of requests {'failed by the service (5xx)' if server else 'refused (4xx)'} ({kinds})"
+        out.judge("requests", name, rate, cfg[name], what)
+    seconds, previous = train
+    if seconds is not None and previous:
+        ratio = seconds / previous
+        out.figures.update(train_seconds=seconds, train_seconds_previous_version=previous)
+        out.judge("training", "train_seconds_vs_previous", ratio, cfg.train_seconds_vs_previous,
+                  f"training time {seconds:.1f}s against the version before's {previous:.1f}s")  # fmt: skip
     return out
 
 
-def quality(w: Window, labelled: pd.DataFrame | None, cfg: DictConfig) -> Result:
+def volume(window: pd.DataFrame, previous: pd.DataFrame, bounds: Any) -> Result:
+    """Requests answered in the window against the window before (traffic that stops is a
+    broken caller or feed); an empty window is a finding, not a crash."""
+    now, then = len(requests(window)) if len(window) else 0, len(requests(previous)) if len(previous) else 0
+    out = Result("volume", {"requests": now, "records": len(window), "requests_previous_window": then})
+    if not now and not then:
+        what = "no records in the window, nor in the window before: is anything served and logged?"
+        out.findings.append(Finding("volume", "requests", "records", 0.0, 0.0, "warn", what))
+    elif then:
+        drop = 1 - now / then
+        out.figures["drop"] = drop
+        out.judge("requests", "drop", drop, bounds, f"requests {now:,} against the window before's {then:,}")
+    return out
+
+
+def quality(w: Window, labelled: pd.DataFrame | None, cfg: DictConfig, release: DictConfig, slices: list) -> Result:
     """The task's metrics on what was served, once labels land (the built dataset's label,
-    joined by entity), per day and in all; the headline's drop from the release's test figure."""
+    joined by entity), in all, per day and per slice (`evaluation.slices`, judged by the
+    release's slice gates); the headline's drop and calibration's rise from the release's
+    test figures."""
+    from mlsys.model.evaluate import slice_metrics
+    from mlsys.release.gates import slice_gates
+
     out = Result("quality")
     if labelled is None:
         out.skipped = "no labels to join yet"
         return out
     task = w.model.task
-    joined = w.log.merge(labelled[["entity", LABEL]], on="entity", how="inner").dropna(subset=[LABEL])
+    columns = [c for c in slices if c in labelled and c != "entity"]
+    joined = w.log.merge(labelled[["entity", LABEL, *columns]], on="entity", how="inner").dropna(subset=[LABEL])
     finite = np.isfinite(joined[[ANSWER + c for c in task.columns]].to_numpy("float64")).all(axis=1)
     joined = joined[finite]  # a NaN answer is stability's finding; quality judges the answers there are
     out.figures.update(labelled=len(joined), labelled_without_answer=int((~finite).sum()))
@@ -297,26 +391,46 @@ def quality(w: Window, labelled: pd.DataFrame | None, cfg: DictConfig) -> Result
     answers = answers[:, 0] if answers.shape[1] == 1 else answers
     truth = task.truth(joined[LABEL])
     scores = task.scores(truth, answers, cfg.calibration_bins)
+    card = w.card.get("metrics") or {}
+    for metric in (task.primary, "ece"):
+        if metric not in scores:
+            continue
+        served, then = float(scores[metric]), card.get(metric)
+        out.figures.update({f"served_{metric}": served, f"release_test_{metric}": then})
+        if then is None:
+            continue
+        change = (float(then) - served) * task.direction(metric)
+        name, bounds = ("drop", cfg.drop) if metric == task.primary else ("ece_rise", cfg.ece_rise)
+        out.figures[name] = change
+        out.judge(metric, name, change, bounds, f"{metric} served {served:.4f} vs release test {float(then):.4f}")
+        gate = release.absolute.get(metric) if "absolute" in release else None
+        if gate is not None:
+            out.figures[f"release_gate_{metric}"] = gate.min if gate.get("min") is not None else gate.get("max")
+    if task.kind != "regression":  # served answers by predicted probability: mean predicted vs observed
+        table = (calibration_table if task.kind == "binary" else top_label_table)(truth, answers, cfg.calibration_bins)
+        out.figures["calibration"] = table.to_dict("records")
     headline = task.primary
-    served = float(scores[headline])
-    release = (w.card.get("metrics") or {}).get(headline)
-    out.figures.update({f"served_{headline}": served, f"release_test_{headline}": release})
-    days = joined["prediction_time"].dt.floor("D")
+    days = joined[WHEN].dt.floor("D")
     out.figures["by_day"] = [
         {"day": str(day.date()), "rows": int(m.sum()), headline: float(task.scores(truth[m], answers[m])[headline])}
         for day in sorted(days.unique())
         if (m := (days == day).to_numpy()).sum() >= 20 and len(np.unique(truth[m])) > 1
     ]
-    if release is not None:
-        drop = (float(release) - served) * task.direction(headline)
-        out.figures["drop"] = drop
-        what = f"{headline} served {served:.4f} vs release test {float(release):.4f}"
-        out.judge(headline, "drop", drop, cfg.drop, what)
+    if columns:
+        spec = OmegaConf.merge(release, {"slices": {"min_rows": cfg.slice_min_rows}})
+        gates = slice_gates(slice_metrics(task, joined, truth, answers, columns, cfg.slice_min_rows), spec)
+        out.figures["slices"] = [{k: g[k] for k in ("metric", "value", "threshold", "passed")} for g in gates]
+        failing = [g for g in gates if g["passed"] is False]
+        judged = sum(g["passed"] is not None for g in gates)
+        out.figures["slices_judged"] = judged
+        what = f"slice gates failing on served records: {[g['reason'] for g in failing][:5]}"
+        out.judge("slices", "failing", float(len(failing)), cfg.slices_failing, what)
     return out
 
 
-def upstream(card: dict[str, Any], manifest: dict[str, Any] | None, bounds: Any) -> Result:
-    """Sources whose fingerprint, row count or columns changed since the served model's snapshot."""
+def upstream(card: dict[str, Any], manifest: dict[str, Any] | None, cfg: DictConfig) -> Result:
+    """The sources now (the snapshot manifest) against the served model's snapshot: content
+    changed, rows lost (a source that shrinks), columns gone or new."""
     out = Result("upstream")
     if manifest is None:
         out.skipped = "no snapshot manifest"
@@ -326,14 +440,27 @@ def upstream(card: dict[str, Any], manifest: dict[str, Any] | None, bounds: Any)
     for name, now in manifest.get("sources", {}).items():
         then = trained.get(name)
         if then is None or then["fingerprint"] != now["fingerprint"]:
-            rows = f"{then['rows']:,} -> {now['rows']:,} rows" if then else "new source"
-            changed.append(f"{name} ({rows})")
+            changed.append(f"{name} ({then['rows']:,} -> {now['rows']:,} rows)" if then else f"{name} (new)")
+        if then is None:
+            continue
+        lost = max(0.0, 1 - now["rows"] / max(then["rows"], 1))
+        out.figures[f"{name}: rows_lost"] = lost
+        out.judge(
+            name,
+            "rows_lost",
+            lost,
+            cfg.rows_lost,
+            f"{name}: share of its rows gone ({then['rows']:,} -> {now['rows']:,})",
+        )
+        if "columns" in then:  # cards from before columns were recorded: not judged
+            gone, new = (
+                sorted(set(then["columns"]) - set(now["columns"])),
+                sorted(set(now["columns"]) - set(then["columns"])),
+            )
+            out.figures[f"{name}: columns_changed"] = len(gone) + len(new)
+            what = f"{name}: columns changed since the model's snapshot: gone {gone}, new {new}"
+            out.judge(name, "columns_changed", float(len(gone) + len(new)), cfg.columns_changed, what)
     out.figures["changed"] = changed
-    out.judge(
-        ", ".join(changed) or "sources",
-        "changed",
-        float(len(changed)),
-        bounds,
-        "sources changed since the model's snapshot",
-    )
+    out.judge(", ".join(changed) or "sources", "changed", float(len(changed)), cfg.changed,
+              "sources changed since the model's snapshot")  # fmt: skip
     return out

@@ -526,9 +526,13 @@ def create_app(cfg: DictConfig, root: Path, pinned: Path | None = None) -> FastA
             status, kind = 500, "internal"
             return _error(500, kind, f"{type(exc).__name__}: {exc}")
         finally:
-            m.latency.observe(time.perf_counter() - start)
+            elapsed = time.perf_counter() - start
+            m.latency.observe(elapsed)
             m.requests.labels("/predict", str(status)).inc()
             if kind:
                 m.errors.labels(kind).inc()
+                served = service.state.served  # monitoring's error and refusal rates
+                version = served.version if served is not None else None
+                service.log.put(Entry(time.time(), elapsed * 1000, version, None, None, [], [], [], status, kind))
 
     return app

@@ -46,6 +46,7 @@ from mlsys.errors import MissingInputError
 
 SUFFIX = ".arrows"
 _TYPES = {"numeric": pa.float64(), "int": pa.int64(), "bool": pa.bool_(), "text": pa.string(), "time": pa.string()}
+ERRORS = "errors"  # the schema key of refused and failed requests' rows
 _READ = {**_TYPES, "time": pa.timestamp("us", "UTC")}  # a time field is read as a time, logged as its ISO text
 
 
@@ -55,12 +56,14 @@ class Entry:
 
     received_at: float  # time.time()
     latency_ms: float
-    version: str
+    version: str | None
     online_version: str | None
     task: Any  # mlsys.tasks.Task: the answer's numbers
     records: list[dict[str, Any]]
     results: list[dict[str, Any]]  # entity, answer, path
     features: list[tuple[list[str], np.ndarray] | None]  # (names, row) on the dynamic path, else None
+    status: int = 200  # a refused or failed request: one row, its status and error kind, no records
+    error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -164,9 +167,8 @@ class RequestLog:
         self.written = Counter("mlsys_request_log_records", "Records written to the request log", registry=r)
         self.dropped = Counter("mlsys_request_log_dropped", "Requests not logged: the log's queue was full", registry=r)
         self.failed = Counter("mlsys_request_log_errors", "Log flushes that failed (records lost)", registry=r)
-        self._writer: Any = None
-        self._file: tuple[Any, str, tuple] | None = None  # (sink, day, schema key)
-        self._files = 0
+        self._files: dict[tuple, tuple[Any, Any]] = {}  # open (sink, stream writer) by (UTC day, schema)
+        self._opened = 0
         self._thread = threading.Thread(target=self._run, name="request-log", daemon=True)
         self._thread.start()
 
@@ -200,7 +202,8 @@ class RequestLog:
             if pending:
                 self._flush(pending)
             if stopping:
-                self._close_file()
+                for key in list(self._files):
+                    self._close(key)
                 return
 
     def _flush(self, entries: list[Entry]) -> None:
@@ -217,6 +220,8 @@ class RequestLog:
         groups: dict[tuple, list[tuple[Entry, dict, dict, Any]]] = {}
         for e in entries:
             day = datetime.fromtimestamp(e.received_at, UTC).date().isoformat()
+            if e.status != 200:
+                groups.setdefault((day, ERRORS), []).append((e, {}, {}, None))
             for rec, res, feats in zip(e.records, e.results, e.features, strict=True):
                 names = feats[0] if feats is not None else ()
                 groups.setdefault((day, tuple(names), tuple(e.task.columns)), []).append((e, rec, res, feats))
@@ -224,16 +229,29 @@ class RequestLog:
             yield key, self._batch(key, rows)
 
     def _batch(self, key: tuple, rows: list[tuple[Entry, dict, dict, Any]]) -> pa.RecordBatch:
+        received = pa.array([int(e.received_at * 1e6) for e, *_ in rows], pa.timestamp("us", "UTC"))
+        if key[1] == ERRORS:
+            return pa.RecordBatch.from_pydict(
+                {
+                    "received_at": received,
+                    "prediction_time": pa.nulls(len(rows), pa.timestamp("us", "UTC")),
+                    "model_version": pa.array([e.version for e, *_ in rows], pa.string()),
+                    "latency_ms": pa.array([e.latency_ms for e, *_ in rows], pa.float64()),
+                    "status": pa.array([e.status for e, *_ in rows], pa.int16()),
+                    "error": pa.array([e.error for e, *_ in rows], pa.string()),
+                }
+            )
         _, names, answers = key
         spec, pii = self.spec, self.spec.pii
         cols: dict[str, pa.Array] = {
-            "received_at": pa.array([int(e.received_at * 1e6) for e, *_ in rows], pa.timestamp("us", "UTC")),
+            "received_at": received,
             "prediction_time": spec.prediction_times([r for _, r, *_ in rows]),
             "entity": pa.array([res["entity"] for _, _, res, _ in rows], pa.string()),
             "model_version": pa.array([e.version for e, *_ in rows], pa.string()),
             "online_version": pa.array([e.online_version for e, *_ in rows], pa.string()),
             "path": pa.array([res["path"] for _, _, res, _ in rows], pa.string()),
             "latency_ms": pa.array([e.latency_ms for e, *_ in rows], pa.float64()),
+            "status": pa.repeat(pa.scalar(200, pa.int16()), len(rows)),
         }
         numbers = np.array([e.task.numbers(res) for e, _, res, _ in rows], dtype=np.float64).reshape(len(rows), -1)
         cols.update({ANSWER + c: pa.array(numbers[:, j]) for j, c in enumerate(answers)})
@@ -249,25 +267,27 @@ class RequestLog:
         return pa.RecordBatch.from_pydict(cols)
 
     def _write(self, key: tuple, batch: pa.RecordBatch) -> None:
-        day, schema = key[0], key[1:]
-        current = self._file
-        if current is None or current[1] != day or current[2] != schema or current[0].tell() > self.rotate_bytes:
-            self._close_file()
-            folder = self.root / day
+        """Append to the open file of `key`'s schema (answers of one feature set, or refusals);
+        a new UTC day closes every file, a file past `rotate_bytes` is replaced."""
+        for other in [k for k in self._files if k[0] != key[0]]:
+            self._close(other)
+        current = self._files.get(key)
+        if current is None or current[0].tell() > self.rotate_bytes:
+            self._close(key)
+            folder = self.root / key[0]
             folder.mkdir(parents=True, exist_ok=True)
-            self._files += 1
+            self._opened += 1
             stamp = datetime.now(UTC).strftime("%H%M%S")
-            sink = pa.OSFile(str(folder / f"{stamp}-{os.getpid()}-{self._files:04d}{SUFFIX}"), "wb")
-            self._writer = pa.ipc.new_stream(sink, batch.schema)
-            self._file = (sink, day, schema)
-        self._writer.write_batch(batch)
-        self._file[0].flush()
+            sink = pa.OSFile(str(folder / f"{stamp}-{os.getpid()}-{self._opened:04d}{SUFFIX}"), "wb")
+            current = self._files[key] = (sink, pa.ipc.new_stream(sink, batch.schema))
+        current[1].write_batch(batch)
+        current[0].flush()
 
-    def _close_file(self) -> None:
-        if self._file is not None:
-            self._writer.close()
-            self._file[0].close()
-            self._file, self._writer = None, None
+    def _close(self, key: tuple) -> None:
+        sink, writer = self._files.pop(key, (None, None))
+        if writer is not None:
+            writer.close()
+            sink.close()
 
     def close(self, timeout: float = 10.0) -> None:
         """Write what is queued, close the file (a graceful stop loses nothing)."""

@@ -73,8 +73,10 @@ def test_a_clean_replay_raises_no_fail_and_shows_quality_and_age(replayed):
     assert max(v for k, v in checks[f"{version}:skew"].items() if k.endswith(": differ")) == 0.0
     assert checks[f"{version}:quality"]["labelled"] > 1000 and abs(checks[f"{version}:quality"]["drop"]) < 0.02
     assert 60 < checks[f"{version}:staleness"]["model_age_days"] < 180  # Dec traffic, a model of Jan-Sep data
-    page = (replayed / "reports/monitor.html").read_text()
-    assert "Quality once labels landed" in page and page.count("<img") >= 3
+    page = (replayed / "reports/monitor/index.html").read_text()
+    assert "Quality once labels landed" in page and "Answers against the reference" in page
+    assert "Alerts over time" in page and page.count("<img") >= 7  # drift, by day, answers, quality, calibration...
+    assert checks[f"{version}:quality"]["slices_judged"] > 0 and checks["volume"]["requests"] > 100
     assert len(alerts) == summary["findings"]["warn"]  # every finding recorded
 
 
@@ -138,7 +140,7 @@ def test_a_shift_in_the_label_rate_is_quality(project):
     rows.loc[flip, LABEL] = 1.0  # 40% more late flights once the labels land
     rows.to_parquet(path)
     code, _, alerts = monitor(project, *ALL)
-    assert code == ExitCode.ALERT and fired(alerts, "quality") == {"auc"}, alerts
+    assert code == ExitCode.ALERT and fired(alerts, "quality") == {"auc", "ece"}, alerts  # ranking and calibration
 
 
 def test_nan_scores_are_instability(project):
@@ -185,3 +187,62 @@ def test_a_failed_webhook_delivery_is_recorded_and_changes_no_exit_code(project)
     )
     assert code == 0 and alerts and all(a["delivered"] is False and a["delivery_error"] for a in alerts)
     assert summary["webhook_failures"] == len(alerts)
+
+
+def test_refused_requests_are_a_rejected_rate_and_one_record_latency_is_held_to_the_release(project):
+    """Requests refused by the real server (422, 415) are logged as refusals; one-record
+    requests are compared with the latency the infra gate measured at release."""
+    rows = pd.read_parquet(project / "data/dataset/labelled.parquet")
+    local = rows["event_time"].dt.tz_convert("America/New_York")
+    week = rows[(local >= "2013-12-02") & (local < "2013-12-07")].head(60)
+    server = Server(project, "inference.mode=dynamic")
+    try:
+        columns = list(httpx.get(f"{server.url}/model").json()["example_request"])
+        with httpx.Client(base_url=server.url) as client:
+            for i, (_, r) in enumerate(week.iterrows()):
+                assert client.post("/predict", json=request_body(r, columns)).is_success
+                if i % 6 == 0:  # 10 refusals among the answers: a field of the wrong type, then no JSON
+                    bad = client.post("/predict", json={**request_body(r, columns), "distance": "far"})
+                    text = client.post("/predict", content=b"x", headers={"content-type": "text/plain"})
+                    assert (bad.status_code, text.status_code) == (422, 415)
+    finally:
+        server.stop()
+    code, summary, alerts = monitor(project, *WEEK)
+    (version,) = summary["models"]
+    perf = summary["checks"][f"{version}:performance"]
+    assert perf["rejected_rate"] == pytest.approx(20 / (perf["requests"] + 20)) and perf["error_rate"] == 0.0
+    assert code == ExitCode.ALERT and "requests" in fired(alerts, "performance")
+    (message,) = [a["message"] for a in alerts if a["check"] == "performance" and a["subject"] == "requests"]
+    assert "invalid: 10" in message and "unsupported_media_type: 10" in message
+    assert perf["p50_ratio_to_release"] > 0 and perf["p99_ratio_to_release"] > 0  # against the blessing's infra gate
+
+
+def test_records_of_a_version_the_registry_lacks_are_a_finding_and_the_rest_is_judged(project):
+    rows = logged(project / LOG)
+    append_logged(project / LOG, rows.head(300).assign(model_version="0123456789ab"))
+    code, summary, alerts = monitor(project, *ALL)
+    assert code == ExitCode.ALERT and fired(alerts, "registry") == {"0123456789ab"}
+    (version,) = set(summary["models"]) - {"0123456789ab"}
+    assert summary["checks"][f"{version}:quality"]["status"] == "ok"  # the served model is still judged
+
+
+def test_an_empty_window_is_a_volume_warning_not_a_crash(project):
+    code, summary, alerts = monitor(project, "monitoring.since=2014-01-01", "monitoring.until=2014-02-01")
+    assert code == 0 and summary["records"] == 0 and summary["models"] == []
+    assert summary["checks"]["volume"]["drop"] == 1.0 and fired(alerts, "volume", "warn") == {"requests"}
+    assert (project / "reports/monitor/index.html").exists()
+
+
+def test_the_monitor_as_a_dvc_stage_reads_its_window_from_params_and_fails_on_a_fail(project):
+    conf = project / "conf/monitoring/default.yaml"
+    text = conf.read_text().replace("since: null", "since: 2013-12-01").replace("until: null", "until: 2013-12-08")
+    conf.write_text(text)
+    run(["mlsys", "compose"], project)
+    out = run(["dvc", "repro", "monitor/dvc.yaml"], project).stdout
+    summary = json.loads((project / "metrics/monitor.json").read_text())
+    assert "Running stage 'monitor" in out and summary["window"]["since"].startswith("2013-12-01 00:00:00")
+    assert "monitor.json" in run(["dvc", "metrics", "show"], project).stdout
+    conf.write_text(text.replace("model_age_days: {warn: 60, fail: 180}", "model_age_days: {warn: 60, fail: 30}"))
+    run(["mlsys", "compose"], project)
+    failed = run(["dvc", "repro", "monitor/dvc.yaml"], project, check=False)
+    assert failed.returncode != 0 and json.loads((project / "metrics/monitor.json").read_text())["status"] == "fail"

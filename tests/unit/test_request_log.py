@@ -72,6 +72,24 @@ def test_files_rotate_by_day_size_and_feature_set(full_config, requests, tmp_pat
     assert len(frame) == 15 and frame["feature.dep_hour"].isna().sum() == 10  # other feature sets: NaN
 
 
+def test_refused_requests_are_rows_of_their_own_beside_the_answers(full_config, requests, tmp_path):
+    """A refusal (status, error kind, no records) interleaved with answers: one file each, not
+    a new file per switch; the answers read back with status 200."""
+    records = requests[0][:10]
+    log = RequestLog(tmp_path, LogSpec.from_config(full_config), 1.0, flush_rows=1)
+    for i in range(5):
+        log.put(_entry(records[2 * i : 2 * i + 2], at=1.7e9 + i))
+        log.put(Entry(1.7e9 + i + 0.5, 0.1, "v1", None, None, [], [], [], 422, "invalid"))
+    log.put(Entry(1.7e9 + 6, 0.1, None, None, None, [], [], [], 503, "not_ready"))
+    log.close()
+    assert len(list(tmp_path.rglob("*.arrows"))) == 2
+    frame = read_log(tmp_path).frame
+    refused = frame[frame["status"] != 200]
+    assert len(frame) == 16 and refused["error"].tolist() == ["invalid"] * 5 + ["not_ready"]
+    assert refused["prediction_time"].isna().all() and refused["entity"].isna().all()
+    assert frame.loc[frame["status"] == 200, "entity"].notna().all()
+
+
 def test_a_full_queue_drops_requests_and_counts_them(full_config, requests, tmp_path):
     records = requests[0][:2]
     log = RequestLog(tmp_path, LogSpec.from_config(full_config), 1.0, max_queue=1)
