@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from mlsys.data.columns import EVENT_TIME, LABEL
 from mlsys.dynamic import check_newest
 from mlsys.features import FeaturePipeline, fit_pipeline
-from mlsys.model import Model, train
+from mlsys.model import Model, leakage, train
 from mlsys.model import calibration as calib
 from mlsys.model.evaluate import evaluate
 from mlsys.release import gates as g
@@ -39,6 +39,7 @@ class Trained:
     rows: int
     how: str
     calibration: dict[str, Any] | None = None
+    leakage: dict[str, Any] | None = None  # mlsys.model.leakage's figures, judged by the release gates
 
     def model(self, task: Task) -> Model:
         """The retrained model as its saved folder loads (its answers calibrated, if it is)."""
@@ -60,11 +61,13 @@ def fit(
     start = time.perf_counter()
     pipeline = fit_pipeline(features, train_rows) if init is None else init.pipeline
     cap = model if init is None else OmegaConf.merge(model, {"num_boost_round": training.warm_rounds})
+    x, y = pipeline.transform_frame(train_rows), train_rows[LABEL].to_numpy("float64")
+    xv, yv = pipeline.transform_frame(valid_rows), valid_rows[LABEL].to_numpy("float64")
     result = train(
-        pipeline.transform_frame(train_rows),
-        train_rows[LABEL].to_numpy("float64"),
-        pipeline.transform_frame(valid_rows),
-        valid_rows[LABEL].to_numpy("float64"),
+        x,
+        y,
+        xv,
+        yv,
         pipeline,
         cap,
         training,
@@ -73,12 +76,11 @@ def fit(
     )
     added = result.best_iteration - (init.booster.current_iteration() if init else 0)
     how = "from scratch" if init is None else f"warm start (+{added} rounds)"
-    calibration = calib.fit_booster(
-        model.calibration, task, result.booster, pipeline.transform_frame(valid_rows),
-        valid_rows[LABEL].to_numpy("float64"), result.best_iteration,
-    )  # fmt: skip
+    calibration = calib.fit_booster(model.calibration, task, result.booster, xv, yv, result.best_iteration)
     seconds = time.perf_counter() - start
-    return Trained(pipeline, result.booster, result.best_iteration, seconds, len(train_rows), how, calibration)
+    trained = Trained(pipeline, result.booster, result.best_iteration, seconds, len(train_rows), how, calibration)
+    trained.leakage = leakage.figures(trained.model(task), x, y, xv, yv)
+    return trained
 
 
 def score(model: Model, frame: pd.DataFrame, data_end: pd.Timestamp) -> dict[str, Any]:
@@ -135,6 +137,7 @@ def retrain(frame: pd.DataFrame, end: str, first: str, cfg: DictConfig, live: Mo
         rolling=True,
         waivers_before=waivers_before,
         skip=skip,
+        leakage=trained.leakage,
     )
     record = {**g.blessing(gates, "retrain", live.version), "test_rows": len(test)}
     blessed = record["blessed"]

@@ -82,6 +82,7 @@ def run(cfg: DictConfig, root: Path) -> None:
         "roles": windows["roles"],
         "features": [{k: f[k] for k in ("name", "source", "type", "transform", "availability")} for f in features],
         "training": {k: meta[k] for k in ("best_iteration", "train_rows", "valid_rows", "train_seconds", "best_valid")},
+        "leakage": meta.get("leakage"),  # the release's leakage gate reads it from the bundle
         "model_params": meta["config"]["model"],
         "determinism": meta["config"]["training"],
         "metrics": metrics,

@@ -57,6 +57,7 @@ def _gates(cfg: DictConfig, root: Path, model: Model, registry: Registry, live: 
         rel,
         rolling=cfg.training.mode == "dynamic",  # judged on the newest `training.holdout` days
         waivers_before=waivers,
+        leakage=model.meta.get("leakage"),
         infra=lambda: infra_gate(
             root / p.bundle, sample, task, model.predict_frame(sample), infra_config(cfg), rel.infra.timeout_seconds
         ),

@@ -14,7 +14,7 @@ from mlsys.config import provenance
 from mlsys.data.columns import LABEL
 from mlsys.features import FeaturePipeline
 from mlsys.io import read_json, read_parquet, write_csv
-from mlsys.model import FEATURES_FILE, save_model_dir, train
+from mlsys.model import FEATURES_FILE, Model, leakage, save_model_dir, train
 from mlsys.model import calibration as calib
 from mlsys.tasks import Task
 
@@ -72,6 +72,7 @@ def run(cfg: DictConfig, root: Path) -> None:
     curve = {role: result.history[f"{role}/{first}"] for role in ("train", "valid")}
     write_csv(pd.DataFrame({"round": range(1, len(curve["train"]) + 1), **curve}), root / cfg.paths.training_curve)
     calibration = calib.fit_booster(cfg.model.calibration, task, result.booster, xv, yv, result.best_iteration)
+    suspects = leakage.figures(Model(result.booster, pipeline, "candidate", {}, task, calibration), x, y, xv, yv)
     save_model_dir(
         root / cfg.paths.model,
         result.booster,
@@ -90,6 +91,7 @@ def run(cfg: DictConfig, root: Path) -> None:
             },
             "task": task.spec(),
             "early_stopping_metric": first,
+            "leakage": suspects,  # judged at release (release.leakage)
             **provenance("train", cfg),
         },
         calibration,

@@ -80,6 +80,11 @@ class Policy(StrEnum):
     quarantine = "quarantine"
 
 
+class Severity(StrEnum):
+    fail = "fail"
+    warn = "warn"
+
+
 class FeatureType(StrEnum):
     numeric = "numeric"
     categorical = "categorical"
@@ -566,6 +571,20 @@ class InfraGate:
 
 
 @dataclass
+class LeakageGate:
+    """Suspected leakage (mlsys.model.leakage): a suspect blocks the release (`fail`) or is
+    reported (`warn`) unless each input it names is accepted here with a reason."""
+
+    policy: Severity = Severity.fail
+    alone: float = 0.95  # one input alone tells the label: AUC, R² or macro-F1 on valid
+    gain_share: float = 0.8  # one input holds more of the model's gain
+    overall: float = 0.99  # the model's own valid AUC, R² or macro-F1
+    top_two_gain_share: float = 0.9  # the top two inputs hold more of the gain...
+    min_inputs: int = 5  # ...judged with at least this many inputs (with three, two often do)
+    accepted: dict[str, str] = field(default_factory=dict)  # input -> why it is no leak (reviewed)
+
+
+@dataclass
 class Waiver:
     """How far a rolling retrain's absolute bound may be waived (when the live model misses
     it too on the same newest rows): no ratchet."""
@@ -585,6 +604,7 @@ class ReleaseConfig:
     waiver: Waiver = field(default_factory=Waiver)
     min_prediction_std: float = 1e-4  # a constant model is not a model
     infra: InfraGate = field(default_factory=InfraGate)
+    leakage: LeakageGate = field(default_factory=LeakageGate)
 
 
 @dataclass

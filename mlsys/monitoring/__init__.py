@@ -49,18 +49,18 @@ def window_bounds(cfg: DictConfig, times: pd.Series, tz: str) -> tuple[pd.Timest
     return since, until
 
 
-def _split(log: pd.DataFrame, since: Any, until: Any) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+def _split(
+    log: pd.DataFrame, refused: pd.DataFrame, since: Any, until: Any
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """The answered records in [since, until) and in the window as long before it; and the
     refused requests (no prediction time) received while the window's records were."""
     if not len(log) or since is None:
-        return log.iloc[:0], log.iloc[:0], log.iloc[:0]
-    refused = log["status"].fillna(200) != 200 if "status" in log else pd.Series(False, index=log.index)
-    answered, times = log[~refused], log.loc[~refused, "prediction_time"]
-    window = answered[(times >= since) & (times < until)]
-    previous = answered[(times >= since - (until - since)) & (times < since)]
-    received = log.loc[refused, "received_at"]
-    span = window["received_at"]
-    during = log[refused][(received >= span.min()) & (received <= span.max())] if len(window) else log.iloc[:0]
+        return log.iloc[:0], log.iloc[:0], refused.iloc[:0]
+    times = log["prediction_time"]
+    window = log[(times >= since) & (times < until)]
+    previous = log[(times >= since - (until - since)) & (times < since)]
+    span, received = window["received_at"], refused["received_at"]
+    during = refused[(received >= span.min()) & (received <= span.max())] if len(window) else refused.iloc[:0]
     return window, previous, during
 
 
@@ -148,7 +148,7 @@ def run(cfg: DictConfig, root: Path) -> int:
     log = read.frame
     times = log["prediction_time"].dropna() if len(log) else pd.Series(dtype="datetime64[us, UTC]")
     since, until = window_bounds(m, times, cfg.split.tz)
-    window, previous, refused = _split(log, since, until)
+    window, previous, refused = _split(log, read.refused, since, until)
     registry = Registry(locate(root, cfg.paths.registry)[0], cfg.release.model_name)
     built, labelled = _built(cfg, root)
     online, store = _tables(cfg, root)

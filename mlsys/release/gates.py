@@ -15,7 +15,7 @@ from mlsys.errors import ConfigError
 from mlsys.tasks import BASELINES, PER_CLASS_METRICS, SLICE_METRICS, Task
 
 Gate = dict[str, Any]
-GATES = ("absolute", "slice", "change", "baseline", "stability", "infra")  # kinds, in the order judged
+GATES = ("leakage", "absolute", "slice", "change", "baseline", "stability", "infra")  # kinds, in order
 
 
 def check_release(release: DictConfig, task: Task) -> None:
@@ -255,3 +255,51 @@ def summary(record: dict[str, Any]) -> str:
         f"({counts['passed']} gates passed, {counts['failed']} failed, {counts['not gated']} not gated)"
     )
     return "\n".join([head, *(f"  FAILED {line}" for line in record["failed"])])
+
+
+def leakage_gates(figures: dict[str, Any] | None, spec: DictConfig) -> list[Gate]:
+    """One gate per suspect (mlsys.model.leakage's figures against `release.leakage`): an
+    input that alone tells the label, holds most of the gain, or is a function of the label;
+    a model whose valid figure is too good, or whose top two inputs hold nearly all the gain.
+    A suspect all of whose inputs are accepted (with a reason) passes, and says so."""
+    if figures is None:
+        return [make_gate("leakage", "suspects", None, None, None, "not gated: no leakage figures (an older bundle)")]
+    m, inputs = figures["measure"], figures["features"]
+    suspects: list[tuple[list[str], str, float, str, str]] = []
+    for f in inputs:
+        name = f["name"]
+        if f["label_function"]:
+            suspects.append(([name], f"{name}:label_function", 1.0, "no", f"{name} is a function of the label (train)"))
+        if np.isfinite(f["alone"]) and f["alone"] >= spec.alone:
+            what = f"{name} alone tells the label: valid {m} {f['alone']:.4f} >= {spec.alone}"
+            suspects.append(([name], f"{name}:alone_{m}", f["alone"], f"< {spec.alone}", what))
+        if f["gain_share"] > spec.gain_share:
+            what = f"{name} holds {f['gain_share']:.0%} of the gain (> {spec.gain_share:.0%})"
+            suspects.append(([name], f"{name}:gain_share", f["gain_share"], f"<= {spec.gain_share}", what))
+    top, overall, two = figures["top_two"], figures["overall"], figures["top_two_gain_share"]
+    if np.isfinite(overall) and overall >= spec.overall:
+        what = f"the model's valid {m} is {overall:.4f} (>= {spec.overall}); its top inputs: {', '.join(top)}"
+        suspects.append((top, f"model:{m}", overall, f"< {spec.overall}", what))
+    if len(inputs) >= spec.min_inputs and two > spec.top_two_gain_share:
+        what = f"{' and '.join(top)} hold {two:.0%} of the gain (> {spec.top_two_gain_share:.0%})"
+        suspects.append((top, "model:top_two_gain_share", two, f"<= {spec.top_two_gain_share}", what))
+    gates = []
+    for names, metric, value, threshold, what in suspects:
+        reasons = [f"{n}: {spec.accepted[n]}" for n in names if n in spec.accepted]
+        if len(reasons) == len(names):
+            gates.append(
+                make_gate("leakage", metric, value, threshold, True, f"accepted ({'; '.join(reasons)}): {what}")
+            )
+            continue
+        hint = (
+            "if it is known only after the outcome, declare it (availability: after_outcome) or drop it; "
+            "if it is no leak, accept it with a reason in release.leakage.accepted"
+        )
+        passed = False if spec.policy == "fail" else None
+        gates.append(make_gate("leakage", metric, value, threshold, passed, f"suspected leakage: {what}; {hint}"))
+    if not suspects:
+        best = max(inputs, key=lambda f: f["alone"] if np.isfinite(f["alone"]) else -np.inf, default=None)
+        strongest = f"strongest alone {best['name']} ({m} {best['alone']:.3f}), " if best else ""
+        why = f"no suspect: {strongest}top two hold {two:.0%} of the gain, valid {m} {overall:.4f}"
+        gates.append(make_gate("leakage", "suspects", 0.0, "none", True, why))
+    return gates

@@ -75,12 +75,15 @@ def judge(
     waivers_before: int = 0,
     skip: Collection[str] = (),
     infra: Callable[[], g.Gate] | None = None,
+    leakage: dict[str, Any] | None = None,
 ) -> list[g.Gate]:
-    """Every gate, in order: absolute (waived within limits on a rolling holdout the live
-    model also misses), slices (and classes), change vs the live model, baseline, numerical stability and
-    features, and the sandboxed server (`infra`, a callable: it is the expensive one)."""
+    """Every gate, in order: suspected leakage (`leakage`: the candidate's figures), absolute
+    (waived within limits on a rolling holdout the live model also misses), slices (and
+    classes), change vs the live model, baseline, numerical stability and features, and the
+    sandboxed server (`infra`, a callable: it is the expensive one)."""
     metrics = result.metrics
     by_kind: dict[str, Callable[[], list[g.Gate]]] = {
+        "leakage": lambda: g.leakage_gates(leakage, release.leakage),
         "absolute": lambda: (
             g.rolling_absolute_gates(metrics, live, release, waivers_before)
             if rolling

@@ -26,7 +26,7 @@ import queue
 import random
 import threading
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
@@ -295,17 +295,23 @@ class RequestLog:
         self._thread.join(timeout)
 
 
+REFUSED = ["received_at", "model_version", "latency_ms", "status", "error"]  # a refusal row's columns
+
+
 @dataclass
 class LogRead:
-    frame: pd.DataFrame
+    frame: pd.DataFrame  # the answered records
     files: int
     truncated: int  # files whose last batch was cut (a crash mid-write): read up to it
+    refused: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=REFUSED))  # one row a request
 
 
 def read_log(root: Path, columns: list[str] | None = None) -> LogRead:
-    """Every stream file under `root` as one frame (files of other feature sets get NaN in
-    the features they lack); a file cut mid-batch is read up to its last whole batch."""
-    tables, truncated, named = [], 0, []
+    """Every stream file under `root`: the answered records as one frame (files of other
+    feature sets get NaN in the features they lack), the refused requests apart (their own
+    files); a file cut mid-batch is read up to its last whole batch."""
+    tables: dict[bool, list[pa.Table]] = {False: [], True: []}  # by: a file of refusals
+    truncated, named = 0, []
     files = sorted(Path(root).rglob(f"*{SUFFIX}")) if Path(root).is_dir() else []
     for path in files:
         batches = []
@@ -317,14 +323,19 @@ def read_log(root: Path, columns: list[str] | None = None) -> LogRead:
             truncated += 1
         if batches:
             table = pa.Table.from_batches(batches)
-            tables.append(table.select([c for c in columns if c in table.column_names]) if columns else table)
+            refusals = "error" in table.column_names
+            if columns and not refusals:
+                table = table.select([c for c in columns if c in table.column_names])
+            tables[refusals].append(table)
             named.append(path)
-    if not tables:
-        return LogRead(pd.DataFrame(), len(files), truncated)
-    try:
-        table = pa.concat_tables(tables, promote_options="permissive")  # string and large_string, int and float
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-        raise MissingInputError(
-            f"request log {root}: files {named[0]} .. {named[-1]} do not share columns: {exc}"
-        ) from exc
-    return LogRead(table.to_pandas(), len(files), truncated)
+    frames = {}
+    for refusals, parts in tables.items():
+        try:  # string and large_string, int and float
+            frames[refusals] = pa.concat_tables(parts, promote_options="permissive").to_pandas() if parts else None
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            raise MissingInputError(
+                f"request log {root}: files {named[0]} .. {named[-1]} do not share columns: {exc}"
+            ) from exc
+    answered = frames[False] if frames[False] is not None else pd.DataFrame()
+    refused = frames[True] if frames[True] is not None else pd.DataFrame(columns=REFUSED)
+    return LogRead(answered, len(files), truncated, refused[REFUSED])

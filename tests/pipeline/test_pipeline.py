@@ -208,6 +208,9 @@ def test_repro_released_the_blessed_candidate(sample_project):
     assert any(g["gate"] == "change" and "no model is released" in g["reason"] for g in blessing["gates"])
     infra = next(g for g in blessing["gates"] if g["gate"] == "infra")
     assert infra["passed"] and infra["value"] <= 1e-9
+    assert 0 < infra["latency"]["p50_ms"] <= infra["latency"]["p99_ms"]  # what monitoring compares with
+    (leak,) = [g for g in blessing["gates"] if g["gate"] == "leakage"]  # the flights default: no suspect
+    assert leak["passed"] and leak["metric"] == "suspects" and card["leakage"]["measure"] == "auc"
     registry = registry_of(p)
     assert registry.live() == card["version"]
     kept = registry.verified(card["version"])

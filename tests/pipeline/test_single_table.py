@@ -77,3 +77,30 @@ def test_the_server_derives_what_the_validate_stage_did(hourly):
     assert np.abs(np.array([a["score"] for a in answers]) - expected).max() <= 1e-9
     assert refused.status_code == 422 and "day_of_year 366 is not a day of 2011" in refused.text
     assert derived.status_code == 422  # a derived column is computed, never sent
+
+
+def test_two_columns_that_sum_to_the_label_block_the_release_naming_both(tmp_path):
+    """The bike-sharing mistake: casual + registered riders = the rentals the label counts,
+    used as inputs because nobody declared them known only after the hour. Each alone says
+    little; together they are the label. The release is refused, naming both."""
+    p = hourly_project(tmp_path / "project")
+    counts = pd.read_csv(p / "upstream/counts.csv", dtype={"station": str})
+    rng = np.random.default_rng(0)
+    rentals = counts["rentals"]
+    casual = pd.Series(rng.binomial(rentals.fillna(0).astype(int), rng.uniform(0.1, 0.9, len(counts))), dtype=float)
+    counts["casual"], counts["registered"] = casual.where(rentals.notna()), rentals - casual
+    counts.to_csv(p / "upstream/counts.csv", index=False)
+    contract = p / "conf/contract/hourly.yaml"
+    declared = "      rentals: {dtype: float64, min: 0, max_missing: 0.1}\n"
+    riders = "".join(f"      {c}: {{dtype: float64, min: 0, max_missing: 0.1}}\n" for c in ("casual", "registered"))
+    contract.write_text(contract.read_text().replace(declared, declared + riders))
+    features = p / "conf/features/hourly.yaml"
+    features.write_text(features.read_text() + "  casual: {source: casual}\n  registered: {source: registered}\n")
+    run(["mlsys", "compose"], p)
+    out = run(["dvc", "repro"], p, check=False)
+    assert out.returncode != 0 and "suspected leakage" in out.stdout + out.stderr
+    blessing = json.loads((p / "reports/blessing.json").read_text())
+    failed = [g for g in blessing["gates"] if g["passed"] is False]
+    assert failed and {g["gate"] for g in failed} == {"leakage"}  # nothing else held it back
+    assert all("casual" in g["reason"] and "registered" in g["reason"] for g in failed), failed
+    assert registry_of(p).live() is None

@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from mlsys.errors import ExitCode
+from mlsys.serving.log import read_log
 from mlsys.serving.request import request_body
 from tests.conftest import ENV, project_copy, registry_of, run
 from tests.serving.harness import Server, another_version, append_logged, logged, wait_until
@@ -153,8 +154,10 @@ def test_a_chunked_body_is_cut_off_while_it_streams(dynamic):
 def test_check_requests_holds_carried_lookups_to_their_tables_bounds(project, dynamic, example):
     log = project / "logs/requests"
     httpx.post(f"{dynamic.url}/predict", json={**example, "wx_wind_speed": 12.5})
-    assert wait_until(lambda: (logged(log).get("input.wx_wind_speed") == 12.5).any())
-    run(["mlsys", "check-requests"], project)
+    assert httpx.post(f"{dynamic.url}/predict", json={**example, "distance": "far"}).status_code == 422
+    assert wait_until(lambda: (logged(log).get("input.wx_wind_speed", pd.Series()) == 12.5).any())
+    assert wait_until(lambda: (read_log(log).refused["error"] == "invalid").any())
+    run(["mlsys", "check-requests"], project)  # a refused request is no record to check
     line = logged(log).tail(1).assign(**{"input.wx_wind_speed": 1048.0})
     append_logged(log, line)  # what a client could have sent around the service
     proc = run(["mlsys", "check-requests"], project, check=False)
