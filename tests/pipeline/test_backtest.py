@@ -99,7 +99,9 @@ def test_a_failing_retrain_keeps_the_previous_model_and_says_so(sample_copy):
     adopted = json.loads((p / "models/backtest/2013-10/scores.json").read_text())["retrain"]
     assert adopted["adopted"] and adopted["data_check"]["adopted"]
     gates = adopted["gates"]["gates"]
-    assert {g["gate"] for g in gates} == {"absolute", "slice", "change", "baseline", "stability", "infra"}
+    assert {g["gate"] for g in gates} == {"leakage", "absolute", "slice", "change", "baseline", "stability", "infra"}
+    (leak,) = [g for g in gates if g["gate"] == "leakage"]  # every retrain is held to the leakage rules too
+    assert leak["passed"] and leak["metric"] == "suspects"
     infra = next(g for g in gates if g["gate"] == "infra")  # the release stage's rules, but the server
     assert infra["passed"] is None and "backtest.skip_gates" in infra["reason"]
     assert (p / "models/backtest/2013-10/model.txt").read_bytes() != live
