@@ -52,6 +52,18 @@ def _parser() -> argparse.ArgumentParser:
         "check-requests", help="Pandera on the request log's inputs, in one batch (serving contract)"
     )
     checks.add_argument("overrides", nargs="*")
+    explain = sub.add_parser(
+        "explain",
+        help="one record through the served path: lookups, features, contributions, score",
+        description="The server's own path for one record (request model, derived columns, online "
+        "lookups, fitted features), with each feature's contribution (LightGBM pred_contrib); the "
+        "contributions plus the bias sum to the raw score. POST /explain gives the same.",
+    )
+    explain.add_argument("--record", metavar="JSON", help="a request body (one record), or @file.json")
+    explain.add_argument("--entity", metavar="KEY", help="an entity key of the built dataset")
+    explain.add_argument("--version", help="a kept version (default: the live one)")
+    explain.add_argument("--json", action="store_true", help="print the JSON /explain answers")
+    explain.add_argument("overrides", nargs="*")
     replay = sub.add_parser(
         "replay", help="send the serving window's rows to a running server, in prediction-time order"
     )
@@ -136,6 +148,18 @@ def _run(args: argparse.Namespace) -> None:
 
         cfg, root = config.stage_config(SERVE, args.overrides)
         check_requests.run(cfg, root)
+    elif args.command == "explain":
+        import json
+
+        from mlsys.serving import explain as explainer
+        from mlsys.stages import SERVE
+
+        cfg, root = config.stage_config(SERVE, args.overrides)
+        result = explainer.run(cfg, root, args.record, args.entity, args.version)
+        if args.json:
+            print(json.dumps(result, indent=1))
+        else:
+            explainer.show(result)
     elif args.command == "replay":
         from mlsys.monitoring import replay as replayer
         from mlsys.stages import REPLAY

@@ -88,6 +88,17 @@ class Unavailable(Exception):
         self.kind, self.detail = kind, detail
 
 
+class Refused(Exception):
+    """A request the service will not answer: its status, error kind and detail."""
+
+    def __init__(self, status: int, kind: str, detail: Any, headers: dict[str, str] | None = None) -> None:
+        super().__init__(kind)
+        self.status, self.kind, self.detail, self.headers = status, kind, detail, headers
+
+    def response(self) -> JSONResponse:
+        return _error(self.status, self.kind, self.detail, self.headers)
+
+
 class Metrics:
     def __init__(self, buckets: tuple[float, ...] | None = None) -> None:
         """`buckets` of the answer histogram: probabilities by default (a regression's come
@@ -144,7 +155,9 @@ class Service:
         )
         self.registry = Registry(locate(root, p.registry)[0], cfg.release.model_name)
         self.online_path, self.store_path = root / p.online, root / p.store
-        self.needs_online = self.mode != "static" and bool(lookup_specs(cfg))
+        self.lookups = bool(lookup_specs(cfg))
+        self.needs_online = self.mode != "static" and self.lookups
+        self._versions: dict[str, Served] = {}  # other versions /explain was asked about
         self.metrics = Metrics(self._answer_buckets())
         log = cfg.inference.request_log
         self.log = RequestLog(
@@ -283,7 +296,7 @@ class Service:
     def features(self, state: State, record: dict[str, Any], key: str) -> dict[str, Any]:
         """Online row for the entity, overlaid with what the request carries, + event time."""
         merged: dict[str, Any] = {}
-        if self.needs_online:
+        if self.lookups:  # static mode never computes; /explain does, and needs the table then
             online = state.online
             if online.reader is None:
                 raise Unavailable("lookup_unavailable", f"online table: {online.problem}")
@@ -339,6 +352,47 @@ class Service:
                 out[i] = {"entity": key, **task.answer(values), "model_version": served.version, "path": "dynamic"}
                 out[i]["_features"] = (pipe.names, row)  # for the request log (taken out before the answer)
         return out
+
+    def served(self, state: State, version: str | None) -> Served:
+        """The served model, or another kept version of the registry (loaded once, verified)."""
+        if version is None or (state.served is not None and version == state.served.version):
+            if state.served is None:
+                raise Unavailable("not_ready", "; ".join(self.problems(state)))
+            return state.served
+        if version not in self._versions:
+            model = load_model(self.registry.path(version), version=version)
+            kept = dict(list(self._versions.items())[-3:])  # a few, not every version ever asked about
+            self._versions = {**kept, version: Served(model, version, model.meta, "")}
+        return self._versions[version]
+
+    def explain(self, state: State, record: dict[str, Any], served: Served) -> dict[str, Any]:
+        """The dynamic path for one record, step by step: the request, the derived columns,
+        the looked-up values, then `explain.breakdown` (features, contributions, scores)."""
+        from mlsys.model.explain import breakdown, plain
+
+        rec = self.derive(record) if self.derive else record
+        key = entity(rec, self.key)
+        merged = self.features(state, rec, key)
+        looked_up = {c: merged[c] for c in merged if c not in rec and c != EVENT_LOCAL}
+        out = {
+            "entity": key,
+            "model_version": served.version,
+            "request": record,
+            "derived": {c: rec[c] for c in rec if c not in record},
+            "looked_up": looked_up,
+            "online": (
+                "not used"
+                if not self.lookups
+                else "found"
+                if looked_up
+                else "no row for this entity: looked-up features are missing"
+            ),
+            **breakdown(served.model, merged),
+        }
+        hit = self._stored(state, key) if served is state.served and self.mode != "dynamic" else None
+        if hit is not None:  # what /predict answers from the batch store for this entity
+            out["stored_answer"] = served.model.task.answer(hit[:-1])
+        return plain(out)
 
 
 def _age(since: str) -> Callable[[], float]:
@@ -441,59 +495,87 @@ def create_app(cfg: DictConfig, root: Path, pinned: Path | None = None) -> FastA
             }
         )
 
+    async def read(request: Request) -> tuple[list[dict[str, Any]], bool]:
+        """The request's records (and whether one was sent bare), or `Refused`: auth, media
+        type, size, JSON, the request model."""
+        if token is not None:
+            given = request.headers.get("authorization", "")
+            if not (given.startswith("Bearer ") and hmac.compare_digest(given[7:].encode(), token)):
+                raise Refused(401, "unauthorized", "a bearer token is required", {"WWW-Authenticate": "Bearer"})
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype != "application/json" and not ctype.endswith("+json"):
+            raise Refused(415, "unsupported_media_type", f"content-type {ctype or '(none)'}: send application/json")
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limits.max_body_bytes:
+            raise Refused(413, "too_large", f"body of {declared} bytes > inference.server.max_body_bytes")
+        body = await _body(request, limits.max_body_bytes)
+        if body is None:
+            raise Refused(413, "too_large", f"body over inference.server.max_body_bytes={limits.max_body_bytes}")
+        try:
+            payload = json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise Refused(422, "malformed_json", f"the body is not valid JSON: {exc}") from exc
+        except RecursionError as exc:
+            raise Refused(422, "malformed_json", "the body is nested deeper than the JSON parser's limit") from exc
+        single = isinstance(payload, dict)
+        items = [payload] if single else payload
+        if not isinstance(items, list) or not items:
+            raise Refused(422, "invalid", "the body must be one JSON object or a non-empty list of them")
+        if len(items) > limits.max_records:
+            detail = f"{len(items)} records > inference.server.max_records={limits.max_records}"
+            raise Refused(413, "too_many_records", detail)
+        try:
+            parsed: list[BaseModel] = service.adapter.validate_python(items)
+        except ValidationError as exc:
+            errors = [
+                {
+                    "loc": list(e["loc"][1:]) if single else list(e["loc"]),
+                    "field": str(e["loc"][1]) if len(e["loc"]) > 1 else None,
+                    "msg": e["msg"],
+                    "input": _json_safe(e.get("input")) if not isinstance(e.get("input"), dict) else None,
+                }
+                for e in exc.errors(include_url=False)
+            ]
+            raise Refused(422, "invalid", errors) from exc
+        return [r.model_dump(exclude_none=True) for r in parsed], single
+
+    @app.post("/explain")
+    async def explain(request: Request, version: str | None = None) -> Response:
+        """One record taken apart (`mlsys explain`): inputs, lookups, features, contributions."""
+        status = 200
+        try:
+            records, single = await read(request)
+            if not single:
+                raise Refused(422, "invalid", "/explain takes one JSON object (one record)")
+            state = service.state
+            try:
+                served = service.served(state, version)
+                return JSONResponse(await asyncio.to_thread(service.explain, state, records[0], served))
+            except Unavailable as exc:
+                raise Refused(503, exc.kind, exc.detail) from exc
+            except ConfigError as exc:
+                raise Refused(422, "not_explainable", str(exc)) from exc
+            except MlsysError as exc:
+                raise Refused(404, "unknown_version", str(exc)) from exc
+        except Refused as exc:
+            status = exc.status
+            return exc.response()
+        except Exception as exc:  # never crash the service; count and report
+            status = 500
+            return _error(500, "internal", f"{type(exc).__name__}: {exc}")
+        finally:
+            m.requests.labels("/explain", str(status)).inc()
+
     @app.post("/predict")
     async def predict(request: Request) -> Response:
         start = time.perf_counter()
         status, kind = 200, ""
         try:
-            if token is not None:
-                given = request.headers.get("authorization", "")
-                if not (given.startswith("Bearer ") and hmac.compare_digest(given[7:].encode(), token)):
-                    status, kind = 401, "unauthorized"
-                    return _error(401, kind, "a bearer token is required", {"WWW-Authenticate": "Bearer"})
-            ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-            if ctype != "application/json" and not ctype.endswith("+json"):
-                status, kind = 415, "unsupported_media_type"
-                return _error(415, kind, f"content-type {ctype or '(none)'}: send application/json")
-            declared = request.headers.get("content-length")
-            if declared is not None and declared.isdigit() and int(declared) > limits.max_body_bytes:
-                status, kind = 413, "too_large"
-                return _error(413, kind, f"body of {declared} bytes > inference.server.max_body_bytes")
-            body = await _body(request, limits.max_body_bytes)
-            if body is None:
-                status, kind = 413, "too_large"
-                return _error(413, kind, f"body over inference.server.max_body_bytes={limits.max_body_bytes}")
             try:
-                payload = json.loads(body)
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                status, kind = 422, "malformed_json"
-                return _error(422, kind, f"the body is not valid JSON: {exc}")
-            except RecursionError:
-                status, kind = 422, "malformed_json"
-                return _error(422, kind, "the body is nested deeper than the JSON parser's limit")
-            single = isinstance(payload, dict)
-            items = [payload] if single else payload
-            if not isinstance(items, list) or not items:
-                status, kind = 422, "invalid"
-                return _error(422, kind, "the body must be one JSON object or a non-empty list of them")
-            if len(items) > limits.max_records:
-                status, kind = 413, "too_many_records"
-                return _error(413, kind, f"{len(items)} records > inference.server.max_records={limits.max_records}")
-            try:
-                parsed: list[BaseModel] = service.adapter.validate_python(items)
-            except ValidationError as exc:
-                status, kind = 422, "invalid"
-                errors = [
-                    {
-                        "loc": list(e["loc"][1:]) if single else list(e["loc"]),
-                        "field": str(e["loc"][1]) if len(e["loc"]) > 1 else None,
-                        "msg": e["msg"],
-                        "input": _json_safe(e.get("input")) if not isinstance(e.get("input"), dict) else None,
-                    }
-                    for e in exc.errors(include_url=False)
-                ]
-                return _error(422, kind, errors)
-            records = [r.model_dump(exclude_none=True) for r in parsed]
+                records, single = await read(request)
+            except Refused as exc:
+                status, kind = exc.status, exc.kind
+                return exc.response()
             state = service.state  # one state (model, tables) for the whole request
             try:
                 if len(records) > 32:

@@ -62,6 +62,34 @@ def test_model_card_example_request_is_served_as_is(hybrid):
     assert [p["score"] for p in listed] == [answer["score"]] * 2
 
 
+def test_explain_takes_one_answer_apart_over_http_and_on_the_command_line(hybrid, project):
+    """Contributions plus the bias are the raw score; the answer is /predict's; the lookups
+    are the online table's; another kept version explains too; the CLI gives the same."""
+    example = httpx.get(f"{hybrid.url}/model").json()["example_request"]
+    predicted = httpx.post(f"{hybrid.url}/predict", json=example).json()
+    got = httpx.post(f"{hybrid.url}/explain", json=example)
+    assert got.status_code == 200, got.text
+    out = got.json()
+    assert sum(out["contributions"].values()) + out["bias"] == pytest.approx(out["raw_score"], abs=1e-9)
+    assert out["answer"]["score"] == pytest.approx(predicted["score"], abs=1e-9)  # store and computed agree
+    assert out["stored_answer"]["score"] == predicted["score"] and out["online"] == "found"
+    assert out["looked_up"]["wx_temp"] is not None and "wx_temp" not in example
+    assert {f["name"] for f in out["features"]} == set(out["contributions"])
+    other = another_version(project, trees=10)
+    older = httpx.post(f"{hybrid.url}/explain", params={"version": other}, json=example).json()
+    assert older["model_version"] == other and older["raw_score"] != out["raw_score"]
+    assert "stored_answer" not in older  # the store holds the served model's answers only
+    assert httpx.post(f"{hybrid.url}/explain", params={"version": "0" * 12}, json=example).status_code == 404
+    assert httpx.post(f"{hybrid.url}/explain", json=[example, example]).status_code == 422
+    assert httpx.post(f"{hybrid.url}/explain", json={**example, "month": 13}).json()["error"] == "invalid"
+    cli = run(["mlsys", "explain", "--json", "--entity", out["entity"]], project)
+    assert json.loads(cli.stdout)["raw_score"] == pytest.approx(out["raw_score"], abs=1e-12)
+    shown = run(["mlsys", "explain", "--record", json.dumps(example)], project).stdout
+    assert "= raw score" in shown and "wx_temp" in shown
+    bad = run(["mlsys", "explain", "--record", json.dumps({**example, "month": 13})], project, check=False)
+    assert bad.returncode == ExitCode.CONTRACT and "month" in bad.stderr
+
+
 @pytest.fixture(scope="module")
 def dynamic(project) -> Iterator[Server]:
     server = Server(project, "inference.mode=dynamic")

@@ -173,6 +173,7 @@ def test_an_optional_bearer_token_guards_predict(project, example):
         wrong = httpx.post(url, json=example, headers={"authorization": "Bearer nope"})
         assert wrong.status_code == 401 and wrong.headers["www-authenticate"] == "Bearer"
         assert httpx.post(url, json=example, headers={"authorization": "Bearer s3cret-token"}).status_code == 200
+        assert httpx.post(f"{server.url}/explain", json=example).status_code == 401  # the same guard
         assert httpx.get(f"{server.url}/livez").status_code == 200  # probes stay open
     finally:
         server.stop()
