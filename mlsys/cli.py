@@ -33,8 +33,9 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("audit", help="score the project against the ML Test Score rubric (28 tests)")
     rollback = sub.add_parser(
         "rollback",
-        help="make the previous (or --to) released version live again",
-        description="The target is verified (checksums) and loaded in a child process before the "
+        help="drop the canary's candidate, or make the previous (or --to) released version live again",
+        description="With a candidate (release.rollout: canary) and no --to, the candidate is dropped "
+        "and revoked. Otherwise the target is verified (checksums) and loaded in a child process before the "
         "live pointer moves; a corrupt target is refused (exit 5) and the live model stays.",
     )
     rollback.add_argument("--to", metavar="VERSION", help="a kept version (see `mlsys release list`)")
@@ -79,6 +80,9 @@ def _parser() -> argparse.ArgumentParser:
             f"keys: {', '.join(stage.params)}. Without overrides the config "
             "comes from params.yaml; with overrides, from conf/ + overrides.",
         )
+        if name == "release":
+            p.add_argument("--promote", action="store_true", help="make the registry's candidate (canary) live")
+            p.add_argument("--reason", default="", help="with --promote: recorded in the registry history")
         if name == "backtest":  # one period; dvc.yaml passes them (`foreach` over backtest.periods)
             for arg, example in (("period", "2013-05"), ("start", "2013-05-01"), ("end", "2013-06-01"), ("prev", "")):
                 p.add_argument(arg, help=f"e.g. {example or '2013-04 (the period before)'}")
@@ -104,6 +108,12 @@ def _run(args: argparse.Namespace) -> None:
         status = config.guard(root)
         write_json(root / _project_paths()[1].guard, {"status": "ok"})
         print(f"guard: {status}")
+    elif args.command == "release" and args.promote:
+        from mlsys.release import cli as release_cli
+
+        if args.overrides:
+            raise UsageError(f"`mlsys release --promote` takes no overrides (got {' '.join(args.overrides)})")
+        release_cli.promote(_registry(), args.reason)
     elif args.command == "rollback" or (args.command == "release" and args.overrides[:1] == ["list"]):
         from mlsys.release import cli as release_cli
 

@@ -51,6 +51,21 @@ REQUEST = (
     "contract.dataset",
 )
 
+# What the dataset is built from: the sources, their joins and aggregates as of the prediction
+# time, and the label (not what only the serving side or the card reads, e.g. feedback_loops).
+BUILD = (
+    "data.sources",
+    "data.primary",
+    "data.key",
+    "data.event_time",
+    "data.prediction_lead",
+    "data.label",
+    "data.asof_joins",
+    "data.lookup_joins",
+    "data.aggregates",
+    "data.derived",
+)
+
 STAGES: dict[str, Stage] = {
     "snapshot": Stage(
         ("data.sources", "data.on_upstream_change", "contract.tables", "paths"),
@@ -60,14 +75,14 @@ STAGES: dict[str, Stage] = {
         ("data.sources", "data.primary", "data.event_time", "data.derived", "contract.tables", "paths"),
         "check each raw table against its contract",
     ),
-    "build": Stage(("data", "contract.dataset", "paths"), "join sources as of the prediction time; label; aggregates"),
+    "build": Stage((*BUILD, "contract.dataset", "paths"), "join sources as of the prediction time; label; aggregates"),
     "featurize": Stage(
         ("features", "split", *DYNAMIC, "contract.dataset", "paths"),
         "resolve the windows; check new data (dynamic); fit feature state on train; encode",
     ),
     "train": Stage((*MODEL, "paths"), "LightGBM with early stopping on valid"),
     "evaluate": Stage(("evaluation", "paths"), "test metrics, slices, baselines, plots"),
-    "package": Stage(("paths",), "assemble the model bundle and its card"),
+    "package": Stage(("data.feedback_loops", "paths"), "assemble the model bundle and its card"),
     "release": Stage(
         (
             "release",
@@ -145,6 +160,9 @@ SERVE = (
     "inference.mode",
     "inference.server",
     "inference.request_log",
+    "inference.canary",
+    "inference.shadow",
+    "data.feedback_loops",
     "release.model_name",
     "paths",
 )

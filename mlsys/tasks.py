@@ -462,12 +462,18 @@ class Task:
             "prediction": self.classes[int(np.argmax(probs))],
         }
 
+    def held_out(self) -> dict[str, Any]:
+        """The answer to an entity held out (data.feedback_loops): no score at all."""
+        return {"probabilities": None, "prediction": None} if self.kind == "multiclass" else {self._columns[0]: None}
+
     def numbers(self, answer: Mapping[str, Any]) -> list[float]:
         """The inverse of `answer`: an answer's numbers, in `columns` order (NaN when absent)."""
+        nan = float("nan")
         if self.kind == "multiclass":
             probs = answer.get("probabilities") or {}
-            return [float(probs.get(c, float("nan"))) for c in self.classes]
-        return [float(answer.get(self._columns[0], float("nan")))]
+            return [float(probs.get(c, nan)) for c in self.classes]
+        value = answer.get(self._columns[0])
+        return [nan if value is None else float(value)]
 
     def headline(self, answer: Mapping[str, Any]) -> float:
         """The one number /metrics histograms: the score, the prediction, the top probability."""

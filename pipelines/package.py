@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from mlsys.data.snapshot import MANIFEST
 from mlsys.dynamic import PROFILE, answer_profile
@@ -64,6 +64,7 @@ def run(cfg: DictConfig, root: Path) -> None:
             "packaged_at": packaged_at,
         },
         "training_mode": windows["mode"],
+        "feedback_loops": OmegaConf.to_container(cfg.data.feedback_loops),
         "config_hash": config_hash,
         "stage_config_hashes": stage_hashes,
         "snapshot_time": snapshot["snapshot_time"],

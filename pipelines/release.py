@@ -112,6 +112,15 @@ def run(cfg: DictConfig, root: Path) -> None:
             "params.yaml": (root / "params.yaml").read_text(encoding="utf-8"),
         },
     )
+    if cfg.release.rollout == "canary" and live is not None:
+        registry.propose(version, reason="blessed by the release stage (rollout: canary)", expected_live=live)
+        write_json(root / p.live, {"model": registry.name, "live": live, "candidate": version})
+        print(
+            f"release: {version} is the candidate; {live} stays live. Servers answer "
+            "inference.canary.share of entities with it; `mlsys monitor` compares "
+            "the two; `mlsys release --promote` makes it live, `mlsys rollback` drops it"
+        )
+        return
     event = registry.release(version, reason="blessed by the release stage", expected_live=live)
     write_json(root / p.live, {"model": registry.name, "live": version})
     before = "already live" if event.get("noop") else f"was {live or 'none'}"

@@ -85,6 +85,11 @@ class Severity(StrEnum):
     warn = "warn"
 
 
+class Rollout(StrEnum):
+    direct = "direct"  # a blessed candidate goes live
+    canary = "canary"  # it is the candidate: a share of traffic, until `mlsys release --promote`
+
+
 class FeatureType(StrEnum):
     numeric = "numeric"
     categorical = "categorical"
@@ -274,6 +279,19 @@ class Aggregate:
 
 
 @dataclass
+class FeedbackLoops:
+    """Can the model's answers change its own future inputs (scores that reroute the traffic
+    they are then trained on) or another model's? Recorded in the card; a declared loop gets
+    a holdout: that share of entities (a hash of the key) is answered `{score: null,
+    holdout: true}`, and `mlsys monitor` compares their outcomes with the served ones'."""
+
+    own_inputs: bool = False
+    other_models: list[str] = field(default_factory=list)  # models that read this one's answers
+    holdout: float = 0.05  # share of entities held out when a loop is declared
+    note: str = ""  # how the loop runs, for the card's reader
+
+
+@dataclass
 class DataConfig:
     name: str = MISSING
     sources: dict[str, SourceConfig] = field(default_factory=dict)
@@ -288,6 +306,7 @@ class DataConfig:
     # Columns computed from the primary table's (and earlier derived) columns, in this order.
     derived: dict[str, DerivedColumn] = field(default_factory=dict)
     on_upstream_change: UpstreamChange = UpstreamChange.adopt
+    feedback_loops: FeedbackLoops = field(default_factory=FeedbackLoops)
 
 
 # --- contracts -------------------------------------------------------------------------
@@ -605,6 +624,7 @@ class ReleaseConfig:
     min_prediction_std: float = 1e-4  # a constant model is not a model
     infra: InfraGate = field(default_factory=InfraGate)
     leakage: LeakageGate = field(default_factory=LeakageGate)
+    rollout: Rollout = Rollout.direct
 
 
 @dataclass
@@ -704,6 +724,15 @@ class RequestLogConfig:
 
 
 @dataclass
+class CanaryConfig:
+    """The registry's candidate (release.rollout: canary) answers this share of entities,
+    chosen by a hash of the entity key (the same entity always gets the same model), and
+    always computes (the batch store holds the live model's answers only)."""
+
+    share: float = 0.1
+
+
+@dataclass
 class InferenceConfig:
     """Static (batch -> lookup store), dynamic (computed per request) or hybrid."""
 
@@ -712,6 +741,8 @@ class InferenceConfig:
     checks: PredictionChecks = field(default_factory=PredictionChecks)
     server: ServerConfig = field(default_factory=ServerConfig)
     request_log: RequestLogConfig = field(default_factory=RequestLogConfig)
+    canary: CanaryConfig = field(default_factory=CanaryConfig)
+    shadow: str | None = None  # a kept version that scores every request after its answer is sent
 
 
 @dataclass
@@ -797,6 +828,16 @@ class Webhook:
 
 
 @dataclass
+class RolloutMonitor:
+    """A canary against the live model on the canary's own records (both scored on them)."""
+
+    min_records: int = 100  # fewer canary records: "wait", not judged
+    drop: Bounds = field(default_factory=lambda: Bounds(0.0, 0.01))  # the live's metric minus the candidate's
+    score_diff: Bounds = field(default_factory=lambda: Bounds(0.05, None))  # mean |candidate - live| answer
+    p99_ratio: Bounds = field(default_factory=lambda: Bounds(1.5, 3.0))  # canary p99 over live p99
+
+
+@dataclass
 class MonitoringConfig:
     """`mlsys monitor`: checks over a window of the request log's prediction time."""
 
@@ -814,6 +855,7 @@ class MonitoringConfig:
     volume_drop: Bounds = field(default_factory=lambda: Bounds(0.5, None))  # 1 - requests / the window before's
     performance: PerformanceMonitor = field(default_factory=PerformanceMonitor)
     upstream: UpstreamMonitor = field(default_factory=UpstreamMonitor)
+    rollout: RolloutMonitor = field(default_factory=RolloutMonitor)
     webhook: Webhook = field(default_factory=Webhook)
 
 

@@ -149,12 +149,15 @@ def run(cfg: DictConfig, root: Path) -> int:
     times = log["prediction_time"].dropna() if len(log) else pd.Series(dtype="datetime64[us, UTC]")
     since, until = window_bounds(m, times, cfg.split.tz)
     window, previous, refused = _split(log, read.refused, since, until)
+    held = window[window["path"] == "holdout"] if len(window) else window  # data.feedback_loops: no answer
+    window, previous = (w[w["path"] != "holdout"] if len(w) else w for w in (window, previous))
     registry = Registry(locate(root, cfg.paths.registry)[0], cfg.release.model_name)
     built, labelled = _built(cfg, root)
     online, store = _tables(cfg, root)
     manifest_path = root / cfg.paths.raw / MANIFEST
     manifest = read_json(manifest_path, "snapshot manifest") if manifest_path.exists() else None
     results: list[tuple[str, c.Result]] = [("", c.volume(window, previous, m.volume_drop))]
+    windows: dict[str, c.Window] = {}
 
     def validate(inputs: pd.DataFrame) -> dict:
         return validate_inputs(cfg, inputs)[0]
@@ -180,6 +183,7 @@ def run(cfg: DictConfig, root: Path) -> int:
             )
             continue
         w = c.Window(version, rows.reset_index(drop=True), model, profile, model.meta, built, mine)
+        windows[version] = w
         before = c.Window(version, previous[previous["model_version"] == version], model, profile, w.card, built)
         train = ((w.card.get("training") or {}).get("train_seconds"), train_before)
         todo: dict[str, tuple] = {
@@ -203,6 +207,11 @@ def run(cfg: DictConfig, root: Path) -> int:
             for f in result.findings:
                 f.model_version = version
         results += [(version, r) for r in done]
+    results += _rollout(registry, windows, labelled, m.rollout)
+    if len(held) and windows:
+        task = next(iter(windows.values())).model.task
+        results.append(("", _guarded("feedback", c.feedback, held, window, labelled, task)))
+    results += _shadows(registry, read.shadow, windows, since, until, built, labelled, m.rollout)
     findings = [f for _, r in results for f in r.findings]
     stamp = datetime.now(UTC).isoformat(timespec="seconds")
     span = {"since": str(since) if since is not None else None, "until": str(until) if until is not None else None}
@@ -225,6 +234,8 @@ def run(cfg: DictConfig, root: Path) -> int:
             }
             for version, r in results
         },
+        "rollout": next((_advice(r) for _, r in results if r.check == "rollout"), None),
+        "shadow": next((_advice(r) for _, r in results if r.check == "shadow"), None),
         "monitored_at": stamp,
     }
     write_json(root / cfg.paths.monitor_metrics, summary)
@@ -235,6 +246,61 @@ def run(cfg: DictConfig, root: Path) -> int:
     monitor_html(root / cfg.paths.monitor_report / PAGE, summary, results, window, history)
     _print(summary, findings)
     return int(ExitCode.ALERT) if summary["findings"]["fail"] else int(ExitCode.OK)
+
+
+def _advice(result: c.Result) -> dict[str, Any]:
+    return {k: result.figures.get(k) for k in ("candidate", "live", "recommendation", "advice")}
+
+
+def _rollout(
+    registry: Any, windows: dict[str, c.Window], labelled: pd.DataFrame | None, cfg: DictConfig
+) -> list[tuple[str, c.Result]]:
+    """The canary check when the window holds records of the registry's candidate and of
+    the live model."""
+    pointer = registry.pointer() or {}
+    candidate, live = pointer.get("candidate"), pointer.get("live")
+    if candidate not in windows or live not in windows:
+        return []
+    result = _guarded("rollout", c.rollout, windows[candidate], windows[live], labelled, cfg)
+    for f in result.findings:
+        f.model_version = candidate
+    return [(candidate, result)]
+
+
+def _shadows(
+    registry: Any,
+    shadow: pd.DataFrame,
+    windows: dict[str, c.Window],
+    since: Any,
+    until: Any,
+    built: pd.DataFrame | None,
+    labelled: pd.DataFrame | None,
+    cfg: DictConfig,
+) -> list[tuple[str, c.Result]]:
+    """Each shadow version against the live version it shadowed, on the window's records."""
+    from mlsys.model import load_model
+
+    if not len(shadow) or since is None:
+        return []
+    times = shadow["prediction_time"]
+    shadow = shadow[(times >= since) & (times < until)]
+    out = []
+    for (version, live), rows in shadow.groupby(["model_version", "shadow_of"], sort=True):
+        if live not in windows:
+            continue
+        try:
+            model = load_model(registry.path(str(version)), version=str(version))
+        except MlsysError as exc:
+            what = f"shadow {version} cannot be read from the registry: {exc}"
+            finding = c.Finding("shadow", str(version), "readable", 1.0, 0.0, "fail", what, str(version))
+            out.append((str(version), c.Result("shadow", findings=[finding])))
+            continue
+        w = c.Window(str(version), rows.reset_index(drop=True), model, {}, model.meta, built)
+        result = _guarded("shadow", c.rollout, w, windows[live], labelled, cfg, "shadow")
+        for f in result.findings:
+            f.model_version = str(version)
+        out.append((str(version), result))
+    return out
 
 
 def _guarded(name: str, check: Callable[..., c.Result], *args: Any) -> c.Result:
@@ -289,5 +355,10 @@ def _print(summary: dict[str, Any], findings: list[c.Finding]) -> None:
     Console().print(table)
     for f in sorted(findings, key=lambda f: f.severity != "fail"):
         print(f"monitor: {f.severity.upper()} {f.check}: {f.message} [{f.model_version}]")
+    for kind in ("rollout", "shadow"):
+        if summary[kind]:
+            r = summary[kind]
+            what = "canary" if kind == "rollout" else "shadow"
+            print(f"monitor: {what} {r['candidate']} vs live {r['live']}: {r['recommendation']} ({r['advice']})")
     counts = summary["findings"]
     print(f"monitor: {summary['records']:,} records; {counts['fail']} fail, {counts['warn']} warn")

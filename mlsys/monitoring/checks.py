@@ -464,3 +464,79 @@ def upstream(card: dict[str, Any], manifest: dict[str, Any] | None, cfg: DictCon
     out.judge(", ".join(changed) or "sources", "changed", float(len(changed)), cfg.changed,
               "sources changed since the model's snapshot")  # fmt: skip
     return out
+
+
+def rollout(
+    candidate: Window, live: Window, labelled: pd.DataFrame | None, cfg: DictConfig, kind: str = "canary"
+) -> Result:
+    """A canary (or a shadow) against the live model on the same traffic: the candidate's
+    records, scored by the live model too (the batch path on each entity's built row).
+    Answers apart, quality once labels land (both on the same records), a canary's latency
+    against the live model's own requests; and a recommendation: promote, roll back, or wait."""
+    task = candidate.model.task
+    figures = {"kind": kind, "candidate": candidate.version, "live": live.version, "records": len(candidate.log)}
+    out = Result("rollout" if kind == "canary" else "shadow", figures)
+    if len(candidate.log) < cfg.min_records or candidate.built is None:
+        out.figures["recommendation"] = "wait"
+        out.skipped = f"{len(candidate.log)} canary records < monitoring.rollout.min_records={cfg.min_records}"
+        return out
+    rows = candidate.log.merge(candidate.built.drop(columns=[WHEN], errors="ignore"), on="entity", how="inner")
+    served = rows[[ANSWER + c for c in task.columns]].to_numpy("float64")
+    other = task.matrix(live.model.predict_frame(rows, num_threads=1))
+    diff = float(np.nanmean(np.abs(served - other).max(axis=1))) if len(rows) else float("nan")
+    out.figures.update(compared=len(rows), score_diff=diff)
+    out.judge("answers", "score_diff", diff, cfg.score_diff, "mean |candidate - live| answer on the canary's records")
+    p99 = {w.version: float(np.percentile(requests(w.log)["latency_ms"], 99)) for w in (candidate, live) if len(w.log)}
+    if len(p99) == 2 and kind == "canary":  # a shadow's time is its own scoring, not a request's
+        ratio = p99[candidate.version] / max(p99[live.version], 1e-9)
+        out.figures.update(p99_ms_candidate=p99[candidate.version], p99_ms_live=p99[live.version], p99_ratio=ratio)
+        out.judge("latency", "p99_ratio", ratio, cfg.p99_ratio, "canary p99 latency over the live model's")
+    judged = labelled is not None
+    if judged:
+        truth = rows[["entity"]].merge(labelled[["entity", LABEL]], on="entity", how="left")[LABEL].to_numpy()
+        known = ~pd.isna(truth)
+        out.figures["labelled"] = int(known.sum())
+        judged = known.sum() >= cfg.min_records and len(np.unique(truth[known])) > 1
+    if judged:
+        y = task.truth(truth[known])
+        pick = (lambda p: p[:, 0]) if task.kind != "multiclass" else (lambda p: p)
+        mine, theirs = (float(task.scores(y, pick(p[known]))[task.primary]) for p in (served, other))
+        drop = (theirs - mine) * task.direction(task.primary)
+        out.figures.update({f"candidate_{task.primary}": mine, f"live_{task.primary}": theirs, "drop": drop})
+        what = f"{task.primary} of the candidate {mine:.4f} vs the live model {theirs:.4f} on the same records"
+        out.judge(task.primary, "drop", drop, cfg.drop, what)
+    worse = [f for f in out.findings if f.severity == "fail"]
+    out.figures["recommendation"] = "roll back" if worse else "promote" if judged and not out.findings else "wait"
+    canary = kind == "canary"
+    advice = {
+        "roll back": f"`mlsys rollback` drops candidate {candidate.version}" if canary else "do not release it",
+        "promote": f"`mlsys release --promote` makes {candidate.version} live" if canary else "it may be released",
+        "wait": "not enough labelled canary records yet" if not judged else "warnings to review first",
+    }
+    out.figures["advice"] = advice[out.figures["recommendation"]]
+    for f in worse:
+        f.message += f"; recommended: {advice['roll back']}"
+    return out
+
+
+def feedback(held: pd.DataFrame, served: pd.DataFrame, labelled: pd.DataFrame | None, task: Any) -> Result:
+    """Declared feedback loops (`data.feedback_loops`): the outcomes of the entities held out
+    (answered with no score) against the served ones', once labels land: the label rate
+    (binary), mean (regression) or class shares (multiclass), and their difference."""
+    out = Result("feedback", {"held_out": len(held), "served": len(served)})
+    if labelled is None or not len(held):
+        out.skipped = "no held-out records" if labelled is not None else "no labels to join yet"
+        return out
+    outcome = {}
+    for name, rows in (("held_out", held), ("served", served)):
+        y = rows[["entity"]].merge(labelled[["entity", LABEL]], on="entity")[LABEL].dropna()
+        out.figures[f"{name}_labelled"] = len(y)
+        if task.kind == "multiclass":
+            shares = y.value_counts(normalize=True)
+            outcome[name] = np.array([float(shares.get(k, 0.0)) for k in range(len(task.classes))])
+        else:
+            outcome[name] = np.array([float(y.mean())]) if len(y) else np.array([np.nan])
+    measure = "class shares" if task.kind == "multiclass" else "label rate" if task.kind == "binary" else "mean"
+    out.figures.update(measure=measure, **{f"{k}_outcome": v.tolist() for k, v in outcome.items()})
+    out.figures["difference"] = float(np.max(np.abs(outcome["served"] - outcome["held_out"])))
+    return out

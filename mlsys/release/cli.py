@@ -1,4 +1,4 @@
-"""`mlsys release list` and `mlsys rollback`: the registry for people."""
+"""`mlsys release list`, `mlsys release --promote` and `mlsys rollback`: the registry for people."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from mlsys.tasks import Task
 
 
 def show(registry: Registry) -> None:
-    live = registry.live()
-    table = Table(title=f"released versions of {registry.name} in {registry.root} (* = live)")
+    live, candidate = registry.live(), registry.candidate()
+    table = Table(title=f"released versions of {registry.name} in {registry.root} (* = live, c = candidate)")
     for col in ("", "version", "files", "task", "data up to", "created", "test metrics", "made live"):
         table.add_column(col, no_wrap=col not in ("made live", "files"))
     events: dict[str, list[str]] = {}
@@ -29,11 +29,11 @@ def show(registry: Registry) -> None:
         try:
             card = registry.card(version)
         except MlsysError:
-            table.add_row("*" if version == live else "", version, files, "?", "?", "?", "?", "")
+            table.add_row(_mark(version, live, candidate), version, files, "?", "?", "?", "?", "")
             continue
         m, task = card["metrics"], Task.from_spec(card)
         table.add_row(
-            "*" if version == live else "",
+            _mark(version, live, candidate),
             version,
             files,
             task.kind,
@@ -47,7 +47,21 @@ def show(registry: Registry) -> None:
         print("no model is released yet: `dvc repro` releases a blessed candidate")
 
 
+def _mark(version: str, live: str | None, candidate: str | None) -> str:
+    return "*" if version == live else "c" if version == candidate else ""
+
+
+def promote(registry: Registry, reason: str) -> None:
+    event = registry.promote(reason or "promoted by hand after its canary")
+    print(f"release: {event['to']} is live (was {event['from']}); the candidate slot is empty")
+
+
 def rollback(registry: Registry, to: str | None, reason: str) -> None:
+    """Drop the candidate if there is one (and no --to), else make the version before live."""
+    if to is None and registry.candidate() is not None:
+        event = registry.drop(reason or "dropped by hand after its canary")
+        print(f"rollback: candidate {event['dropped']} dropped (revoked); {event['live']} stays live")
+        return
     start = time.perf_counter()
     event = registry.rollback(to, reason)
     took = f"{time.perf_counter() - start:.1f}s, target verified and loaded in a child process first"

@@ -33,15 +33,17 @@ INFRA = (*REQUEST, "data.event_time", "data.prediction_lead", "inference.server"
 
 def infra_config(cfg: Any) -> dict[str, Any]:
     """The sandbox's serve config: the candidate's request contract and server limits, always
-    the dynamic path, no request log, no token (the sender is the gate itself)."""
+    the dynamic path, no request log, no token (the sender is the gate itself), no canary,
+    shadow or holdout (every sample must be answered by the candidate)."""
     from omegaconf import OmegaConf
 
     from mlsys.config import select
-    from mlsys.config.schema import RequestLogConfig
+    from mlsys.config.schema import FeedbackLoops, RequestLogConfig
 
     out = OmegaConf.to_container(select(cfg, INFRA), resolve=True)
     log = OmegaConf.to_container(OmegaConf.structured(RequestLogConfig(sample_rate=0.0)))
-    out["inference"].update(mode="dynamic", request_log=log)
+    out["inference"].update(mode="dynamic", request_log=log, canary={"share": 0.0}, shadow=None)  # pinned: no candidate
+    out["data"]["feedback_loops"] = OmegaConf.to_container(OmegaConf.structured(FeedbackLoops()))  # no holdout
     out["inference"]["server"]["auth_token_env"] = None
     return out
 

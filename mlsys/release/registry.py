@@ -169,7 +169,9 @@ class Registry:
 
     def timeline(self, version: str) -> dict[str, Any]:
         """How old a version's knowledge is: its card's stage times, and when it was last made live."""
-        made_live = [e["at"] for e in self.history() if e["to"] == version and e["action"] in ("release", "rollback")]
+        made_live = [
+            e["at"] for e in self.history() if e["to"] == version and e["action"] in ("release", "rollback", "promote")
+        ]
         return {**self.card(version).get("timeline", {}), "released_at": made_live[-1] if made_live else None}
 
     def history(self) -> list[dict[str, Any]]:
@@ -310,6 +312,64 @@ class Registry:
                 )
             stack = [*(pointer["stack"] if pointer else []), version]
             return self._switch(stack, "release", reason, revoked)
+
+    def candidate(self) -> str | None:
+        """The version a canary rollout answers a share of traffic with (not live yet)."""
+        pointer = self.pointer()
+        return pointer["candidate"] if pointer else None
+
+    def _set_candidate(self, version: str | None, action: str, reason: str) -> dict[str, Any]:
+        pointer = self.pointer()
+        if pointer is None:
+            raise RegistryError(f"{self.dir}: nothing is live; a first release goes live directly")
+        event = {
+            "action": action, "from": pointer["candidate"], "to": version, "live": pointer["live"],
+            "at": _now(), "by": _who(), "reason": reason,
+        }  # fmt: skip
+        write_json(self.dir / POINTER, {**pointer, "candidate": version, "event": event})
+        with storage(self.dir / HISTORY, "append to"), open(self.dir / HISTORY, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(event, sort_keys=True) + "\n")
+        return event
+
+    def propose(self, version: str, reason: str = "", expected_live: str | None = None) -> dict[str, Any]:
+        """Make a blessed `version` the candidate (release.rollout: canary): the live model
+        stays live; servers answer a share of entities with the candidate."""
+        self.verified(version)
+        with self.lock():
+            live = self.live()
+            if expected_live != live:
+                raise ConcurrentChangeError(
+                    f"the live version changed from {expected_live} to {live} while the candidate was gated; rerun"
+                )
+            if live is None:
+                return self._switch([version], "release", f"{reason} (nothing live: released directly)", {})
+            if version in (live, self.candidate()):
+                return {"action": "candidate", "from": live, "to": version, "noop": True}
+            if version in self.revoked():
+                raise RevokedError(f"{version} was rolled back or dropped; it is not proposed again automatically")
+            return self._set_candidate(version, "candidate", reason)
+
+    def promote(self, reason: str = "") -> dict[str, Any]:
+        """The candidate becomes live (its canary was judged good)."""
+        with self.lock():
+            pointer = self.pointer()
+            version = pointer["candidate"] if pointer else None
+            if version is None:
+                raise RegistryError(f"{self.dir}: there is no candidate to promote (release.rollout: canary)")
+            self.verified(version)
+            event = self._switch([*pointer["stack"], version], "promote", reason, self.revoked())
+            write_json(self.dir / POINTER, {**self.pointer(), "candidate": None})
+            return event
+
+    def drop(self, reason: str = "") -> dict[str, Any]:
+        """The candidate is taken away (its canary was judged bad) and revoked."""
+        with self.lock():
+            version = self.candidate()
+            if version is None:
+                raise RegistryError(f"{self.dir}: there is no candidate to drop")
+            event = self._set_candidate(None, "drop", reason)
+            write_json(self.dir / POINTER, {**self.pointer(), "revoked": {**self.revoked(), version: _now()}})
+            return {**event, "dropped": version}
 
     def rollback(
         self, to: str | None = None, reason: str = "", check: Callable[[Path, str], str | None] | None = probe

@@ -22,6 +22,7 @@ import asyncio
 import hmac
 import json
 import os
+import queue
 import sqlite3
 import threading
 import time
@@ -50,7 +51,15 @@ from mlsys.model import CARD_FILE, Model, load_model
 from mlsys.release.registry import Registry, locate
 from mlsys.serving.log import Entry, LogSpec, RequestLog
 from mlsys.serving.request import lookup_specs, request_model
-from mlsys.serving.store import Reader, entity, has_predictions, online_reader, prediction_reader
+from mlsys.serving.store import (
+    Reader,
+    entity,
+    has_predictions,
+    holdout_share,
+    online_reader,
+    prediction_reader,
+    share_of,
+)
 
 
 @dataclass(frozen=True)
@@ -78,6 +87,7 @@ class State:
     online: Online
     store: Reader | None  # the batch predictions of the served model
     mismatch: tuple[str, str] | None  # (live version, why it is not the one served)
+    candidate: Served | None = None  # the registry's candidate: a canary share of entities
 
 
 class Unavailable(Exception):
@@ -156,6 +166,8 @@ class Service:
         self.registry = Registry(locate(root, p.registry)[0], cfg.release.model_name)
         self.online_path, self.store_path = root / p.online, root / p.store
         self.lookups = bool(lookup_specs(cfg))
+        self.canary_share = float(cfg.inference.canary.share)
+        self.holdout = holdout_share(cfg.data.feedback_loops)
         self.needs_online = self.mode != "static" and self.lookups
         self._versions: dict[str, Served] = {}  # other versions /explain was asked about
         self.metrics = Metrics(self._answer_buckets())
@@ -175,6 +187,18 @@ class Service:
         self.state = State(served=None, online=Online(None, [], {}, "not opened yet"), store=None, mismatch=None)
         self._stamps: dict[str, Any] = {}
         self.reload()
+        self.shadow = self._shadow(cfg.inference.shadow, log.max_queue)
+
+    def _shadow(self, version: str | None, max_queue: int) -> Shadow | None:
+        """The shadow scorer of `inference.shadow`, its model verified and loaded once."""
+        if not version or self.pinned is not None:
+            return None
+        try:
+            model = load_model(self.registry.path(str(version)), version=str(version))
+        except MlsysError as exc:
+            raise ConfigError(f"inference.shadow: {version!r} cannot be served as the shadow: {exc}") from exc
+        print(f"serve: shadow {version} scores every request after its answer", flush=True)
+        return Shadow(self, Served(model, str(version), model.meta, ""), max_queue)
 
     def _answer_buckets(self) -> tuple[float, ...] | None:
         """A regression model's answer histogram spans its test labels (ten equal steps);
@@ -228,6 +252,23 @@ class Service:
             return served, (live, str(exc))
         return Served(model, model.version, model.meta, datetime.now(UTC).isoformat(timespec="seconds")), None
 
+    def _candidate(self, state: State) -> Served | None:
+        """The registry's candidate, loaded, when a canary share is set (release.rollout:
+        canary); one that cannot be loaded is not served (the live model answers), and said."""
+        if self.pinned is not None or self.canary_share <= 0:
+            return None
+        try:
+            version = self.registry.candidate()
+            if version is None or (state.candidate is not None and state.candidate.version == version):
+                return state.candidate if version is not None else None
+            model = load_model(self.registry.path(version), version=version)
+        except MlsysError as exc:
+            self.metrics.errors.labels("candidate_load").inc()
+            print(f"serve: the candidate is not served (the live model answers all): {exc}", flush=True)
+            return None
+        print(f"serve: candidate {version} answers {self.canary_share:.0%} of entities (canary)", flush=True)
+        return Served(model, version, model.meta, datetime.now(UTC).isoformat(timespec="seconds"))
+
     def reload(self) -> None:
         """Pick up a new live model, online table or batch store (no restart)."""
         stamps = {
@@ -246,7 +287,8 @@ class Service:
             if not changed
             else (prediction_reader(self.store_path, served.version, served.model.task.columns) if served else None)
         )
-        self.state = State(served=served, online=online, store=store, mismatch=mismatch)
+        candidate = self._candidate(old) if stamps["pointer"] != self._stamps.get("pointer") else old.candidate
+        self.state = State(served=served, online=online, store=store, mismatch=mismatch, candidate=candidate)
         self._stamps = stamps
         self._record(old, self.state)
 
@@ -333,23 +375,34 @@ class Service:
             raise Unavailable("not_ready", "; ".join(self.problems(state)))
         out: list[dict[str, Any]] = [{} for _ in records]
         task = served.model.task
-        todo: list[tuple[int, str, dict[str, Any]]] = []
+        todo: dict[str, tuple[Served, list[tuple[int, str, dict[str, Any]]]]] = {}
+        canary = state.candidate
         for i, rec in enumerate(records):
             rec = self.derive(rec) if self.derive else rec  # the validate stage's columns, from one record
             key = entity(rec, self.key)
+            if self.holdout and share_of(key, "holdout") < self.holdout:  # data.feedback_loops: no answer
+                out[i] = {"entity": key, **task.held_out(), "holdout": True, "model_version": served.version}
+                out[i]["path"] = "holdout"
+                continue
+            if canary is not None and share_of(key, "canary") < self.canary_share:  # computed, never looked up
+                todo.setdefault(canary.version, (canary, []))[1].append((i, key, self.features(state, rec, key)))
+                continue
             hit = self._stored(state, key) if self.mode != "dynamic" else None
             if hit is not None:
                 out[i] = {"entity": key, **task.answer(hit[:-1]), "model_version": served.version, "path": "static"}
             elif self.mode == "static":
                 out[i] = {"entity": key, "error": "no batch prediction for this entity (inference.mode: static)"}
             else:
-                todo.append((i, key, self.features(state, rec, key)))
-        if todo:
-            pipe = served.model.pipeline
-            x = np.vstack([pipe.transform_record(f) for _, _, f in todo])
-            answers = task.matrix(served.model.predict_matrix(x, num_threads=1))
-            for (i, key, _), row, values in zip(todo, x, answers, strict=True):
-                out[i] = {"entity": key, **task.answer(values), "model_version": served.version, "path": "dynamic"}
+                todo.setdefault(served.version, (served, []))[1].append((i, key, self.features(state, rec, key)))
+        for model, items in todo.values():
+            pipe = model.model.pipeline
+            x = np.vstack([pipe.transform_record(f) for _, _, f in items])
+            answers = model.model.task.matrix(model.model.predict_matrix(x, num_threads=1))
+            for (i, key, _), row, values in zip(items, x, answers, strict=True):
+                out[i] = {"entity": key, **model.model.task.answer(values), "model_version": model.version}
+                out[i]["path"] = "dynamic"
+                if model is canary:
+                    out[i]["candidate"] = True
                 out[i]["_features"] = (pipe.names, row)  # for the request log (taken out before the answer)
         return out
 
@@ -393,6 +446,55 @@ class Service:
         if hit is not None:  # what /predict answers from the batch store for this entity
             out["stored_answer"] = served.model.task.answer(hit[:-1])
         return plain(out)
+
+
+class Shadow:
+    """Another kept version (`inference.shadow`) scoring what callers were answered, off the
+    request path: a thread behind a bounded queue (full: the request is not shadowed, counted;
+    never a wait). Its answers go to the request log's own shadow files, beside the live ones."""
+
+    def __init__(self, service: Service, served: Served, max_queue: int) -> None:
+        self.service, self.served = service, served
+        self.queue: queue.Queue = queue.Queue(max_queue)
+        r = service.metrics.registry
+        self.dropped = Counter("mlsys_shadow_dropped", "Requests not shadowed (queue full)", registry=r)
+        self.thread = threading.Thread(target=self._run, name="shadow", daemon=True)
+        self.thread.start()
+
+    def put(self, state: State, records: list[dict[str, Any]], live: str) -> None:
+        try:
+            self.queue.put_nowait((state, records, live))
+        except queue.Full:
+            self.dropped.inc()
+
+    def _run(self) -> None:
+        service, model = self.service, self.served.model
+        pipe, task = model.pipeline, model.task
+        while (item := self.queue.get()) is not None:
+            state, records, live = item
+            start = time.perf_counter()
+            try:
+                derived = [service.derive(r) if service.derive else r for r in records]
+                keys = [entity(r, service.key) for r in derived]
+                merged = [service.features(state, r, k) for r, k in zip(derived, keys, strict=True)]
+                x = np.vstack([pipe.transform_record(f) for f in merged])
+                answers = task.matrix(model.predict_matrix(x, num_threads=1))
+            except Exception as exc:  # a shadow never takes the service down: counted, said
+                service.metrics.errors.labels("shadow").inc()
+                print(f"serve: shadow {self.served.version} failed on a request: {type(exc).__name__}: {exc}")
+                continue
+            results = [{"entity": k, **task.answer(v), "path": "shadow"} for k, v in zip(keys, answers, strict=True)]
+            service.log.put(
+                Entry(
+                    time.time(), (time.perf_counter() - start) * 1000, self.served.version,
+                    state.online.stamp.get("version"), task, records, results,
+                    [(pipe.names, row) for row in x], shadow_of=live,
+                )
+            )  # fmt: skip
+
+    def close(self) -> None:
+        self.queue.put(None)
+        self.thread.join(10)
 
 
 def _age(since: str) -> Callable[[], float]:
@@ -455,6 +557,8 @@ def create_app(cfg: DictConfig, root: Path, pinned: Path | None = None) -> FastA
         yield
         stop.set()
         thread.join(5)
+        if service.shadow is not None:
+            service.shadow.close()  # its last answers reach the log before it closes
         service.log.close()
 
     app = FastAPI(title="mlsys", lifespan=lifespan)
@@ -488,6 +592,8 @@ def create_app(cfg: DictConfig, root: Path, pinned: Path | None = None) -> FastA
                 "version": served.version,
                 "loaded_at": served.loaded_at,
                 "inference_mode": service.mode,
+                "candidate": state.candidate.version if state.candidate else None,
+                "canary_share": service.canary_share if state.candidate else 0.0,
                 "timeline": service.registry.timeline(served.version),
                 "card": served.card,
                 "request_fields": json.loads(json.dumps(service.request_type.model_json_schema(), default=str)),
@@ -591,15 +697,21 @@ def create_app(cfg: DictConfig, root: Path, pinned: Path | None = None) -> FastA
             elapsed = time.perf_counter() - start
             served = state.served
             features = [res.pop("_features", None) for res in results]
-            answered = [i for i, res in enumerate(results) if "error" not in res]
-            for i in answered:
-                m.predictions.labels(results[i]["path"]).inc()
-                m.scores.observe(served.model.task.headline(results[i]))
-            if answered:
+            by_version: dict[str, list[int]] = {}
+            for i, res in enumerate(results):
+                if "error" not in res:
+                    m.predictions.labels("canary" if res.get("candidate") else res["path"]).inc()
+                    if not res.get("holdout"):
+                        m.scores.observe(served.model.task.headline(res))
+                    by_version.setdefault(res["model_version"], []).append(i)
+            if service.shadow is not None and by_version:
+                service.shadow.put(state, records, served.version)
+            arms = {s.version: s for s in (served, state.candidate) if s is not None}
+            for version, answered in by_version.items():  # one entry per model: monitoring judges each
                 service.log.put(
                     Entry(
-                        time.time(), elapsed * 1000, served.version, state.online.stamp.get("version"),
-                        served.model.task, [records[i] for i in answered], [results[i] for i in answered],
+                        time.time(), elapsed * 1000, version, state.online.stamp.get("version"),
+                        arms[version].model.task, [records[i] for i in answered], [results[i] for i in answered],
                         [features[i] for i in answered],
                     )
                 )  # fmt: skip

@@ -64,6 +64,7 @@ class Entry:
     features: list[tuple[list[str], np.ndarray] | None]  # (names, row) on the dynamic path, else None
     status: int = 200  # a refused or failed request: one row, its status and error kind, no records
     error: str | None = None
+    shadow_of: str | None = None  # a shadow model's answers: the version that answered the caller
 
 
 @dataclass(frozen=True)
@@ -224,7 +225,8 @@ class RequestLog:
                 groups.setdefault((day, ERRORS), []).append((e, {}, {}, None))
             for rec, res, feats in zip(e.records, e.results, e.features, strict=True):
                 names = feats[0] if feats is not None else ()
-                groups.setdefault((day, tuple(names), tuple(e.task.columns)), []).append((e, rec, res, feats))
+                key = (day, tuple(names), tuple(e.task.columns), e.shadow_of is not None)
+                groups.setdefault(key, []).append((e, rec, res, feats))
         for key, rows in groups.items():
             yield key, self._batch(key, rows)
 
@@ -241,7 +243,7 @@ class RequestLog:
                     "error": pa.array([e.error for e, *_ in rows], pa.string()),
                 }
             )
-        _, names, answers = key
+        _, names, answers, shadow = key
         spec, pii = self.spec, self.spec.pii
         cols: dict[str, pa.Array] = {
             "received_at": received,
@@ -253,6 +255,8 @@ class RequestLog:
             "latency_ms": pa.array([e.latency_ms for e, *_ in rows], pa.float64()),
             "status": pa.repeat(pa.scalar(200, pa.int16()), len(rows)),
         }
+        if shadow:  # its own files: no reader mistakes a shadow's answers for what callers got
+            cols["shadow_of"] = pa.array([e.shadow_of for e, *_ in rows], pa.string())
         numbers = np.array([e.task.numbers(res) for e, _, res, _ in rows], dtype=np.float64).reshape(len(rows), -1)
         cols.update({ANSWER + c: pa.array(numbers[:, j]) for j, c in enumerate(answers)})
         records = [mask(r, pii) for _, r, *_ in rows]
@@ -304,13 +308,14 @@ class LogRead:
     files: int
     truncated: int  # files whose last batch was cut (a crash mid-write): read up to it
     refused: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=REFUSED))  # one row a request
+    shadow: pd.DataFrame = field(default_factory=pd.DataFrame)  # a shadow model's answers to the same records
 
 
 def read_log(root: Path, columns: list[str] | None = None) -> LogRead:
     """Every stream file under `root`: the answered records as one frame (files of other
     feature sets get NaN in the features they lack), the refused requests apart (their own
     files); a file cut mid-batch is read up to its last whole batch."""
-    tables: dict[bool, list[pa.Table]] = {False: [], True: []}  # by: a file of refusals
+    tables: dict[str, list[pa.Table]] = {"answered": [], "refused": [], "shadow": []}  # by the file's kind
     truncated, named = 0, []
     files = sorted(Path(root).rglob(f"*{SUFFIX}")) if Path(root).is_dir() else []
     for path in files:
@@ -323,19 +328,22 @@ def read_log(root: Path, columns: list[str] | None = None) -> LogRead:
             truncated += 1
         if batches:
             table = pa.Table.from_batches(batches)
-            refusals = "error" in table.column_names
-            if columns and not refusals:
+            kind = next(
+                (k for c, k in (("error", "refused"), ("shadow_of", "shadow")) if c in table.column_names), "answered"
+            )
+            if columns and kind == "answered":
                 table = table.select([c for c in columns if c in table.column_names])
-            tables[refusals].append(table)
+            tables[kind].append(table)
             named.append(path)
     frames = {}
-    for refusals, parts in tables.items():
+    for kind, parts in tables.items():
         try:  # string and large_string, int and float
-            frames[refusals] = pa.concat_tables(parts, promote_options="permissive").to_pandas() if parts else None
+            frames[kind] = pa.concat_tables(parts, promote_options="permissive").to_pandas() if parts else None
         except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
             raise MissingInputError(
                 f"request log {root}: files {named[0]} .. {named[-1]} do not share columns: {exc}"
             ) from exc
-    answered = frames[False] if frames[False] is not None else pd.DataFrame()
-    refused = frames[True] if frames[True] is not None else pd.DataFrame(columns=REFUSED)
-    return LogRead(answered, len(files), truncated, refused[REFUSED])
+    answered = frames["answered"] if frames["answered"] is not None else pd.DataFrame()
+    refused = frames["refused"] if frames["refused"] is not None else pd.DataFrame(columns=REFUSED)
+    shadow = frames["shadow"] if frames["shadow"] is not None else pd.DataFrame()
+    return LogRead(answered, len(files), truncated, refused[REFUSED], shadow)

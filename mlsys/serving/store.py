@@ -30,6 +30,18 @@ def entity(record: Mapping[str, Any], key: Sequence[str]) -> str:
     return SEP.join(str(record[k]) for k in key)
 
 
+def share_of(key: str, salt: str) -> float:
+    """Where an entity falls in [0, 1), by a hash of its key: the same entity always falls in
+    the same place (a canary or a holdout share is a fixed set of entities, not of requests)."""
+    digest = hashlib.blake2b(f"{salt}|{key}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
+def holdout_share(loops: Any) -> float:
+    """The share of entities held out (`data.feedback_loops`): its holdout when a loop is declared."""
+    return float(loops.holdout) if loops.own_inputs or loops.other_models else 0.0
+
+
 def entities(frame: pd.DataFrame, key: Sequence[str]) -> list[str]:
     cols = [frame[k].astype(str).tolist() for k in key]
     return [SEP.join(parts) for parts in zip(*cols, strict=True)]

@@ -18,8 +18,8 @@ import pytest
 from mlsys.data.columns import ANSWER, FEATURE, LABEL
 from mlsys.errors import ExitCode
 from mlsys.serving.request import request_body
-from tests.conftest import project_copy, run
-from tests.serving.harness import Server, append_logged, logged
+from tests.conftest import project_copy, registry_of, run
+from tests.serving.harness import Server, another_version, append_logged, logged
 
 pytestmark = pytest.mark.slow
 ALL = ["monitoring.since=2013-10-01", "monitoring.until=2014-01-01"]
@@ -78,6 +78,100 @@ def test_a_clean_replay_raises_no_fail_and_shows_quality_and_age(replayed):
     assert "Alerts over time" in page and page.count("<img") >= 7  # drift, by day, answers, quality, calibration...
     assert checks[f"{version}:quality"]["slices_judged"] > 0 and checks["volume"]["requests"] > 100
     assert len(alerts) == summary["findings"]["warn"]  # every finding recorded
+
+
+def test_a_worse_canary_is_flagged_dropped_and_a_candidate_can_be_promoted(project):
+    """A candidate of two trees answers 30% of entities (always computed, one entity one
+    model); the monitor scores its records with the live model too and recommends rolling
+    back; `mlsys rollback` drops it; another candidate is promoted by the CLI."""
+    registry = registry_of(project)
+    live = registry.live()
+    worse = another_version(project, trees=2)
+    registry.propose(worse, "test: a worse canary", expected_live=live)
+    shutil.rmtree(project / LOG)
+    server = Server(project, "inference.mode=dynamic", "inference.canary.share=0.3")
+    try:
+        assert httpx.get(f"{server.url}/model").json()["candidate"] == worse
+        run(["mlsys", "replay", "--url", server.url], project)
+    finally:
+        server.stop()
+    rows = logged(project / LOG)
+    canary = rows[rows["model_version"] == worse]
+    assert 0.25 < len(canary) / len(rows) < 0.35 and set(rows["model_version"]) == {live, worse}
+    assert rows.groupby("entity")["model_version"].nunique().max() == 1 and set(canary["path"]) == {"dynamic"}
+    code, summary, alerts = monitor(project, *ALL)
+    rollout = summary["checks"][f"{worse}:rollout"]
+    assert code == ExitCode.ALERT and summary["rollout"]["recommendation"] == "roll back", summary["rollout"]
+    assert "auc" in fired(alerts, "rollout") and rollout["drop"] > 0.01 and rollout["compared"] == len(canary)
+    assert rollout["candidate_auc"] < rollout["live_auc"]
+    assert "mlsys rollback" in run(["mlsys", "monitor", *ALL], project, check=False).stdout
+    assert "dropped" in run(["mlsys", "rollback"], project).stdout
+    assert registry.live() == live and registry.candidate() is None and worse in registry.revoked()
+    other = another_version(project, trees=3)
+    assert registry.propose(other, "test: promote by hand", expected_live=live)["action"] == "candidate"
+    listed = [line for line in run(["mlsys", "release", "list"], project).stdout.splitlines() if other in line]
+    assert listed and listed[0].split("│")[1].strip() == "c"  # marked as the candidate
+    run(["mlsys", "release", "--promote", "--reason", "test"], project)
+    assert registry.live() == other and registry.candidate() is None
+
+
+def test_a_declared_feedback_loop_holds_out_entities_and_the_monitor_compares_their_outcomes(project):
+    """`data.feedback_loops.own_inputs: true`: a fixed share of entities (by key) is answered
+    `{score: null, holdout: true}`, the same entity every time; the monitor reports the label
+    rate of the held-out entities beside the served ones', and judges quality on served only."""
+    shutil.rmtree(project / LOG)
+    loop = ["data.feedback_loops.own_inputs=true", "data.feedback_loops.holdout=0.2"]
+    server = Server(project, "inference.mode=dynamic", *loop)
+    try:
+        run(["mlsys", "replay", "--url", server.url, "--limit", "4000"], project)
+        columns = list(httpx.get(f"{server.url}/model").json()["example_request"])
+        built = pd.read_parquet(project / "data/dataset/labelled.parquet")
+        built = built[built["event_time"] >= "2013-12-02"].head(200)  # inside the monitored window
+        bodies = [request_body(r, columns) for _, r in built.iterrows()]
+        first, second = ([httpx.post(f"{server.url}/predict", json=b).json() for b in bodies] for _ in range(2))
+    finally:
+        server.stop()
+    assert first == second  # one entity, one answer: held out every time or scored every time
+    assert all(a["score"] is None for a in first if a.get("holdout")) and 20 < sum("holdout" in a for a in first) < 60
+    rows = logged(project / LOG)
+    held = rows[rows["path"] == "holdout"]
+    assert 0.17 < len(held) / len(rows) < 0.23 and held[ANSWER + "score"].isna().all()
+    assert rows.groupby("entity")["path"].nunique().max() == 1
+    code, summary, alerts = monitor(project, *ALL)
+    assert code == 0, alerts  # answers withheld on purpose are no instability, skew or quality loss
+    feedback = summary["checks"]["feedback"]
+    assert feedback["held_out"] == len(held) and feedback["served"] == len(rows) - len(held)
+    assert feedback["held_out_labelled"] > 500 and 0 <= feedback["difference"] < 0.1
+    (version,) = summary["models"]
+    assert summary["checks"][f"{version}:quality"]["labelled"] <= len(rows) - len(held)
+    assert registry_of(project).card(version)["feedback_loops"]["own_inputs"] is False  # as the model was built
+
+
+def test_a_shadow_scores_every_answered_record_apart_and_is_judged_on_them(project):
+    """`inference.shadow`: every answered record scored again after its answer, logged in the
+    shadow's own files (no check counts them as served); the monitor compares the shadow with
+    the live model on those records. A version the registry lacks is a config error."""
+    registry = registry_of(project)
+    live, shadow = registry.live(), another_version(project, trees=3)
+    shutil.rmtree(project / LOG)
+    server = Server(project, "inference.mode=dynamic", f"inference.shadow={shadow}")
+    try:
+        run(["mlsys", "replay", "--url", server.url, "--limit", "3000"], project)
+    finally:
+        server.stop()
+    from mlsys.serving.log import read_log
+
+    read = read_log(project / LOG)
+    assert set(read.frame["model_version"]) == {live} and len(read.frame) == 3000
+    assert len(read.shadow) == 3000 and set(read.shadow["shadow_of"]) == {live}
+    assert set(read.shadow["entity"]) == set(read.frame["entity"])
+    code, summary, alerts = monitor(project, *ALL)
+    assert code == ExitCode.ALERT and summary["records"] == 3000 and summary["models"] == sorted({live, shadow})
+    judged = summary["checks"][f"{shadow}:shadow"]
+    assert judged["compared"] == 3000 and judged["live_auc"] > judged["candidate_auc"]
+    assert summary["shadow"]["recommendation"] == "roll back" and "auc" in fired(alerts, "shadow")
+    missing = run(["mlsys", "serve", "inference.shadow=" + "0" * 12], project, check=False)
+    assert missing.returncode == ExitCode.CONFIG and "inference.shadow" in missing.stderr
 
 
 def test_a_unit_change_in_a_carried_lookup_is_drift_and_skew(project):

@@ -64,6 +64,30 @@ def test_registry_release_rollback_and_history(tmp_path, monkeypatch, bundles):
     assert {"candidate", "shadow", "canary"} <= set(pointer)  # room for the rollout states
 
 
+def test_a_canary_candidate_is_not_live_until_promoted_and_a_dropped_one_is_revoked(tmp_path, bundles):
+    reg, (v1,) = _registry_with(tmp_path, bundles, 1)
+    (v2, f2), (v3, f3) = bundles[1], bundles[2]
+    reg.add(f2, v2, {})
+    reg.propose(v2, "canary", expected_live=v1)
+    assert reg.live() == v1 and reg.candidate() == v2
+    assert reg.propose(v2, expected_live=v1)["noop"]  # the release stage rerun: nothing new
+    reg.promote("canary good")
+    assert reg.live() == v2 and reg.candidate() is None and reg.pointer()["stack"] == [v1, v2]
+    assert reg.timeline(v2)["released_at"]  # promoting makes it live
+    reg.add(f3, v3, {})
+    reg.propose(v3, expected_live=v2)
+    event = reg.drop("canary worse")
+    assert event["dropped"] == v3 and reg.candidate() is None and reg.live() == v2 and v3 in reg.revoked()
+    with pytest.raises(RevokedError):
+        reg.propose(v3, expected_live=v2)
+    with pytest.raises(RegistryError, match="no candidate"):
+        reg.promote()
+    assert [e["action"] for e in reg.history()][1:] == ["candidate", "promote", "candidate", "drop"]
+    fresh = Registry(tmp_path / "fresh", "flights")
+    fresh.add(f2, v2, {})
+    assert fresh.propose(v2, expected_live=None)["action"] == "release" and fresh.live() == v2  # nothing to canary
+
+
 def test_rollback_to_the_live_version_changes_nothing(tmp_path, bundles):
     reg, (v1, v2) = _registry_with(tmp_path, bundles, 2)
     assert reg.rollback(to=v2)["noop"]
