@@ -69,16 +69,27 @@ RUBRIC: tuple[Rubric, ...] = (
     Rubric(
         "data-2",
         "All features are beneficial",
+        (
+            "stage:worth",
+            "file:metrics/worth.json",
+            f"test:{T}unit/test_worth.py::test_a_noise_input_is_useless_and_a_strong_one_is_not",
+            f"test:{T}unit/test_worth.py::test_past_max_retrains_the_top_and_the_useless_are_retrained_and_groups_together",
+        ),
         (),
-        ("file:plots/importance.csv", "readme:### Reviewing a change"),
-        "a documented review of the gain-importance chart; no automated ablation yet (monitoring issue)",
+        "the worth study shuffles every input and retrains without the top ones, the useless ones and each "
+        "group; a useless input is named (a study, run by `dvc repro -P`, not by every experiment)",
     ),
     Rubric(
         "data-3",
         "No feature's cost is too much",
         (),
-        (),
-        "stage costs are benchmarked (bench/stages.py), not the cost of each feature",
+        (
+            "stage:worth",
+            f"test:{T}unit/test_worth.py::test_costs_name_the_upstream_and_the_online_read_of_looked_up_inputs",
+            "readme:### Feature worth and cost",
+        ),
+        "each input's cost is measured (transform per row and per record, the online read, its upstream table) "
+        "beside its worth; weighing the two is a documented review, no bound is enforced",
     ),
     Rubric(
         "data-4",
@@ -92,9 +103,13 @@ RUBRIC: tuple[Rubric, ...] = (
     Rubric(
         "data-5",
         "The data pipeline has appropriate privacy controls",
+        (
+            f"test:{T}unit/test_pii.py::test_a_contract_report_masks_a_pii_columns_examples_and_keeps_the_others",
+            f"test:{T}serving/test_pii_server.py::test_a_pii_field_is_logged_masked_with_its_encoded_feature",
+        ),
         (),
-        (),
-        "no privacy controls: the default data is public; nothing marks or protects personal data",
+        "columns a contract marks pii are masked in every report and in the request log, and may not be "
+        "slices; the default data is public and marks none",
     ),
     Rubric(
         "data-6",
@@ -133,9 +148,12 @@ RUBRIC: tuple[Rubric, ...] = (
         "model-3",
         "All hyperparameters have been tuned",
         (),
-        (),
-        "no hyperparameter search: experiments (conf/experiment, dvc exp run) are variants tried by hand, "
-        "not a tuning procedure",
+        (
+            f"test:{T}pipeline/test_experiments.py::test_a_queued_sweep_runs_and_gates_against_the_live_model",
+            "readme:### Tuning",
+        ),
+        "a documented procedure: queued DVC sweeps over model.params, compared with `dvc exp show`; no "
+        "automatic search",
     ),
     Rubric(
         "model-4",
@@ -206,14 +224,29 @@ RUBRIC: tuple[Rubric, ...] = (
             f"test:{T}pipeline/test_pipeline.py::test_degraded_candidate_is_vetoed_and_live_model_stays",
         ),
     ),
-    Rubric("infra-5", "The model is debuggable", (), (), "no command steps one example through features and trees yet"),
+    Rubric(
+        "infra-5",
+        "The model is debuggable",
+        (
+            f"test:{T}unit/test_explain.py::test_binary_contributions_and_bias_sum_to_the_raw_score_and_its_sigmoid_is_the_score",
+            f"test:{T}unit/test_explain.py::test_multiclass_has_a_breakdown_per_class_each_summing_to_its_raw_score",
+            f"test:{T}serving/test_server.py::test_explain_takes_one_answer_apart_over_http_and_on_the_command_line",
+        ),
+        (),
+        "`mlsys explain` and POST /explain take one record through the served path: lookups, features, "
+        "each feature's contribution, the score",
+    ),
     Rubric(
         "infra-6",
         "Models are canaried before serving",
+        (
+            "config:release.rollout",
+            f"test:{T}serving/test_monitor.py::test_a_worse_canary_is_flagged_dropped_and_a_candidate_can_be_promoted",
+            f"test:{T}unit/test_registry.py::test_a_canary_candidate_is_not_live_until_promoted_and_a_dropped_one_is_revoked",
+        ),
         (),
-        (),
-        "before release the candidate answers sample requests over HTTP in a sandboxed copy of the server "
-        "(infra gate), and the server swaps models without failing requests; no canary on a share of live traffic",
+        "the infra gate serves the candidate in a sandbox before release; `release.rollout: canary` then "
+        "serves it to a share of entities, judged by `mlsys monitor` against the live model",
     ),
     Rubric(
         "infra-7",

@@ -93,9 +93,11 @@ def evaluation_html(
     importance: pd.DataFrame,
     slices: dict[str, dict[str, Any]],
     title: str,
+    worth: str,
 ) -> Path:
     """The evaluate stage's page: the task's metrics for the model and its two baselines, its
-    plots (the ones in DVC plots), feature importance and every slice."""
+    plots (the ones in DVC plots), feature importance, every slice, and the worth study's page
+    (`worth`: its address from this page), which a study run writes beside it."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -125,7 +127,11 @@ def evaluation_html(
         for col, values in slices.items()
     )
     body = f"""<h2>Test window</h2>{_table(rows)}{class_html}
-<div>{"".join(images)}</div><div>{imp_img}</div><h2>Slices</h2>{slice_html}"""
+<div>{"".join(images)}</div><div>{imp_img}</div><h2>Slices</h2>{slice_html}
+<h2>Feature worth and cost</h2><p>The worth study (<code>dvc repro studies/dvc.yaml:worth</code>, or
+<code>dvc repro -P</code>) shuffles and leaves out each input; its latest run, when there is one
+(<a href="{html.escape(worth)}">{html.escape(worth)}</a>):</p>
+<iframe src="{html.escape(worth)}" style="width:100%;height:900px;border:1px solid #ccc"></iframe>"""
     return _page(path, title, title, body)
 
 
@@ -167,6 +173,31 @@ the new period's data passes its check, and is adopted only if it passes the gat
 held-out newest days; otherwise the previous model stays live (see the last column).</p>
 {_table(facts)}<div>{images}</div><h2>By period</h2>{_table(rows)}"""
     return _page(path, "mlsys backtest", "Static vs dynamic training, replayed", body)
+
+
+def worth_html(path: Path, table: pd.DataFrame, summary: dict[str, Any], useless_below: float) -> Path:
+    """The worth study's page: each input's change (leave-one-out where retrained, else the
+    shuffle's), useless ones marked, and the whole table with the costs."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shown = table.sort_values("change")
+    fig, ax = plt.subplots(figsize=(7, max(3, 0.26 * len(shown))))
+    colors = ["#c44" if v == "useless" else "#48a" for v in shown["verdict"]]
+    ax.barh(shown["feature"], shown["change"], color=colors)
+    ax.axvline(useless_below, color="#888", linestyle="--", linewidth=1)
+    ax.set(xlabel=f"relative loss of {summary['measure']} without it (red: useless)", title="Feature worth")
+    facts = [{"measure": k, "value": ", ".join(v) if isinstance(v, list) else v} for k, v in summary.items()]
+    body = f"""<p>Each input shuffled on the valid window (every input), and left out of a retrain with the
+same windows, seed and parameters (the most important ones, those the shuffle finds useless, and
+each group). A change is the relative loss of {html.escape(summary["measure"])} without the input; at
+or below {useless_below:g} the model does as well without it. Costs: the transform per row (batch)
+and per record (serving), and the online read a looked-up input needs (one per request, shared
+by every looked-up input).</p>{_table(facts)}<div>{_png(fig)}</div>
+<h2>Every input</h2>{_table(table.to_dict("records"))}"""
+    return _page(path, "mlsys feature worth", "Feature worth and cost", body)
 
 
 def refusal_warning(results: list[dict[str, Any]]) -> str | None:

@@ -30,7 +30,15 @@ def record_file(stage: str) -> str:
 
 # What a LightGBM training reads: the model, the task (with the label), and the settings that
 # make it deterministic.
-MODEL = ("model", "data.label", "training.seed", "training.num_threads", "training.deterministic", "training.force")
+MODEL = (
+    "model",
+    "data.label",
+    "training.seed",
+    "training.num_threads",
+    "training.deterministic",
+    "training.force",
+    "training.curve_rows",
+)
 
 # What places the rolling windows of a retrain, and what new data must pass first.
 WINDOWS = ("training.cadence", "training.holdout", "training.window", "training.sliding_periods")
@@ -77,7 +85,7 @@ STAGES: dict[str, Stage] = {
     ),
     "build": Stage((*BUILD, "contract.dataset", "paths"), "join sources as of the prediction time; label; aggregates"),
     "featurize": Stage(
-        ("features", "split", *DYNAMIC, "contract.dataset", "paths"),
+        ("features.columns", "split", *DYNAMIC, "contract.dataset", "paths"),
         "resolve the windows; check new data (dynamic); fit feature state on train; encode",
     ),
     "train": Stage((*MODEL, "paths"), "LightGBM with early stopping on valid"),
@@ -98,7 +106,7 @@ STAGES: dict[str, Stage] = {
     ),
     "partition": Stage((), "cut the labelled dataset into backtest periods; record the backtest's config"),
     "backtest_static": Stage(
-        ("features", *MODEL, *WINDOWS, "backtest.initial", "backtest.tz", "paths"),
+        ("features.columns", *MODEL, *WINDOWS, "backtest.initial", "backtest.tz", "paths"),
         "train the static model once on the initial window",
         recorded_by="partition",
     ),
@@ -106,7 +114,7 @@ STAGES: dict[str, Stage] = {
     # adding a period to backtest.periods does not touch the others.
     "backtest": Stage(
         (
-            "features",
+            "features.columns",
             *MODEL,
             *WINDOWS,
             "training.data_check",
@@ -130,6 +138,21 @@ STAGES: dict[str, Stage] = {
     "predict": Stage(
         (*REQUEST, "inference.window", "inference.checks", "split.tz", "release.model_name", "paths"),
         "score the serving window with the live model; check; replace the lookup store's table",
+    ),
+    "worth": Stage(
+        (
+            "worth",
+            "features.groups",
+            *MODEL,
+            "data.key",
+            "data.primary",
+            "data.asof_joins",
+            "data.lookup_joins",
+            "data.aggregates",
+            "data.derived",
+            "paths",
+        ),
+        "feature worth (permutation, leave-one-out retrains) and cost (transform, lookup, upstream)",
     ),
     "backtest_report": Stage(
         ("backtest", "training.window", "training.warm_start", "paths"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -12,7 +13,7 @@ from mlsys.data.columns import EVENT_TIME, LABEL
 from mlsys.io import read_parquet, write_csv, write_json
 from mlsys.model import load_model
 from mlsys.model.evaluate import evaluate, plot_data
-from mlsys.reports import evaluation_html
+from mlsys.reports import PAGE, evaluation_html
 from mlsys.split import resolved, select
 from mlsys.tasks import BASELINES
 
@@ -48,6 +49,7 @@ def run(cfg: DictConfig, root: Path) -> None:
         importance=importance,
         slices=result.slices,
         title=f"mlsys evaluation - {task.kind} model {model.version}",
+        worth=os.path.relpath(root / cfg.paths.worth_report / PAGE, report.parent),
     )
     write_json(root / cfg.paths.evaluate_report, {"model_version": model.version, **provenance("evaluate", cfg)})
     linear = BASELINES[task.kind][0]

@@ -69,8 +69,10 @@ def run(cfg: DictConfig, root: Path) -> None:
     seconds = time.perf_counter() - start
     live.end()
     first = next(k.split("/", 1)[1] for k in result.history if k.startswith("valid/"))
-    curve = {role: result.history[f"{role}/{first}"] for role in ("train", "valid")}
-    write_csv(pd.DataFrame({"round": range(1, len(curve["train"]) + 1), **curve}), root / cfg.paths.training_curve)
+    valid = result.history[f"valid/{first}"]
+    train_line = result.history.get(f"train/{first}", [float("nan")] * len(valid))  # training.curve_rows: 0
+    curve = pd.DataFrame({"round": range(1, len(valid) + 1), "train": train_line, "valid": valid})
+    write_csv(curve, root / cfg.paths.training_curve)
     calibration = calib.fit_booster(cfg.model.calibration, task, result.booster, xv, yv, result.best_iteration)
     suspects = leakage.figures(Model(result.booster, pipeline, "candidate", {}, task, calibration), x, y, xv, yv)
     save_model_dir(

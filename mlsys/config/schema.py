@@ -369,6 +369,9 @@ class FeatureConfig:
 class FeaturesConfig:
     name: str = MISSING
     columns: dict[str, FeatureConfig] = field(default_factory=dict)
+    # Inputs the worth study judges together too (left out of one retrain): is a whole source
+    # worth its cost? Read by the worth study only (training reads `columns`).
+    groups: dict[str, list[str]] = field(default_factory=dict)
 
 
 # --- split, model, training, evaluation ------------------------------------------------
@@ -416,6 +419,9 @@ class TrainingConfig:
     num_threads: int = 2
     deterministic: bool = True
     force: Force = Force.row_wise
+    # The training curve's train line: scored each round on this many train rows (a fixed sample
+    # by `seed`; null: every row, 0: no train line). The trees do not depend on it.
+    curve_rows: int | None = 20000
     # Dynamic: retrain every `cadence` on the data before it, minus a `holdout` that gates it.
     cadence: Cadence = Cadence.month
     holdout: str = "7d"  # newest data kept out of a retrain to gate it against the live model
@@ -474,6 +480,21 @@ class BacktestConfig:
     # Each retrain is held to the release stage's gates (mlsys.release.judge) but these: a
     # replay has no server to sandbox. The report lists what was skipped.
     skip_gates: list[str] = field(default_factory=lambda: ["infra"])
+
+
+@dataclass
+class WorthConfig:
+    """The feature worth study (studies/dvc.yaml: worth; mlsys/model/worth.py): a permutation
+    pass over every input, leave-one-out retrains for some. A change is the relative loss of
+    the primary metric when an input is shuffled or left out."""
+
+    repeats: int = 3  # shuffles per input (the permutation pass)
+    max_rows: int = 50000  # valid rows the permutation pass scores (a sample when more)
+    seed: int = 0  # of the shuffles and the sample
+    top_k: int = 5  # the most important inputs retrained without
+    max_retrains: int = 12  # at most this many one-input retrains (every input when there are no more)
+    useless_below: float = 0.0005  # a change at or below this: useless (the model does as well without)
+    cost_rows: int = 20000  # rows the transform and lookup costs are timed on
 
 
 @dataclass
@@ -678,6 +699,9 @@ class PathsConfig:
     audit: str = "${.reports}/audit"  # .json and .md
     backtest_report: str = "${.reports}/backtest"  # index.html and:
     backtest_table: str = "${.backtest_report}/backtest.csv"
+    worth_report: str = "${.reports}/worth"  # index.html and:
+    worth_table: str = "${.worth_report}/worth.csv"  # per input: worth (permutation, leave-one-out) and cost
+    worth_metrics: str = "${.metrics}/worth.json"
     registry: str = "registry"  # released models; outside the DVC DAG, point it at shared storage
     periods: str = "data/periods"  # the labelled dataset cut by backtest period: <period>.parquet
     backtest: str = "models/backtest"  # one model folder per period, with its scores.json
@@ -870,6 +894,7 @@ class Config:
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     release: ReleaseConfig = field(default_factory=ReleaseConfig)
     backtest: BacktestConfig = field(default_factory=BacktestConfig)
+    worth: WorthConfig = field(default_factory=WorthConfig)
     inference: InferenceConfig = field(default_factory=InferenceConfig)
     monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
@@ -885,6 +910,7 @@ SECTIONS: dict[str, type] = {
     "evaluation": EvaluationConfig,
     "release": ReleaseConfig,
     "backtest": BacktestConfig,
+    "worth": WorthConfig,
     "inference": InferenceConfig,
     "monitoring": MonitoringConfig,
     "paths": PathsConfig,

@@ -398,12 +398,13 @@ class Service:
             pipe = model.model.pipeline
             x = np.vstack([pipe.transform_record(f) for _, _, f in items])
             answers = model.model.task.matrix(model.model.predict_matrix(x, num_threads=1))
-            for (i, key, _), row, values in zip(items, x, answers, strict=True):
+            for (i, key, inputs), row, values in zip(items, x, answers, strict=True):
                 out[i] = {"entity": key, **model.model.task.answer(values), "model_version": model.version}
                 out[i]["path"] = "dynamic"
                 if model is canary:
                     out[i]["candidate"] = True
                 out[i]["_features"] = (pipe.names, row)  # for the request log (taken out before the answer)
+                out[i]["_inputs"] = inputs  # what was looked up: a shadow scores from it
         return out
 
     def served(self, state: State, version: str | None) -> Served:
@@ -450,50 +451,78 @@ class Service:
 
 class Shadow:
     """Another kept version (`inference.shadow`) scoring what callers were answered, off the
-    request path: a thread behind a bounded queue (full: the request is not shadowed, counted;
-    never a wait). Its answers go to the request log's own shadow files, beside the live ones."""
+    request path. A request puts its answered records on a queue, with the inputs the live
+    path already looked up when it computed, and signals nothing (a full queue: not shadowed,
+    counted); a thread wakes every `WAKE` seconds and scores everything queued in one
+    Booster.predict. Its answers go to the request log's own shadow files."""
+
+    WAKE = 0.1  # seconds between the thread's rounds
 
     def __init__(self, service: Service, served: Served, max_queue: int) -> None:
-        self.service, self.served = service, served
-        self.queue: queue.Queue = queue.Queue(max_queue)
+        self.service, self.served, self.max_queue = service, served, max_queue
+        self.queue: queue.SimpleQueue = queue.SimpleQueue()
+        self.stop = threading.Event()
         r = service.metrics.registry
         self.dropped = Counter("mlsys_shadow_dropped", "Requests not shadowed (queue full)", registry=r)
         self.thread = threading.Thread(target=self._run, name="shadow", daemon=True)
         self.thread.start()
 
-    def put(self, state: State, records: list[dict[str, Any]], live: str) -> None:
-        try:
-            self.queue.put_nowait((state, records, live))
-        except queue.Full:
+    def put(self, state: State, live: str, answered: list[tuple[dict, str, dict | None]]) -> None:
+        """`answered`: (record, entity, the inputs the live path looked up or None) each."""
+        if self.queue.qsize() >= self.max_queue:
             self.dropped.inc()
+            return
+        self.queue.put((state, live, answered))
 
     def _run(self) -> None:
+        while True:
+            stopping = self.stop.wait(self.WAKE)
+            items = []
+            while True:
+                try:
+                    items.append(self.queue.get_nowait())
+                except queue.Empty:
+                    break
+            if items:
+                self._score(items)
+            if stopping:
+                return
+
+    def _score(self, items: list[tuple[State, str, list[tuple[dict, str, dict | None]]]]) -> None:
         service, model = self.service, self.served.model
         pipe, task = model.pipeline, model.task
-        while (item := self.queue.get()) is not None:
-            state, records, live = item
-            start = time.perf_counter()
-            try:
-                derived = [service.derive(r) if service.derive else r for r in records]
-                keys = [entity(r, service.key) for r in derived]
-                merged = [service.features(state, r, k) for r, k in zip(derived, keys, strict=True)]
-                x = np.vstack([pipe.transform_record(f) for f in merged])
-                answers = task.matrix(model.predict_matrix(x, num_threads=1))
-            except Exception as exc:  # a shadow never takes the service down: counted, said
-                service.metrics.errors.labels("shadow").inc()
-                print(f"serve: shadow {self.served.version} failed on a request: {type(exc).__name__}: {exc}")
-                continue
-            results = [{"entity": k, **task.answer(v), "path": "shadow"} for k, v in zip(keys, answers, strict=True)]
+        start = time.perf_counter()
+        try:
+            rows = []
+            for state, _, answered in items:
+                for record, key, inputs in answered:
+                    if inputs is None:  # answered from the store, or held out: looked up here
+                        inputs = service.features(state, service.derive(record) if service.derive else record, key)
+                    rows.append(pipe.transform_record(inputs))
+            x = np.vstack(rows)
+            answers = task.matrix(model.predict_matrix(x, num_threads=1))
+        except Exception as exc:  # a shadow never takes the service down: counted, said
+            service.metrics.errors.labels("shadow").inc()
+            print(f"serve: shadow {self.served.version} failed: {type(exc).__name__}: {exc}", flush=True)
+            return
+        per_record = (time.perf_counter() - start) * 1000 / len(x)
+        at = 0
+        for state, live, answered in items:
+            n = len(answered)
+            results = [
+                {"entity": k, **task.answer(v), "path": "shadow"}
+                for (_, k, _), v in zip(answered, answers[at : at + n], strict=True)
+            ]
             service.log.put(
                 Entry(
-                    time.time(), (time.perf_counter() - start) * 1000, self.served.version,
-                    state.online.stamp.get("version"), task, records, results,
-                    [(pipe.names, row) for row in x], shadow_of=live,
+                    time.time(), per_record, self.served.version, state.online.stamp.get("version"), task,
+                    [r for r, _, _ in answered], results, [(pipe.names, row) for row in x[at : at + n]], shadow_of=live,
                 )
             )  # fmt: skip
+            at += n
 
     def close(self) -> None:
-        self.queue.put(None)
+        self.stop.set()
         self.thread.join(10)
 
 
@@ -697,6 +726,7 @@ def create_app(cfg: DictConfig, root: Path, pinned: Path | None = None) -> FastA
             elapsed = time.perf_counter() - start
             served = state.served
             features = [res.pop("_features", None) for res in results]
+            inputs = [res.pop("_inputs", None) for res in results]
             by_version: dict[str, list[int]] = {}
             for i, res in enumerate(results):
                 if "error" not in res:
@@ -705,7 +735,10 @@ def create_app(cfg: DictConfig, root: Path, pinned: Path | None = None) -> FastA
                         m.scores.observe(served.model.task.headline(res))
                     by_version.setdefault(res["model_version"], []).append(i)
             if service.shadow is not None and by_version:
-                service.shadow.put(state, records, served.version)
+                answered = sorted(i for rows in by_version.values() for i in rows)
+                service.shadow.put(
+                    state, served.version, [(records[i], results[i]["entity"], inputs[i]) for i in answered]
+                )
             arms = {s.version: s for s in (served, state.candidate) if s is not None}
             for version, answered in by_version.items():  # one entry per model: monitoring judges each
                 service.log.put(
