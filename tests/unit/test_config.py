@@ -172,7 +172,7 @@ def test_stage_receives_and_hashes_exactly_its_keys(monkeypatch):
     assert provenance("train", lead)["config_hash"] == base
     assert provenance("train", warm)["config_hash"] == base  # a backtest-only key does not retrain
     assert provenance("train", rounds)["config_hash"] != base
-    assert set(train.training) == {"seed", "num_threads", "deterministic", "force"}  # the four it reads
+    assert set(train.training) == {"seed", "num_threads", "deterministic", "force", "curve_rows"}  # what it reads
 
 
 def test_leaky_feature_is_caught_whichever_stage_runs(monkeypatch):
