@@ -88,7 +88,7 @@ STAGES: dict[str, Stage] = {
         ("features.columns", "split", *DYNAMIC, "contract.dataset", "paths"),
         "resolve the windows; check new data (dynamic); fit feature state on train; encode",
     ),
-    "train": Stage((*MODEL, "paths"), "LightGBM with early stopping on valid"),
+    "train": Stage((*MODEL, "engine", "paths"), "LightGBM with early stopping on valid (engine dask: lightgbm.dask)"),
     "evaluate": Stage(("evaluation", "paths"), "test metrics, slices, baselines, plots"),
     "package": Stage(("data.feedback_loops", "paths"), "assemble the model bundle and its card"),
     "release": Stage(
@@ -136,7 +136,7 @@ STAGES: dict[str, Stage] = {
         "the online feature table: looked-up columns of every flight in the serving window",
     ),
     "predict": Stage(
-        (*REQUEST, "inference.window", "inference.checks", "split.tz", "release.model_name", "paths"),
+        (*REQUEST, "inference.window", "inference.checks", "split.tz", "release.model_name", "engine", "paths"),
         "score the serving window with the live model; check; replace the lookup store's table",
     ),
     "worth": Stage(

@@ -12,6 +12,7 @@ from omegaconf import DictConfig
 
 from mlsys.config import provenance
 from mlsys.data.columns import EVENT_TIME
+from mlsys.engine import answers
 from mlsys.errors import ConfigError, GateError, MissingInputError
 from mlsys.io import read_parquet, write_json
 from mlsys.model import load_model
@@ -34,7 +35,7 @@ def run(cfg: DictConfig, root: Path) -> None:
     if rows.empty:
         raise ConfigError(f"inference.window: {dict(cfg.inference.window)} holds no scheduled rows of the dataset")
     task = model.task
-    scores = task.matrix(model.predict_frame(rows))
+    scores = answers(model, rows, cfg.engine)  # here, or partition by partition on the Dask cluster
     valid_window = model.meta["windows"][model.meta["roles"]["valid"]]
     valid_rows = between(labelled, EVENT_TIME, pd.Timestamp(valid_window["start"]), pd.Timestamp(valid_window["end"]))
     valid = task.matrix(model.predict_frame(valid_rows))

@@ -5,16 +5,18 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 from omegaconf import DictConfig
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from mlsys.config import provenance
 from mlsys.data.columns import LABEL
 from mlsys.features import FeaturePipeline
 from mlsys.io import read_json, read_parquet, write_csv
-from mlsys.model import FEATURES_FILE, Model, leakage, save_model_dir, train
+from mlsys.model import FEATURES_FILE, Model, TrainResult, leakage, save_model_dir, train
 from mlsys.model import calibration as calib
 from mlsys.tasks import Task
 
@@ -32,6 +34,24 @@ class _ProgressCallback:
         self.progress.update(self.task, advance=1, metric=label)
 
 
+def _on_dask(
+    cfg: DictConfig, data: tuple[np.ndarray, ...], pipeline: FeaturePipeline, task: Task, live: Any
+) -> tuple[TrainResult, str]:
+    """lightgbm.dask on the engine's cluster (mlsys.engine), the valid curve logged after."""
+    from mlsys import engine
+
+    with Progress(SpinnerColumn(), TextColumn("train on dask"), TimeElapsedColumn(), transient=True) as progress:
+        progress.add_task("train")
+        with engine.client(cfg.engine.dask) as dask:
+            workers = len(dask.scheduler_info()["workers"])
+            result = engine.train_dask(dask, *data, pipeline, cfg.model, cfg.training, task, cfg.engine.dask)
+    for key, values in result.history.items():
+        for value in values:
+            live.log_metric(key, value)
+            live.next_step()
+    return result, f"the best of {cfg.model.num_boost_round} on valid, lightgbm.dask on {workers} workers"
+
+
 def run(cfg: DictConfig, root: Path) -> None:
     """Encoded train / valid -> models/model (model.txt, feature state, meta) + dvclive curves."""
     from dvclive import Live
@@ -47,25 +67,29 @@ def run(cfg: DictConfig, root: Path) -> None:
 
     live = Live(str(root / cfg.paths.train_log), dvcyaml=False, save_dvc_exp=False, report=None)
     start = time.perf_counter()
-    with Progress(
-        TextColumn("train"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total} {task.fields[metric]}"),
-        TimeElapsedColumn(),
-        transient=True,
-    ) as progress:
-        bar = progress.add_task("train", total=cfg.model.num_boost_round, metric="")
-        result = train(
-            x,
-            y,
-            xv,
-            yv,
-            pipeline,
-            cfg.model,
-            cfg.training,
-            task,
-            callbacks=[DVCLiveCallback(live=live), _ProgressCallback(progress, bar)],
-        )
+    if cfg.engine.kind == "dask":
+        result, how = _on_dask(cfg, (x, y, xv, yv), pipeline, task, live)
+    else:
+        with Progress(
+            TextColumn("train"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total} {task.fields[metric]}"),
+            TimeElapsedColumn(),
+            transient=True,
+        ) as progress:
+            bar = progress.add_task("train", total=cfg.model.num_boost_round, metric="")
+            result = train(
+                x,
+                y,
+                xv,
+                yv,
+                pipeline,
+                cfg.model,
+                cfg.training,
+                task,
+                callbacks=[DVCLiveCallback(live=live), _ProgressCallback(progress, bar)],
+            )
+        how = "early stopping"
     seconds = time.perf_counter() - start
     live.end()
     first = next(k.split("/", 1)[1] for k in result.history if k.startswith("valid/"))
@@ -99,6 +123,5 @@ def run(cfg: DictConfig, root: Path) -> None:
         calibration,
     )
     print(
-        f"train: {result.best_iteration} rounds (early stopping) on {len(tr):,} rows x "
-        f"{x.shape[1]} features in {seconds:.1f}s"
+        f"train: {result.best_iteration} rounds ({how}) on {len(tr):,} rows x {x.shape[1]} features in {seconds:.1f}s"
     )

@@ -85,6 +85,11 @@ class Severity(StrEnum):
     warn = "warn"
 
 
+class EngineKind(StrEnum):
+    local = "local"  # this process: pandas, LightGBM
+    dask = "dask"  # a Dask cluster (a LocalCluster, or a scheduler's address)
+
+
 class Rollout(StrEnum):
     direct = "direct"  # a blessed candidate goes live
     canary = "canary"  # it is the candidate: a share of traffic, until `mlsys release --promote`
@@ -491,8 +496,8 @@ class WorthConfig:
     repeats: int = 3  # shuffles per input (the permutation pass)
     max_rows: int = 50000  # valid rows the permutation pass scores (a sample when more)
     seed: int = 0  # of the shuffles and the sample
-    top_k: int = 5  # the most important inputs retrained without
-    max_retrains: int = 12  # at most this many one-input retrains (every input when there are no more)
+    top_k: int = 4  # the most important inputs retrained without
+    max_retrains: int = 16  # one-input retrains at most, top_k included (every input when there are no more)
     useless_below: float = 0.0005  # a change at or below this: useless (the model does as well without)
     cost_rows: int = 20000  # rows the transform and lookup costs are timed on
 
@@ -884,6 +889,26 @@ class MonitoringConfig:
 
 
 @dataclass
+class DaskConfig:
+    """A Dask cluster (mlsys/engine.py): started here (`address: null`) or connected to."""
+
+    address: str | None = None  # tcp://host:8786 of a running scheduler; null: a LocalCluster per stage
+    n_workers: int = 2  # LocalCluster: worker processes
+    threads_per_worker: int = 1  # LocalCluster; also LightGBM's threads on each worker
+    memory_limit: str = "4GiB"  # LocalCluster: per worker
+    partitions: int | None = None  # row chunks of the data sent to the cluster; null: one per worker
+    connect_timeout: str = "10s"  # to `address`
+
+
+@dataclass
+class EngineConfig:
+    """Where the work runs: the same stages and outputs, here or on a Dask cluster."""
+
+    kind: EngineKind = EngineKind.local
+    dask: DaskConfig = field(default_factory=DaskConfig)
+
+
+@dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     contract: ContractConfig = field(default_factory=ContractConfig)
@@ -897,6 +922,7 @@ class Config:
     worth: WorthConfig = field(default_factory=WorthConfig)
     inference: InferenceConfig = field(default_factory=InferenceConfig)
     monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
+    engine: EngineConfig = field(default_factory=EngineConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
 
 
@@ -913,6 +939,7 @@ SECTIONS: dict[str, type] = {
     "worth": WorthConfig,
     "inference": InferenceConfig,
     "monitoring": MonitoringConfig,
+    "engine": EngineConfig,
     "paths": PathsConfig,
 }
 

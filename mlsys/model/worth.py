@@ -4,8 +4,9 @@ Worth, in two passes on the train stage's windows:
 - cheap: permutation importance of every input on the valid window (scikit-learn's
   `permutation_importance`, scored with the task's primary metric on the model's answers);
 - exact: leave-one-out retrains with the same windows, seed and parameters (early stopping on
-  the same valid window) for the top-k inputs, every input the cheap pass finds useless and
-  every group of `features.groups` (all of them when there are at most `max_retrains`).
+  the same valid window) for the top-k inputs and every input the cheap pass finds useless (at
+  most `max_retrains` in all; every input when there are no more), and every group of
+  `features.groups`.
 A change is the relative loss of the primary metric (by its better direction) when the input is
 shuffled or left out: > `useless_below` means the model needs it.
 
@@ -180,8 +181,9 @@ def study(
     if len(names) <= cfg.max_retrains:
         chosen = list(names)
     else:
+        # The top_k, then the shuffle's useless ones (lowest first) confirmed by a retrain.
         top = [names[j] for j in order[: cfg.top_k]]
-        chosen = list(dict.fromkeys([*top, *reversed(cheap_useless)]))[: cfg.max_retrains]
+        chosen = [*top, *[n for n in reversed(cheap_useless) if n not in top][: max(cfg.max_retrains - len(top), 0)]]
     exact: dict[str, tuple[float, int]] = {}
     for name in chosen:
         progress(f"without {name}")

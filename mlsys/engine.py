@@ -1,0 +1,165 @@
+"""Where the work runs (`engine.kind`): here (local), or on a Dask cluster (dask).
+
+`engine.dask.address: null` starts a `LocalCluster` for the stage (workers, threads and memory
+from the config) and stops it after; an address (`tcp://host:8786`) connects to a running
+scheduler (`dask scheduler` + `dask worker`, dask-kubernetes, dask-jobqueue, dask-gateway).
+The same stages write the same outputs either way; what runs on the cluster:
+
+- **train** (`train_dask`): LightGBM's own `lightgbm.dask`, data-parallel over the workers'
+  partitions of the encoded train window. It cannot stop early, so it trains a fixed number
+  of rounds and the best iteration is picked afterwards on the valid window, as early stopping
+  would have (the task's primary metric); the saved model is a plain model cut at that
+  iteration, so everything downstream (evaluation, bundle, serving) is unchanged. Not
+  byte-deterministic: which rows each worker holds varies with placement.
+- **batch scoring** (`answers`): the rows cut into partitions, each scored on a worker by the
+  same model object (the one feature path), in order.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from omegaconf import DictConfig
+
+from mlsys.errors import ConfigError
+from mlsys.features import FeaturePipeline
+from mlsys.model import Model, TrainResult, lgb_params
+from mlsys.tasks import Task
+
+
+@contextmanager
+def client(cfg: DictConfig) -> Iterator[Any]:
+    """A Dask client: to `cfg.address`, or to a LocalCluster started here (and stopped after)."""
+    from distributed import Client, LocalCluster
+
+    if cfg.address:
+        try:
+            connected = Client(cfg.address, timeout=cfg.connect_timeout)
+        except OSError as exc:
+            raise ConfigError(f"engine.dask.address: no Dask scheduler answers at {cfg.address} ({exc})") from exc
+        try:
+            yield connected
+        finally:
+            connected.close()
+        return
+    cluster = LocalCluster(
+        n_workers=cfg.n_workers,
+        threads_per_worker=cfg.threads_per_worker,
+        memory_limit=cfg.memory_limit,
+        processes=True,
+        dashboard_address=":0",  # any free port: never a clash with another cluster's
+    )
+    try:
+        with Client(cluster) as local:
+            yield local
+    finally:
+        cluster.close()
+
+
+def _partitions(n: int, cfg: DictConfig, workers: int) -> int:
+    """Row chunks: `engine.dask.partitions`, or one per worker (LightGBM trains on each worker's
+    chunks as its share of the data)."""
+    return max(1, min(n, cfg.partitions or workers))
+
+
+_LINKS = {  # LightGBM objective -> what turns a summed raw score into its answer
+    "binary": "sigmoid",
+    "cross_entropy": "sigmoid",
+    "multiclass": "softmax",
+    "poisson": "exp",
+    "gamma": "exp",
+    "tweedie": "exp",
+}
+
+
+def _answers(raw: np.ndarray, objective: str) -> np.ndarray:
+    link = _LINKS.get(objective, "identity")
+    if link == "sigmoid":
+        return 1.0 / (1.0 + np.exp(-raw))
+    if link == "softmax":
+        e = np.exp(raw - raw.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+    return np.exp(raw) if link == "exp" else raw
+
+
+def best_iteration(booster: Any, xv: np.ndarray, yv: np.ndarray, task: Task) -> tuple[int, list[float]]:
+    """The iteration the task's primary metric on valid is best at, and the metric by iteration:
+    each iteration's trees scored once (raw scores summed), so the whole curve costs about one
+    prediction of the valid window."""
+    metric = task.metrics[task.primary]
+    truth = task.truth(yv)
+    total = booster.current_iteration()
+    raw: np.ndarray | None = None
+    curve = []
+    for it in range(total):
+        step = booster.predict(xv, start_iteration=it, num_iteration=1, raw_score=True)
+        raw = step if raw is None else raw + step
+        curve.append(float(metric.fn(truth, task.output(_answers(raw, task.objective)), 10)))
+    full = task.output(booster.predict(xv, num_iteration=total))
+    if not np.allclose(task.output(_answers(raw, task.objective)), full, rtol=1e-6, atol=1e-9):
+        raise ConfigError(
+            f"model.params.objective: {task.objective!r} - engine dask cannot find its best iteration (its raw "
+            "scores do not sum to its answers as mlsys.engine knows them); train it with engine: local"
+        )
+    values = np.asarray(curve) * metric.direction
+    return int(np.argmax(values)) + 1, curve  # the first best, as early stopping keeps
+
+
+def train_dask(
+    dask: Any,
+    x: np.ndarray,
+    y: np.ndarray,
+    xv: np.ndarray,
+    yv: np.ndarray,
+    pipeline: FeaturePipeline,
+    model: DictConfig,
+    training: DictConfig,
+    task: Task,
+    cfg: DictConfig,
+) -> TrainResult:
+    """`lightgbm.dask` on the cluster of `dask` (a Client), a fixed `model.num_boost_round`,
+    then cut at the best iteration on valid."""
+    import dask.array as da
+    import lightgbm as lgb
+    from lightgbm.dask import DaskLGBMRegressor
+
+    params = lgb_params(model, training, task)
+    params.pop("num_threads", None)  # lightgbm.dask uses each worker's own threads
+    workers = len(dask.scheduler_info()["workers"])
+    chunk = math.ceil(len(x) / _partitions(len(x), cfg, workers))
+    dx = da.from_array(x, chunks=(chunk, x.shape[1]))
+    dy = da.from_array(task.target(y).astype("float64"), chunks=chunk)
+    # The regressor wrapper trains any objective (binary, multiclass with num_class): only the
+    # booster is kept, so the classifier's label encoding is not wanted.
+    estimator = DaskLGBMRegressor(client=dask, n_estimators=model.num_boost_round, **params)
+    estimator.fit(dx, dy, feature_name=pipeline.names, categorical_feature=pipeline.categorical)
+    booster = lgb.Booster(model_str=estimator.booster_.model_to_string())
+    best, curve = best_iteration(booster, xv, yv, task)
+    return TrainResult(booster=booster, best_iteration=best, history={f"valid/{task.primary}": curve})
+
+
+def answers(model: Model, frame: pd.DataFrame, cfg: DictConfig) -> np.ndarray:
+    """The task's answers for `frame` (`task.matrix`): here, or partition by partition on the
+    cluster of `cfg` (the `engine` section), in the frame's order."""
+    if cfg.kind != "dask":
+        return model.task.matrix(model.predict_frame(frame))
+    import dask.dataframe as dd
+
+    columns = list(model.task.columns)
+    with client(cfg.dask) as dask:
+        workers = len(dask.scheduler_info()["workers"])
+        parts = dd.from_pandas(frame.reset_index(drop=True), npartitions=_partitions(len(frame), cfg.dask, workers))
+        meta = pd.DataFrame({c: pd.Series(dtype="float64") for c in columns})
+        [shipped] = dask.scatter([model], broadcast=True)
+        # This client's cluster, whichever client the process made its default.
+        scored = dask.compute(parts.map_partitions(_score_part, shipped, columns, meta=meta), sync=True)
+    return scored.to_numpy("float64")
+
+
+def _score_part(rows: pd.DataFrame, model: Model, columns: list[str]) -> pd.DataFrame:
+    return pd.DataFrame(model.task.matrix(model.predict_frame(rows, num_threads=1)), columns=columns, index=rows.index)

@@ -1,0 +1,38 @@
+"""The Dask engine on the flights sample, a real DVC repo: `engine: dask` in conf/ reruns
+training (lightgbm.dask on a LocalCluster of 2 worker processes) and nothing upstream of it;
+the model is as good as the local one; batch scoring by partition fills the lookup store with
+the local engine's answers."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import pytest
+
+from tests.conftest import ran, registry_of, run
+
+pytestmark = pytest.mark.slow
+
+
+def _store(project) -> list[tuple]:
+    live = registry_of(project).live()
+    with sqlite3.connect(project / "data/serving/predictions.sqlite") as con:
+        return con.execute(f'SELECT entity, score FROM "predictions_{live}" ORDER BY entity').fetchall()
+
+
+def test_engine_dask_trains_on_a_local_cluster_and_scores_by_partition(sample_copy):
+    p = sample_copy
+    local = json.loads((p / "metrics/metrics.json").read_text())
+    config = p / "conf/config.yaml"
+    config.write_text(config.read_text().replace("  - engine: local", "  - engine: dask"))
+    run(["mlsys", "compose"], p)
+    out = run(["dvc", "repro", "evaluate"], p).stdout
+    assert ran(out) == {"guard", "snapshot", "train", "evaluate"}, out  # no ingestion, no featurize
+    assert "lightgbm.dask on 2 workers" in out
+    spread = json.loads((p / "metrics/metrics.json").read_text())
+    assert abs(spread["auc"] - local["auc"]) < 0.02, (spread["auc"], local["auc"])  # ~20k rows: sampling noise
+    run(["mlsys", "predict", "engine=local"], p)
+    before = _store(p)
+    run(["mlsys", "predict", "engine=dask", "engine.dask.partitions=5"], p)
+    assert _store(p) == before and len(before) > 1000
