@@ -160,7 +160,7 @@ def test_stage_receives_and_hashes_exactly_its_keys(monkeypatch):
 
     monkeypatch.chdir(REPO)
     train, _ = config.stage_config(STAGES["train"].params)
-    assert set(train) == {"model", "data", "training", "paths"} and set(train.data) == {"label"}
+    assert set(train) == {"model", "data", "training", "engine", "paths"} and set(train.data) == {"label"}
     validate, _ = config.stage_config(STAGES["validate"].params)
     assert set(validate) == {"data", "contract", "paths"}
     assert set(validate.data) == {"sources", "primary", "event_time", "derived"}
