@@ -82,6 +82,33 @@ def read_json(path: Path, what: str) -> Any:
         raise IntegrityError(f"{path}: not valid JSON ({exc}); rerun what makes it ({what})") from exc
 
 
+def append_jsonl(path: Path, records: list[dict[str, Any]]) -> Path:
+    """Append one JSON line per record; after a line cut by a crash mid-append, on a new line
+    (so the cut line, not the next record, is the one that does not parse)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("ab") as fh:
+        cut = fh.tell() > 0 and path.read_bytes()[-1:] != b"\n"
+        text = "".join(json.dumps(r, sort_keys=True, default=str) + "\n" for r in records)
+        fh.write((("\n" if cut else "") + text).encode("utf-8"))
+    return path
+
+
+def read_jsonl(path: Path) -> tuple[list[dict[str, Any]], int]:
+    """The records of an appended JSON-lines file (none if it is missing), and how many lines
+    did not parse: a line cut by a crash mid-append is skipped and counted, never a crash."""
+    records, unreadable = [], 0
+    if Path(path).exists():
+        for line in Path(path).read_text(encoding="utf-8", errors="replace").splitlines():
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                unreadable += 1
+    return records, unreadable
+
+
 def write_parquet(path: Path, frame: pd.DataFrame) -> Path:
     return atomic_write(path, lambda p: frame.to_parquet(p, index=False))
 

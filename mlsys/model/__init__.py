@@ -15,6 +15,7 @@ from mlsys.errors import ContractError
 from mlsys.features import FeaturePipeline
 from mlsys.io import atomic_write, read_json, write_json
 from mlsys.model import calibration as calib
+from mlsys.model.fastrow import SingleRow
 from mlsys.model.integrity import (
     CALIBRATION_FILE,
     CARD_FILE,
@@ -157,6 +158,10 @@ class Model:
     meta: dict[str, Any]
     task: Task = field(default_factory=Task)  # what it predicts (from its meta/card)
     calibration: dict[str, Any] | None = None  # fitted on the validation window (model.calibration)
+    _row: SingleRow | None = field(default=None, init=False, repr=False, compare=False)  # made on first use
+
+    def __getstate__(self) -> dict[str, Any]:  # shipped to Dask workers: the per-thread setups stay here
+        return {k: v for k, v in self.__dict__.items() if k != "_row"} | {"_row": None}
 
     def predict_frame(self, frame: pd.DataFrame, num_threads: int = 0) -> np.ndarray:
         """The task's answers: probabilities (binary: of the positive class; multiclass: one
@@ -164,8 +169,16 @@ class Model:
         return self.predict_matrix(self.pipeline.transform_frame(frame), num_threads)
 
     def predict_matrix(self, x: np.ndarray, num_threads: int = 0) -> np.ndarray:
-        """Booster.predict on encoded rows, as answered: the task's output, calibrated."""
-        return calib.apply(self.calibration, self.task.output(self.booster.predict(x, num_threads=num_threads)))
+        """Booster.predict on encoded rows, as answered: the task's output, calibrated. One
+        row takes LightGBM's single-row fast path (`mlsys.model.fastrow`: the same numbers)."""
+        if len(x) == 1:
+            if self._row is None:
+                self._row = SingleRow(self.booster)
+            raw = self._row(x[0])
+            raw = raw[None, :] if self.task.kind == "multiclass" else raw
+        else:
+            raw = self.booster.predict(x, num_threads=num_threads)
+        return calib.apply(self.calibration, self.task.output(raw))
 
 
 def load_model(directory: Path, version: str | None = None) -> Model:

@@ -30,7 +30,7 @@ from mlsys.data.columns import LABEL
 from mlsys.data.snapshot import MANIFEST
 from mlsys.dynamic import PROFILE
 from mlsys.errors import ConfigError, ExitCode, MlsysError
-from mlsys.io import read_json, write_json
+from mlsys.io import append_jsonl, read_json, read_jsonl, write_json
 from mlsys.monitoring import checks as c
 
 STATUS_ORDER = ("ok", "skipped", "warn", "fail")
@@ -242,7 +242,9 @@ def run(cfg: DictConfig, root: Path) -> int:
     from mlsys.reports import PAGE, monitor_html
 
     alerts = root / cfg.paths.alerts
-    history = [json.loads(line) for line in alerts.read_text(encoding="utf-8").splitlines() if line.strip()]
+    history, unreadable = read_jsonl(alerts)
+    if unreadable:  # a line cut by a crash mid-append: the history plot goes without it
+        print(f"monitor: {alerts}: {unreadable} unreadable line(s) skipped (cut by a crash mid-write?)")
     monitor_html(root / cfg.paths.monitor_report / PAGE, summary, results, window, history)
     _print(summary, findings)
     return int(ExitCode.ALERT) if summary["findings"]["fail"] else int(ExitCode.OK)
@@ -326,18 +328,17 @@ def _flat(figures: dict[str, Any]) -> dict[str, Any]:
 
 def _alert(path: Path, findings: list[c.Finding], span: dict, stamp: str, hook: DictConfig) -> int:
     """Append every finding to the alerts file (with its delivery, when a webhook is set)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    failures = 0
-    with path.open("a", encoding="utf-8") as fh:
-        for f in findings:
-            record = {"at": stamp, "window": span, **f.record()}
-            if hook.url:
-                error = deliver(hook.url, record, hook.timeout_seconds, hook.retries)
-                record["delivered"] = error is None
-                if error:
-                    record["delivery_error"] = error
-                    failures += 1
-            fh.write(json.dumps(record, default=str) + "\n")
+    failures, records = 0, []
+    for f in findings:
+        record = {"at": stamp, "window": span, **f.record()}
+        if hook.url:
+            error = deliver(hook.url, record, hook.timeout_seconds, hook.retries)
+            record["delivered"] = error is None
+            if error:
+                record["delivery_error"] = error
+                failures += 1
+        records.append(record)
+    append_jsonl(path, records)
     return failures
 
 

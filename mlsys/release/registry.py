@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from mlsys.errors import ConcurrentChangeError, ExitCode, IntegrityError, MissingInputError, MlsysError, UsageError
-from mlsys.io import fsync_dir, read_json, storage, write_json
+from mlsys.io import append_jsonl, fsync_dir, read_json, read_jsonl, storage, write_json
 from mlsys.model.integrity import CARD_FILE, listed, probe, verify, write_checksums
 
 POINTER = "released.json"
@@ -176,14 +176,7 @@ class Registry:
 
     def history(self) -> list[dict[str, Any]]:
         """Every release / rollback, oldest first (the pointer's own event if its line is missing)."""
-        path = self.pointer_path.parent / HISTORY
-        events = []
-        if path.exists():
-            for line in path.read_text(encoding="utf-8").splitlines():
-                try:
-                    events.append(json.loads(line))
-                except ValueError:  # a line cut by a crash mid-append
-                    continue
+        events, _ = read_jsonl(self.pointer_path.parent / HISTORY)  # a line cut mid-append is skipped
         pointer = self.pointer()
         if pointer and pointer.get("event") and pointer["event"] not in events:
             events.append(pointer["event"])
@@ -285,8 +278,8 @@ class Registry:
         current = self.pointer() or {}
         pointer = {**self._defaults(), **current, "live": stack[-1], "stack": stack, "revoked": revoked, "event": event}
         write_json(self.dir / POINTER, pointer)
-        with storage(self.dir / HISTORY, "append to"), open(self.dir / HISTORY, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(event, sort_keys=True) + "\n")
+        with storage(self.dir / HISTORY, "append to"):
+            append_jsonl(self.dir / HISTORY, [event])
         return event
 
     def release(self, version: str, reason: str = "", expected_live: str | None = None) -> dict[str, Any]:
@@ -327,8 +320,8 @@ class Registry:
             "at": _now(), "by": _who(), "reason": reason,
         }  # fmt: skip
         write_json(self.dir / POINTER, {**pointer, "candidate": version, "event": event})
-        with storage(self.dir / HISTORY, "append to"), open(self.dir / HISTORY, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(event, sort_keys=True) + "\n")
+        with storage(self.dir / HISTORY, "append to"):
+            append_jsonl(self.dir / HISTORY, [event])
         return event
 
     def propose(self, version: str, reason: str = "", expected_live: str | None = None) -> dict[str, Any]:

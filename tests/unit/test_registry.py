@@ -19,7 +19,7 @@ from mlsys.errors import ConcurrentChangeError, ExitCode, IntegrityError, Storag
 from mlsys.model import bundle_version, load_model
 from mlsys.model.integrity import write_checksums
 from mlsys.release import registry as registry_module
-from mlsys.release.registry import Registry, RegistryError, RevokedError
+from mlsys.release.registry import HISTORY, Registry, RegistryError, RevokedError
 from tests.bundles import BUNDLE_FILES, corrupt, corrupt_leaf_values, make_bundle
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "legacy_registry"
@@ -289,3 +289,15 @@ def test_concurrent_rollback_and_release_from_two_processes_keep_one_consistent_
     events = reg.history()
     assert len(events) == 2 + sum(1 for e in events if e["action"] == "rollback")
     assert reg.live() in (v1, v2) and reg.pointer()["stack"][-1] == reg.live()
+
+
+def test_a_cut_history_line_leaves_the_registry_readable(tmp_path, bundles):
+    (v1, f1), (v2, f2) = bundles[0], bundles[1]
+    reg = Registry(tmp_path / "registry", "flights")
+    reg.add(f1, v1, {})
+    reg.release(v1, "first")
+    with (reg.dir / HISTORY).open("a") as fh:
+        fh.write('{"action": "rel')
+    reg.add(f2, v2, {})
+    reg.release(v2, "second", expected_live=v1)
+    assert [e["to"] for e in reg.history()] == [v1, v2] and reg.timeline(v2)["released_at"]
