@@ -737,6 +737,9 @@ class ServerConfig:
     max_body_bytes: int = 1_000_000
     max_records: int = 1000
     reload_seconds: float = 1.0
+    # An online table of at most this many rows is read into memory (a dict get per lookup
+    # instead of a SQLite query); 0: always SQLite.
+    online_memory_rows: int = 200_000
     # Name of an environment variable holding a bearer token /predict then requires (off: null).
     auth_token_env: str | None = None
 

@@ -4,6 +4,7 @@ prediction time, point-in-time aggregates. Pure functions over frames."""
 from __future__ import annotations
 
 import calendar
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -108,13 +109,21 @@ def event_time_of(record: Mapping[str, Any], spec: Mapping[str, Any], local: boo
         if instant.tzinfo is None:
             instant = instant.tz_localize(spec["naive_tz"], ambiguous=True, nonexistent="shift_forward")
         return instant.tz_convert(spec["tz"]) if local else instant.tz_convert("UTC")
-    naive = naive_time({u: v if isinstance(v, int) else int(record[v]) for u, v in spec["parts"].items()})
-    tz = ZoneInfo(spec["tz"])
+    parts = tuple((u, v if isinstance(v, int) else int(record[v])) for u, v in spec["parts"].items())
+    return _parts_time(parts, spec["tz"])[0 if local else 1]
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _parts_time(parts: tuple[tuple[str, int], ...], tz_name: str) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """(local, UTC) instants of local date/time parts, remembered: requests share scheduled
+    times, and building Timestamps costs more than the rest of a record's features."""
+    naive = naive_time(dict(parts))
+    tz = ZoneInfo(tz_name)
     aware = naive.replace(tzinfo=tz)  # fold=0: a repeated hour reads as the first (DST) one, as above
     if aware.astimezone(UTC).astimezone(tz).replace(tzinfo=None) != naive:  # in a spring-forward gap
-        shifted = pd.Timestamp(naive).tz_localize(spec["tz"], nonexistent="shift_forward")
-        return shifted if local else shifted.tz_convert("UTC")
-    return pd.Timestamp(aware) if local else pd.Timestamp(aware.astimezone(UTC))
+        shifted = pd.Timestamp(naive).tz_localize(tz_name, nonexistent="shift_forward")
+        return shifted, shifted.tz_convert("UTC")
+    return pd.Timestamp(aware), pd.Timestamp(aware.astimezone(UTC))
 
 
 def asof_join(left: pd.DataFrame, right: pd.DataFrame, join: DictConfig) -> pd.DataFrame:

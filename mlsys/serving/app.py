@@ -52,6 +52,7 @@ from mlsys.release.registry import Registry, locate
 from mlsys.serving.log import Entry, LogSpec, RequestLog
 from mlsys.serving.request import lookup_specs, request_model
 from mlsys.serving.store import (
+    MemoryTable,
     Reader,
     entity,
     has_predictions,
@@ -74,7 +75,7 @@ class Served:
 class Online:
     """The online feature table as last opened: its reader, or why it cannot be read."""
 
-    reader: Reader | None
+    reader: Reader | MemoryTable | None
     names: list[str]
     example: dict[str, Any]
     problem: str | None
@@ -145,6 +146,15 @@ class Metrics:
             "mlsys_model_age_seconds", "Now minus the served model's newest training event (wall clock)", registry=r
         )
         self.table_age = Gauge("mlsys_table_age_seconds", "Now minus when the table was built", ["table"], registry=r)
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+
+    def labelled(self, metric: Any, *values: str) -> Any:
+        """A counter's labelled child, looked up once: `labels()` costs microseconds a call."""
+        key = (id(metric), values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*values)
+        return child
 
 
 class Service:
@@ -165,6 +175,7 @@ class Service:
         )
         self.registry = Registry(locate(root, p.registry)[0], cfg.release.model_name)
         self.online_path, self.store_path = root / p.online, root / p.store
+        self.online_memory_rows = int(cfg.inference.server.online_memory_rows)
         self.lookups = bool(lookup_specs(cfg))
         self.canary_share = float(cfg.inference.canary.share)
         self.holdout = holdout_share(cfg.data.feedback_loops)
@@ -225,7 +236,7 @@ class Service:
 
     def _open_online(self) -> Online:
         try:
-            reader, kinds, example, stamp = online_reader(self.online_path)
+            reader, kinds, example, stamp = online_reader(self.online_path, self.online_memory_rows)
         except sqlite3.Error as exc:
             what = "missing" if str(exc) == "missing" else f"unreadable ({exc})"
             return Online(None, [], {}, f"{self.online_path} is {what}: run `dvc repro online`")
@@ -347,7 +358,7 @@ class Service:
             except sqlite3.Error as exc:
                 raise Unavailable("lookup_unavailable", f"online table {self.online_path} unreadable: {exc}") from exc
             if row is None:
-                self.metrics.misses.labels("online").inc()
+                self.metrics.labelled(self.metrics.misses, "online").inc()
             else:
                 merged = dict(zip(online.names, row[1:], strict=True))
         merged.update(record)
@@ -366,7 +377,7 @@ class Service:
                 raise Unavailable("store_unavailable", f"lookup store {self.store_path} {what}") from exc
             return None  # hybrid: compute instead
         if hit is None:
-            self.metrics.misses.labels("store").inc()
+            self.metrics.labelled(self.metrics.misses, "store").inc()
         return hit
 
     def score(self, state: State, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -396,7 +407,11 @@ class Service:
                 todo.setdefault(served.version, (served, []))[1].append((i, key, self.features(state, rec, key)))
         for model, items in todo.values():
             pipe = model.model.pipeline
-            x = np.vstack([pipe.transform_record(f) for _, _, f in items])
+            x = (
+                pipe.transform_record(items[0][2])
+                if len(items) == 1
+                else np.vstack([pipe.transform_record(f) for _, _, f in items])
+            )
             answers = model.model.task.matrix(model.model.predict_matrix(x, num_threads=1))
             for (i, key, inputs), row, values in zip(items, x, answers, strict=True):
                 out[i] = {"entity": key, **model.model.task.answer(values), "model_version": model.version}
@@ -730,7 +745,7 @@ def create_app(cfg: DictConfig, root: Path, pinned: Path | None = None) -> FastA
             by_version: dict[str, list[int]] = {}
             for i, res in enumerate(results):
                 if "error" not in res:
-                    m.predictions.labels("canary" if res.get("candidate") else res["path"]).inc()
+                    m.labelled(m.predictions, "canary" if res.get("candidate") else res["path"]).inc()
                     if not res.get("holdout"):
                         m.scores.observe(served.model.task.headline(res))
                     by_version.setdefault(res["model_version"], []).append(i)
@@ -755,7 +770,7 @@ def create_app(cfg: DictConfig, root: Path, pinned: Path | None = None) -> FastA
         finally:
             elapsed = time.perf_counter() - start
             m.latency.observe(elapsed)
-            m.requests.labels("/predict", str(status)).inc()
+            m.labelled(m.requests, "/predict", str(status)).inc()
             if kind:
                 m.errors.labels(kind).inc()
                 served = service.state.served  # monitoring's error and refusal rates

@@ -161,17 +161,34 @@ class Reader:
         return self._con().execute(query, tuple(args)).fetchall()
 
 
-def online_reader(path: Path) -> tuple[Reader, dict[str, str], dict[str, Any], dict[str, str]]:
-    """A reader of the online feature table, its columns' kinds, its example request and its
-    version and build time; `sqlite3.Error` if the file is missing or is not a readable
-    online table."""
+class MemoryTable:
+    """An online table read whole into a dict (entity -> its row, as SQLite returns it): a
+    lookup is a dict get instead of a SQLite query (~10 µs, a sixth of a one-record answer).
+    The SQLite file stays the table of record; the service rereads it when it changes."""
+
+    def __init__(self, reader: Reader) -> None:
+        self.path = reader.path
+        self.rows = {row[0]: row for row in reader.all("SELECT * FROM features")}
+
+    def one(self, key: str) -> tuple | None:
+        return self.rows.get(key)
+
+
+def online_reader(
+    path: Path, memory_rows: int = 0
+) -> tuple[Reader | MemoryTable, dict[str, str], dict[str, Any], dict[str, str]]:
+    """A reader of the online feature table (in memory when it has at most `memory_rows`
+    rows), its columns' kinds, its example request and its version and build time;
+    `sqlite3.Error` if the file is missing or is not a readable online table."""
     if not Path(path).is_file():
         raise sqlite3.OperationalError("missing")
     reader = Reader(path, "SELECT * FROM features WHERE entity = ?")
     meta = dict(reader.all("SELECT name, value FROM meta"))
     reader.all("SELECT * FROM features LIMIT 1")  # the table is there and its pages read
     stamp = {k: meta[k] for k in ("version", "built_at") if k in meta}
-    return reader, json.loads(meta.get("columns", "{}")), json.loads(meta.get("example", "{}")), stamp
+    small = memory_rows > 0 and reader.all("SELECT count(*) FROM features")[0][0] <= memory_rows
+    table = MemoryTable(reader) if small else reader
+    return table, json.loads(meta.get("columns", "{}")), json.loads(meta.get("example", "{}")), stamp
 
 
 def prediction_reader(path: Path, version: str, columns: Sequence[str]) -> Reader:
