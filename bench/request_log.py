@@ -17,10 +17,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import tempfile
@@ -30,29 +28,15 @@ from pathlib import Path
 import httpx
 from rich.console import Console
 from rich.table import Table
+from timing import free_port, post_script, wrk
 
 from mlsys.serving.log import read_log
 
 ROOT = Path(__file__).resolve().parents[1]
-LUA = """
-local bodies = {}
-for line in io.lines("%s") do bodies[#bodies + 1] = line end
-local i = 0
-request = function()
-  i = i %% #bodies + 1
-  return wrk.format("POST", "/predict", {["Content-Type"] = "application/json"}, bodies[i])
-end
-"""
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def serve(log: Path, *overrides: str) -> tuple[subprocess.Popen, str]:
-    port = _port()
+    port = free_port()
     cmd = ["mlsys", "serve", "--host", "127.0.0.1", "--port", str(port), "inference.mode=dynamic"]
     cmd += [f"paths.request_log={log}", *overrides]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -66,18 +50,6 @@ def serve(log: Path, *overrides: str) -> tuple[subprocess.Popen, str]:
         time.sleep(0.1)
     proc.kill()
     raise RuntimeError("mlsys serve did not become ready")
-
-
-def wrk(url: str, script: Path, connections: int, seconds: int) -> tuple[float, float, int]:
-    """(requests/s, p50 ms, requests) of one wrk run."""
-    cmd = ["wrk", "-t", str(min(connections, 2)), "-c", str(connections), "-d", f"{seconds}s", "--latency"]
-    out = subprocess.run([*cmd, "-s", str(script), url], capture_output=True, text=True, check=True).stdout
-    if "Non-2xx" in out:
-        raise RuntimeError(f"wrk saw errors:\n{out}")
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    value, unit = re.search(r"50%\s+([\d.]+)(us|ms|s)", out).groups()
-    sent = int(re.search(r"(\d+) requests in", out).group(1))
-    return rps, float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit], sent
 
 
 def main() -> None:
@@ -104,10 +76,7 @@ def main() -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait()
-    bodies = work / "bodies.jsonl"
-    bodies.write_text("\n".join(json.dumps(request_body(r, columns), default=str) for _, r in rows.iterrows()) + "\n")
-    script = work / "post.lua"
-    script.write_text(LUA % bodies)
+    script = post_script(work, [json.dumps(request_body(r, columns), default=str) for _, r in rows.iterrows()])
     logged = "inference.request_log.sample_rate=1.0"
     variants = {
         "log": {"off": ["inference.request_log.sample_rate=0.0"], "on": [logged]},

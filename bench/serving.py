@@ -1,33 +1,37 @@
 """Serving overhead against the raw libraries, measured in the same run.
 
-    python bench/serving.py [--requests 3000]
+    python bench/serving.py [--requests 3000] [--seconds 10] [--runs 3]
 
 Needs a reproduced workspace (`dvc repro`: a released model, the online table, the store).
 1. One record in process: the service's path (online lookup + request merge + event time +
    feature pipeline + Booster.predict, one thread) vs raw Booster.predict on a one-row array.
 2. Batch: Model.predict_frame (features + predict) vs raw Booster.predict on the same matrix.
-3. HTTP on 127.0.0.1: `mlsys serve` (dynamic and hybrid) vs a bare FastAPI endpoint on the
-   same uvicorn stack that parses the JSON body and answers a constant (the HTTP floor);
-   p50 / p99 latency and requests/s at concurrency 1 and 8 (httpx client).
+3. HTTP on 127.0.0.1, loaded by wrk (`apt-get install wrk`; an in-process Python client
+   saturates before the server does): `mlsys serve` (dynamic and hybrid, request log off) vs a
+   bare FastAPI endpoint on the same uvicorn that parses the same JSON body and answers a
+   constant (the HTTP floor); median of `--runs` alternating runs of p50 and requests/s at
+   concurrency 1 and 8.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import json
 import os
+import shutil
 import signal
-import socket
+import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import httpx
-import numpy as np
 import pandas as pd
 from rich.console import Console
 from rich.table import Table
+from timing import free_port, post_script, wrk  # bench/timing.py (this folder is on the path of a bench run)
 
 from mlsys.config import SECTIONS, load_sections, read_params, select
 from mlsys.serving.app import Service
@@ -55,12 +59,6 @@ def per_call(fn, n: int) -> float:
     return (time.perf_counter() - start) / n
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _start(cmd: list[str], port: int) -> subprocess.Popen:
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for _ in range(300):
@@ -72,29 +70,11 @@ def _start(cmd: list[str], port: int) -> subprocess.Popen:
     raise RuntimeError(f"{cmd} did not start")
 
 
-async def _load(url: str, bodies: list[dict], n: int, concurrency: int) -> tuple[np.ndarray, float]:
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
-        for b in bodies[:50]:  # warm up connections and caches
-            (await client.post(url, json=b)).raise_for_status()
-        lat: list[float] = []
-        it = iter(range(n))
-
-        async def worker() -> None:
-            for i in it:
-                t = time.perf_counter()
-                r = await client.post(url, json=bodies[i % len(bodies)])
-                lat.append(time.perf_counter() - t)
-                r.raise_for_status()
-
-        start = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        return np.array(lat), n / (time.perf_counter() - start)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--requests", type=int, default=3000, help="one-record calls timed in process")
+    parser.add_argument("--seconds", type=int, default=10, help="per wrk run")
+    parser.add_argument("--runs", type=int, default=3, help="alternating wrk runs per server")
     args = parser.parse_args()
     os.chdir(ROOT)
     cfg = select(load_sections(read_params(ROOT), tuple(SECTIONS), "params.yaml"), SERVE)
@@ -105,7 +85,9 @@ def main() -> None:
     assert served is not None, "no released model: run dvc repro"
     rows = pd.concat([pd.read_parquet(ROOT / cfg.paths.dataset / f"{n}.parquet") for n in ("labelled", "unlabelled")])
     columns = list(state.online.example)
-    sample = rows.sample(2000, random_state=0)
+    sample = rows[rows["event_time"] >= rows["event_time"].max() - pd.Timedelta(days=14)].sample(
+        2000, random_state=0
+    )  # the serving window: online hits
     bodies = [request_body(r, columns) for _, r in sample.iterrows()]
     records = [service.request_type(**b).model_dump(exclude_none=True) for b in bodies]
     booster, pipe = served.model.booster, served.model.pipeline
@@ -118,8 +100,8 @@ def main() -> None:
     one = matrix[:1].copy()
     service.mode = "dynamic"
     i = iter(range(10**9))
-    t_ml = per_call(lambda: service.score(state, [records[next(i) % len(records)]]), 5000)
-    t_raw = per_call(lambda: booster.predict(one, num_threads=1), 5000)
+    t_ml = per_call(lambda: service.score(state, [records[next(i) % len(records)]]), args.requests)
+    t_raw = per_call(lambda: booster.predict(one, num_threads=1), args.requests)
     t_new = per_call(lambda: booster.predict(one.copy(), num_threads=1), 5000)  # a server has a new array per call
     table.add_row("one record, in process (µs)", f"{t_ml * 1e6:.0f}", f"{t_raw * 1e6:.0f}", f"{t_ml / t_raw:.2f}x")
     table.add_row("  vs raw on a new array each call", "", f"{t_new * 1e6:.0f}", f"{t_ml / t_new:.2f}x")
@@ -138,36 +120,39 @@ def main() -> None:
         f"{best_raw / best_ml:.2f}x of raw",
     )
 
-    # 3. HTTP
-    servers = {}
-    try:
-        for name, cmd in (
-            ("bare endpoint (floor)", [sys.executable, "-c", BARE]),
-            ("mlsys dynamic", ["mlsys", "serve", "--host", "127.0.0.1", "inference.mode=dynamic",
-                               "inference.request_log.sample_rate=0"]),
-            ("mlsys hybrid (store hits)", ["mlsys", "serve", "--host", "127.0.0.1",
-                                           "inference.request_log.sample_rate=0"]),
-        ):  # fmt: skip
-            port = _port()
+    # 3. HTTP, with wrk
+    work = Path(tempfile.mkdtemp(prefix="mlsys-servebench-"))
+    script = post_script(work, [json.dumps(b, default=str) for b in bodies])
+    commands = {
+        "bare endpoint (floor)": [sys.executable, "-c", BARE],
+        "mlsys dynamic": ["mlsys", "serve", "--host", "127.0.0.1", "inference.mode=dynamic",
+                          "inference.request_log.sample_rate=0"],
+        "mlsys hybrid (store hits and misses)": ["mlsys", "serve", "--host", "127.0.0.1",
+                                                 "inference.request_log.sample_rate=0"],
+    }  # fmt: skip
+    results: dict[tuple[str, int], list[tuple[float, float, int]]] = {}
+    for _ in range(args.runs):
+        for name, cmd in commands.items():
+            port = free_port()
             full_cmd = [*cmd, str(port)] if name.startswith("bare") else [*cmd[:4], "--port", str(port), *cmd[4:]]
-            servers[name] = (_start(full_cmd, port), f"http://127.0.0.1:{port}/predict")
-        floor = {}
-        for concurrency in (1, 8):
-            for name, (_, url) in servers.items():
-                lat, rps = asyncio.run(_load(url, bodies, args.requests, concurrency))
-                p50, p99 = np.percentile(lat, 50) * 1e3, np.percentile(lat, 99) * 1e3
-                if name.startswith("bare"):
-                    floor[concurrency] = p50
-                    extra = ""
-                else:
-                    extra = f"+{p50 - floor[concurrency]:.2f} ms p50 over the floor"
-                table.add_row(
-                    f"HTTP c={concurrency} {name}", f"p50 {p50:.2f} ms, p99 {p99:.2f} ms", f"{rps:,.0f} req/s", extra
-                )
-    finally:
-        for proc, _ in servers.values():
-            proc.send_signal(signal.SIGINT)
-            proc.wait(10)
+            proc = _start(full_cmd, port)
+            try:
+                for concurrency in (1, 8):
+                    wrk(f"http://127.0.0.1:{port}", script, concurrency, 2)  # warm up
+                    results.setdefault((name, concurrency), []).append(
+                        wrk(f"http://127.0.0.1:{port}", script, concurrency, args.seconds)
+                    )
+            finally:
+                proc.send_signal(signal.SIGINT)
+                proc.wait(10)
+    for concurrency in (1, 8):
+        floor = statistics.median(r[1] for r in results[(next(iter(commands)), concurrency)])
+        for name in commands:
+            runs = results[(name, concurrency)]
+            p50, rps = statistics.median(r[1] for r in runs), statistics.median(r[0] for r in runs)
+            extra = "" if name.startswith("bare") else f"+{(p50 - floor) * 1000:.0f} µs p50 over the floor"
+            table.add_row(f"HTTP c={concurrency} {name}", f"p50 {p50:.3f} ms", f"{rps:,.0f} req/s", extra)
+    shutil.rmtree(work)
     Console().print(table)
 
 

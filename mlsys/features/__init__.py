@@ -13,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mlsys.config.checks import unknown_names
 from mlsys.errors import ConfigError, ContractError
-from mlsys.features.transforms import Encoder, encoder, fit, resolve
+from mlsys.features.transforms import Clip, Encoder, encoder, fit, resolve
 
 
 @dataclass
@@ -28,6 +28,16 @@ class FeaturePipeline:
         self.encoders: list[Encoder] = [encoder(s["transform"], s["state"]) for s in self.specs]
         self.categorical = [i for i, s in enumerate(self.specs) if s["type"] == "categorical"]
         self._pairs = list(zip(self.sources, self.encoders, strict=True))
+        # The record path in two parts: plain and clipped numbers read into one array and
+        # clipped and filled at once (what `Encoder.value` does one by one), the rest (codes,
+        # calendar fields, functions) value by value.
+        plain = [j for j, e in enumerate(self.encoders) if type(e) in (Encoder, Clip)]
+        self._plain = np.array(plain, dtype=np.intp)
+        self._plain_sources = [self.sources[j] for j in plain]
+        self._lo = np.array([getattr(self.encoders[j], "lo", -np.inf) for j in plain], dtype=np.float64)
+        self._hi = np.array([getattr(self.encoders[j], "hi", np.inf) for j in plain], dtype=np.float64)
+        self._fill = np.array([self.encoders[j].fill for j in plain], dtype=np.float64)
+        self._others = [(j, self.sources[j], self.encoders[j]) for j in range(len(self.specs)) if j not in set(plain)]
 
     def transform_frame(self, frame: pd.DataFrame) -> np.ndarray:
         """(n, k) float64 matrix, row-major (what LightGBM predicts fastest from)."""
@@ -42,7 +52,16 @@ class FeaturePipeline:
     def transform_record(self, record: Mapping[str, Any]) -> np.ndarray:
         """(1, k) float64 row from a mapping of source column -> value; absent = missing."""
         get = record.get
-        return np.array([[enc.value(get(src)) for src, enc in self._pairs]], dtype=np.float64)
+        try:
+            numbers = np.array([get(src) for src in self._plain_sources], dtype=np.float64)  # None -> NaN
+        except (TypeError, ValueError):  # pd.NA, or text where a number belongs: one by one
+            return np.array([[enc.value(get(src)) for src, enc in self._pairs]], dtype=np.float64)
+        out = np.empty((1, len(self._pairs)), dtype=np.float64)
+        numbers = np.minimum(np.maximum(numbers, self._lo), self._hi)  # NaN stays NaN
+        out[0, self._plain] = np.where(np.isnan(numbers), self._fill, numbers)
+        for j, src, enc in self._others:
+            out[0, j] = enc.value(get(src))
+        return out
 
     def state(self) -> dict[str, Any]:
         return {"features": self.specs}

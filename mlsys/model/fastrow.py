@@ -27,9 +27,16 @@ class _Setup:
 
         self.booster, self.lib, self.call = booster, _LIB, _safe_call
         self.handle = ctypes.c_void_p()
+        # Buffers and their pointers made once: numpy's `.ctypes` costs microseconds a call.
+        self.row = np.empty(booster.num_feature(), dtype=np.float64)
         self.out = np.empty(booster.num_model_per_iteration(), dtype=np.float64)
         self.length = ctypes.c_int64()
-        self.out_ptr = self.out.ctypes.data_as(ctypes.POINTER(ctypes.c_double))
+        self.args = (
+            self.row.ctypes.data_as(ctypes.c_void_p),
+            ctypes.byref(self.length),
+            self.out.ctypes.data_as(ctypes.POINTER(ctypes.c_double)),
+        )
+        self.predict = _LIB.LGBM_BoosterPredictForMatSingleRowFast
         _safe_call(
             _LIB.LGBM_BoosterPredictForMatSingleRowFastInit(
                 booster._handle, ctypes.c_int(_NORMAL), ctypes.c_int(0), ctypes.c_int(-1),
@@ -54,10 +61,6 @@ class SingleRow:
         setup = getattr(self.local, "setup", None)
         if setup is None:
             setup = self.local.setup = _Setup(self.booster)
-        row = np.ascontiguousarray(row, dtype=np.float64)
-        setup.call(
-            setup.lib.LGBM_BoosterPredictForMatSingleRowFast(
-                setup.handle, row.ctypes.data_as(ctypes.c_void_p), ctypes.byref(setup.length), setup.out_ptr
-            )
-        )
-        return setup.out.copy() if len(setup.out) > 1 else np.array([setup.out[0]])
+        setup.row[:] = row
+        setup.call(setup.predict(setup.handle, *setup.args))
+        return setup.out.copy()

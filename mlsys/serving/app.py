@@ -755,8 +755,9 @@ def create_app(cfg: DictConfig, root: Path, pinned: Path | None = None) -> FastA
                     state, served.version, [(records[i], results[i]["entity"], inputs[i]) for i in answered]
                 )
             arms = {s.version: s for s in (served, state.candidate) if s is not None}
-            for version, answered in by_version.items():  # one entry per model: monitoring judges each
-                service.log.put(
+            logged = by_version.items() if by_version and service.log.sampled() else ()
+            for version, answered in logged:  # one entry per model: monitoring judges each
+                service.log.enqueue(
                     Entry(
                         time.time(), elapsed * 1000, version, state.online.stamp.get("version"),
                         arms[version].model.task, [records[i] for i in answered], [results[i] for i in answered],
@@ -777,4 +778,6 @@ def create_app(cfg: DictConfig, root: Path, pinned: Path | None = None) -> FastA
                 version = served.version if served is not None else None
                 service.log.put(Entry(time.time(), elapsed * 1000, version, None, None, [], [], [], status, kind))
 
+    # Routes are matched in order: the hot one first (each miss costs a regex match).
+    app.router.routes.sort(key=lambda route: getattr(route, "path", "") != "/predict")
     return app

@@ -174,11 +174,17 @@ class RequestLog:
         self._thread.start()
 
     def put(self, entry: Entry) -> bool:
-        """Queue `entry` if sampled and there is room (else count the drop); True if queued.
-        Nothing is signalled: the writer wakes on its own clock, so a request never hands
-        the GIL to it."""
-        if self.rate < 1.0 and self._random.random() >= self.rate:
-            return False
+        """Queue `entry` if sampled and there is room (else count the drop); True if queued."""
+        return self.sampled() and self.enqueue(entry)
+
+    def sampled(self) -> bool:
+        """Whether to log this request (`sample_rate`): asked first, an entry not logged is
+        never built."""
+        return self.rate >= 1.0 or self._random.random() < self.rate
+
+    def enqueue(self, entry: Entry) -> bool:
+        """Queue `entry` if there is room (else count the drop). Nothing is signalled: the
+        writer wakes on its own clock, so a request never hands the GIL to it."""
         if self._queue.qsize() >= self._max_queue:
             self.dropped.inc()
             return False
