@@ -48,6 +48,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes (each loads the model and reloads it; one request log file each)",
+    )
     serve.add_argument("overrides", nargs="*")
     checks = sub.add_parser(
         "check-requests", help="Pandera on the request log's inputs, in one batch (serving contract)"
@@ -135,13 +141,16 @@ def _run(args: argparse.Namespace) -> None:
         _print_audit(result)
         print(f"report: {paths.audit}.json, {paths.audit}.md")
     elif args.command == "serve":
-        import uvicorn
-
-        from mlsys.serving.app import create_app
+        from mlsys.serving import app as serving
         from mlsys.stages import SERVE
 
         cfg, root = config.stage_config(SERVE, args.overrides)
-        app = create_app(cfg, root)
+        if args.workers > 1:
+            _serve_workers(cfg, root, args)
+            return
+        import uvicorn
+
+        app = serving.create_app(cfg, root)
         service = app.state.service
         served = service.state.served
         print(
@@ -190,6 +199,41 @@ def _run(args: argparse.Namespace) -> None:
         start = time.perf_counter()
         module.run(cfg, root, **extra)
         print(f"{args.command}: done in {time.perf_counter() - start:.1f}s", file=sys.stderr)
+
+
+def _serve_workers(cfg: Any, root: Path, args: argparse.Namespace) -> None:
+    """`mlsys serve --workers N`: uvicorn's worker processes on one socket, each building the
+    app from the composed config (a file named in the environment); Prometheus' multiprocess
+    mode in a fresh folder, so /metrics on any worker counts every worker's requests."""
+    import json
+    import os
+    import shutil
+    import tempfile
+
+    import uvicorn
+    from omegaconf import OmegaConf
+
+    from mlsys.serving.app import SERVE_CONFIG, SERVE_ROOT
+
+    work = Path(tempfile.mkdtemp(prefix="mlsys-serve-"))
+    (work / "metrics").mkdir()
+    config_file = work / "composed.json"
+    config_file.write_text(json.dumps(OmegaConf.to_container(cfg, resolve=True)), encoding="utf-8")
+    os.environ.update(
+        {SERVE_CONFIG: str(config_file), SERVE_ROOT: str(root), "PROMETHEUS_MULTIPROC_DIR": str(work / "metrics")}
+    )
+    print(
+        f"serve: {args.workers} workers ({cfg.inference.mode}) on http://{args.host}:{args.port}; "
+        f"request log {cfg.paths.request_log} (a file per worker)",
+        flush=True,
+    )
+    try:
+        uvicorn.run(
+            "mlsys.serving.app:from_environment", factory=True, workers=args.workers, host=args.host,
+            port=args.port, log_level="warning", access_log=False,
+        )  # fmt: skip
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def _project_paths() -> tuple[Path, Any]:

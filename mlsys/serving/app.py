@@ -26,7 +26,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -130,23 +130,43 @@ class Metrics:
             buckets=buckets or tuple(np.round(np.linspace(0.1, 1, 10), 1)),
             registry=r,
         )
-        self.model_info = Gauge("mlsys_model_info", "The served model (value 1)", ["version"], registry=r)
+        # Gauges say what each live process serves (`mlsys serve --workers N`: Prometheus'
+        # multiprocess mode, one series per worker; a single process: `liveall` is ignored).
+        live = {"registry": r, "multiprocess_mode": "liveall"}
+        self.model_info = Gauge("mlsys_model_info", "The served model (value 1)", ["version"], **live)
         self.reloads = Counter("mlsys_model_reloads", "Model switches without restart", registry=r)
         self.mismatch = Gauge(
-            "mlsys_model_mismatch",
-            "1 while the registry's live version is not the one served (it failed to load)",
-            registry=r,
+            "mlsys_model_mismatch", "1 while the registry's live version is not served (it failed to load)", **live
         )
         self.load_error = Gauge(
-            "mlsys_model_load_error", "Why the live version is not served (value 1)", ["version", "reason"], registry=r
+            "mlsys_model_load_error", "Why the live version is not served (value 1)", ["version", "reason"], **live
         )
         self.misses = Counter("mlsys_lookup_misses", "Entities not found in a table", ["table"], registry=r)
-        self.available = Gauge("mlsys_table_available", "1 if the table can be read", ["table"], registry=r)
+        self.available = Gauge("mlsys_table_available", "1 if the table can be read", ["table"], **live)
         self.model_age = Gauge(
-            "mlsys_model_age_seconds", "Now minus the served model's newest training event (wall clock)", registry=r
+            "mlsys_model_age_seconds", "Now minus the served model's newest training event (wall clock)", **live
         )
-        self.table_age = Gauge("mlsys_table_age_seconds", "Now minus when the table was built", ["table"], registry=r)
+        self.table_age = Gauge("mlsys_table_age_seconds", "Now minus when the table was built", ["table"], **live)
+        self.since: dict[str, float] = {}  # the ages' starts (epoch seconds), set on each reload tick
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+
+    def tick(self) -> None:
+        """Ages as of now (set every reload tick: multiprocess mode reads values, not functions)."""
+        now = time.time()
+        if "model" in self.since:
+            self.model_age.set(now - self.since["model"])
+        if "online" in self.since:
+            self.table_age.labels("online").set(now - self.since["online"])
+
+    def scrape(self) -> bytes:
+        """The exposition: this process's registry, or every worker's (multiprocess mode)."""
+        if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            return generate_latest(self.registry)
+        from prometheus_client import multiprocess
+
+        everyone = CollectorRegistry()
+        multiprocess.MultiProcessCollector(everyone)
+        return generate_latest(everyone)
 
     def labelled(self, metric: Any, *values: str) -> Any:
         """A counter's labelled child, looked up once: `labels()` costs microseconds a call."""
@@ -309,10 +329,12 @@ class Service:
         if new.served is not old.served and new.served is not None:
             m.model_info.labels(new.served.version).set(1)
             if old.served is not None:
+                m.model_info.labels(old.served.version).set(0)  # what multiprocess files keep
                 m.model_info.remove(old.served.version)
                 m.reloads.inc()
         if new.mismatch != old.mismatch:
             if old.mismatch is not None:
+                m.load_error.labels(old.mismatch[0], old.mismatch[1][:200]).set(0)
                 m.load_error.remove(old.mismatch[0], old.mismatch[1][:200])
             if new.mismatch is not None:
                 m.load_error.labels(new.mismatch[0], new.mismatch[1][:200]).set(1)
@@ -324,9 +346,10 @@ class Service:
         if new.served is not old.served and new.served is not None:
             newest = (new.served.card.get("timeline") or {}).get("newest_training_event")
             if newest:
-                m.model_age.set_function(_age(newest))
+                m.since["model"] = datetime.fromisoformat(newest).timestamp()
         if new.online is not old.online and new.online.stamp.get("built_at"):
-            m.table_age.labels("online").set_function(_age(new.online.stamp["built_at"]))
+            m.since["online"] = datetime.fromisoformat(new.online.stamp["built_at"]).timestamp()
+        m.tick()
         m.mismatch.set(0 if new.mismatch is None else 1)
         m.available.labels("online").set(0 if new.online.problem else 1)
         if new.online.problem and new.online.problem != old.online.problem and self.needs_online:
@@ -541,12 +564,6 @@ class Shadow:
         self.thread.join(10)
 
 
-def _age(since: str) -> Callable[[], float]:
-    """Seconds from `since` (an ISO time) to now, read when /metrics is scraped."""
-    start = datetime.fromisoformat(since).timestamp()
-    return lambda: time.time() - start
-
-
 def _error(status: int, kind: str, detail: Any, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"error": kind, "detail": detail}, status_code=status, headers=headers)
 
@@ -588,6 +605,7 @@ def create_app(cfg: DictConfig, root: Path, pinned: Path | None = None) -> FastA
         while not stop.wait(limits.reload_seconds):
             try:
                 service.reload()
+                service.metrics.tick()
             except Exception as exc:  # a bad release must not kill the service: keep serving
                 service.metrics.errors.labels("reload").inc()
                 served = service.state.served
@@ -604,6 +622,10 @@ def create_app(cfg: DictConfig, root: Path, pinned: Path | None = None) -> FastA
         if service.shadow is not None:
             service.shadow.close()  # its last answers reach the log before it closes
         service.log.close()
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # this worker's live gauges go with it
+            from prometheus_client import multiprocess
+
+            multiprocess.mark_process_dead(os.getpid())
 
     app = FastAPI(title="mlsys", lifespan=lifespan)
     app.state.service = service
@@ -623,7 +645,7 @@ def create_app(cfg: DictConfig, root: Path, pinned: Path | None = None) -> FastA
 
     @app.get("/metrics")
     async def metrics() -> Response:
-        return Response(generate_latest(m.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(m.scrape(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/model")
     async def model() -> Response:
@@ -781,3 +803,14 @@ def create_app(cfg: DictConfig, root: Path, pinned: Path | None = None) -> FastA
     # Routes are matched in order: the hot one first (each miss costs a regex match).
     app.router.routes.sort(key=lambda route: getattr(route, "path", "") != "/predict")
     return app
+
+
+SERVE_CONFIG = "MLSYS_SERVE_CONFIG"  # `mlsys serve --workers N`: the composed config (JSON) each worker reads
+SERVE_ROOT = "MLSYS_SERVE_ROOT"
+
+
+def from_environment() -> FastAPI:
+    """The app of one `mlsys serve --workers N` worker (uvicorn's factory): the config the
+    command composed, read from the file `MLSYS_SERVE_CONFIG` names."""
+    cfg = OmegaConf.create(json.loads(Path(os.environ[SERVE_CONFIG]).read_text(encoding="utf-8")))
+    return create_app(cfg, Path(os.environ[SERVE_ROOT]))
