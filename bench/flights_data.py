@@ -69,7 +69,8 @@ def generate(rows: int, seed: int = 0) -> dict[str, pd.DataFrame]:
     out_w = weather.iloc[np.concatenate(w_idx)].reset_index(drop=True)
     for frame, dates in ((out_f, f_date), (out_w, w_date)):
         stamp = pd.Series(pd.to_datetime(np.concatenate(dates)))
-        frame["year"], frame["month"], frame["day"] = stamp.dt.year, stamp.dt.month, stamp.dt.day
+        for part in ("year", "month", "day"):  # int64, as in the package (.dt gives int32)
+            frame[part] = getattr(stamp.dt, part).astype("int64")
         frame["time_hour"] = _local_to_utc(stamp, frame["hour"])
     out_w = out_w.drop_duplicates(["origin", "time_hour"]).reset_index(drop=True)  # a repeated autumn hour
     return {"flights": out_f, "weather": out_w, "planes": planes}

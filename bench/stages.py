@@ -54,10 +54,12 @@ def pair(ml: Callable[[], object], raw: Callable[[], object], repeat: int) -> tu
     return min(t_ml), min(t_raw), out_ml, out_raw
 
 
-def raw_ingest_join(cfg) -> pd.DataFrame:
-    """Plain pandas: read the three CSVs, parse times, weather as of 2 h before, planes."""
-    paths = {n: source_path(n, s, ROOT) for n, s in cfg.data.sources.items()}
-    flights, weather, planes = (pd.read_csv(paths[n]) for n in ("flights", "weather", "planes"))
+def raw_ingest_join(cfg, root: Path = ROOT) -> pd.DataFrame:
+    """Plain pandas: read the three tables (CSV or Parquet), parse times, weather as of 2 h
+    before, planes."""
+    paths = {n: source_path(n, s, root) for n, s in cfg.data.sources.items()}
+    read = {n: pd.read_parquet if paths[n].suffix == ".parquet" else pd.read_csv for n in paths}
+    flights, weather, planes = (read[n](paths[n]) for n in ("flights", "weather", "planes"))
     flights["time_hour"] = pd.to_datetime(flights["time_hour"], utc=True)
     weather["time_hour"] = pd.to_datetime(weather["time_hour"], utc=True)
     local = pd.to_datetime(flights[["year", "month", "day", "hour", "minute"]])

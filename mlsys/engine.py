@@ -18,6 +18,7 @@ The same stages write the same outputs either way; what runs on the cluster:
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -137,7 +138,10 @@ def train_dask(
     # The regressor wrapper trains any objective (binary, multiclass with num_class): only the
     # booster is kept, so the classifier's label encoding is not wanted.
     estimator = DaskLGBMRegressor(client=dask, n_estimators=model.num_boost_round, **params)
-    estimator.fit(dx, dy, feature_name=pipeline.names, categorical_feature=pipeline.categorical)
+    with warnings.catch_warnings():
+        # Emitted on every fit for the constructor's default n_jobs (LightGBM issue #6797).
+        warnings.filterwarnings("ignore", message="Parameter n_jobs will be ignored", category=UserWarning)
+        estimator.fit(dx, dy, feature_name=pipeline.names, categorical_feature=pipeline.categorical)
     booster = lgb.Booster(model_str=estimator.booster_.model_to_string())
     best, curve = best_iteration(booster, xv, yv, task)
     return TrainResult(booster=booster, best_iteration=best, history={f"valid/{task.primary}": curve})
