@@ -105,7 +105,11 @@ def raw_step(step: str, work: Path) -> None:
     elif step == "contract":
         flights = pd.read_parquet(work / "upstream/flights.parquet")
         flights["time_hour"] = pd.to_datetime(flights["time_hour"], utc=True)
-        print(f"bad {int(raw_contract(flights).sum())}")
+        passed, failed = raw_contract(flights)
+        with tempfile.TemporaryDirectory() as out:  # written, as validate writes its two parts
+            passed.to_parquet(Path(out) / "passed.parquet")
+            failed.to_parquet(Path(out) / "failed.parquet")
+        print(f"quarantined {len(failed)}")
     elif step in ("train", "score"):
         state = json.loads((work / "data/features/feature_state.json").read_text())
         names = [f["name"] for f in state["features"]]

@@ -136,7 +136,17 @@ STAGES: dict[str, Stage] = {
         "the online feature table: looked-up columns of every flight in the serving window",
     ),
     "predict": Stage(
-        (*REQUEST, "inference.window", "inference.checks", "split.tz", "release.model_name", "engine", "paths"),
+        (
+            *REQUEST,
+            "inference.window",
+            "inference.checks",
+            "inference.backend",
+            "inference.compile_inline",
+            "split.tz",
+            "release.model_name",
+            "engine",
+            "paths",
+        ),
         "score the serving window with the live model; check; replace the lookup store's table",
     ),
     "worth": Stage(

@@ -3,6 +3,7 @@ model, check the predictions, and only then replace the lookup store's table."""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -29,6 +30,11 @@ def run(cfg: DictConfig, root: Path) -> None:
     if live is None:
         raise MissingInputError("predict: no model is released yet; run `dvc repro` (release stage) first")
     model = load_model(registry.path(live), version=live)  # verified first: a corrupt file is named
+    start = time.perf_counter()
+    model.use_backend(cfg.inference.backend, root / cfg.paths.compiled, cfg.inference.compile_inline)
+    backend = {"name": str(cfg.inference.backend), "ready_seconds": round(time.perf_counter() - start, 3)}
+    if model.compiled is not None:
+        backend["compiled"] = model.compiled.path.name
     labelled = read_parquet(root / cfg.paths.labelled, "built dataset: run build")
     unlabelled = read_parquet(root / cfg.paths.unlabelled, "built dataset: run build")
     rows = serving_rows(labelled, unlabelled, cfg.inference.window, cfg.split.tz)
@@ -46,6 +52,7 @@ def run(cfg: DictConfig, root: Path) -> None:
         "created_at": created,
         "rows": len(rows),
         "window": dict(cfg.inference.window),
+        "backend": backend,  # under engine dask, the workers score with LightGBM
         "checks": results,
         "passed": all(r["passed"] for r in results),
         **provenance("predict", cfg),

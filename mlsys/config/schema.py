@@ -142,6 +142,13 @@ class InferenceMode(StrEnum):
     hybrid = "hybrid"
 
 
+class Backend(StrEnum):
+    """What scores a batch: LightGBM's Booster, or the model compiled by lleaves (an extra)."""
+
+    lightgbm = "lightgbm"
+    lleaves = "lleaves"
+
+
 # --- data ------------------------------------------------------------------------------
 @dataclass
 class TimeColumn:
@@ -712,6 +719,7 @@ class PathsConfig:
     backtest: str = "models/backtest"  # one model folder per period, with its scores.json
     online: str = "data/serving/online.sqlite"  # online feature table (request-time lookups)
     store: str = "data/serving/predictions.sqlite"  # batch predictions (the lookup store)
+    compiled: str = "models/compiled"  # lleaves' compiled models (inference.backend lleaves): a cache
     request_log: str = "logs/requests"  # what the server saw and answered: <UTC day>/*.arrows (monitoring reads it)
     alerts: str = "logs/alerts.jsonl"  # every monitoring finding, appended
     monitor_metrics: str = "${.metrics}/monitor.json"
@@ -775,6 +783,8 @@ class InferenceConfig:
     request_log: RequestLogConfig = field(default_factory=RequestLogConfig)
     canary: CanaryConfig = field(default_factory=CanaryConfig)
     shadow: str | None = None  # a kept version that scores every request after its answer is sent
+    backend: Backend = Backend.lightgbm  # batch scoring (the predict stage)
+    compile_inline: bool = False  # lleaves' finline: faster answers, about 10x longer compilation
 
 
 @dataclass

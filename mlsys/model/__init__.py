@@ -15,6 +15,7 @@ from mlsys.errors import ContractError
 from mlsys.features import FeaturePipeline
 from mlsys.io import atomic_write, read_json, write_json
 from mlsys.model import calibration as calib
+from mlsys.model.compiled import Compiled, compile_model
 from mlsys.model.fastrow import SingleRow
 from mlsys.model.integrity import (
     CALIBRATION_FILE,
@@ -159,9 +160,18 @@ class Model:
     task: Task = field(default_factory=Task)  # what it predicts (from its meta/card)
     calibration: dict[str, Any] | None = None  # fitted on the validation window (model.calibration)
     _row: SingleRow | None = field(default=None, init=False, repr=False, compare=False)  # made on first use
+    compiled: Compiled | None = field(default=None, init=False, repr=False, compare=False)  # see use_backend
 
-    def __getstate__(self) -> dict[str, Any]:  # shipped to Dask workers: the per-thread setups stay here
-        return {k: v for k, v in self.__dict__.items() if k != "_row"} | {"_row": None}
+    def __getstate__(self) -> dict[str, Any]:  # shipped to Dask workers: native handles stay here
+        return self.__dict__ | {"_row": None, "compiled": None}
+
+    def use_backend(self, backend: str, cache: Path, inline: bool = False) -> None:
+        """Score batches with `backend` (`inference.backend`): lleaves compiles the model, or
+        loads it from `cache` (`mlsys.model.compiled`); lightgbm is Booster.predict."""
+        if backend == "lleaves":
+            self.compiled = compile_model(self.booster.model_to_string(), self.version, cache, inline)
+        else:
+            self.compiled = None
 
     def predict_frame(self, frame: pd.DataFrame, num_threads: int = 0) -> np.ndarray:
         """The task's answers: probabilities (binary: of the positive class; multiclass: one
@@ -176,6 +186,8 @@ class Model:
                 self._row = SingleRow(self.booster)
             raw = self._row(x[0])
             raw = raw[None, :] if self.task.kind == "multiclass" else raw
+        elif self.compiled is not None:
+            raw = self.compiled(x, num_threads)
         else:
             raw = self.booster.predict(x, num_threads=num_threads)
         return calib.apply(self.calibration, self.task.output(raw))

@@ -1,7 +1,7 @@
 """The Dask engine on the flights sample, a real DVC repo: `engine: dask` in conf/ reruns
 training (lightgbm.dask on a LocalCluster of 2 worker processes) and nothing upstream of it;
 the model is as good as the local one; batch scoring by partition fills the lookup store with
-the local engine's answers."""
+the local engine's answers. The lleaves backend fills it with LightGBM's answers too."""
 
 from __future__ import annotations
 
@@ -36,3 +36,19 @@ def test_engine_dask_trains_on_a_local_cluster_and_scores_by_partition(sample_co
     before = _store(p)
     run(["mlsys", "predict", "engine=dask", "engine.dask.partitions=5"], p)
     assert _store(p) == before and len(before) > 1000
+
+
+def test_backend_lleaves_fills_the_store_with_the_boosters_answers_and_reuses_its_compilation(sample_copy):
+    p = sample_copy
+    run(["mlsys", "predict", "inference.backend=lightgbm"], p)
+    before = dict(_store(p))
+    run(["mlsys", "predict", "inference.backend=lleaves"], p)
+    report = json.loads((p / "reports/predict.json").read_text())
+    compiled = p / "models/compiled" / report["backend"]["compiled"]
+    assert compiled.is_file() and report["backend"]["name"] == "lleaves"
+    after = dict(_store(p))
+    assert after.keys() == before.keys() and len(before) > 1000
+    assert max(abs(after[k] - before[k]) for k in before) < 1e-12
+    stamp = compiled.stat().st_mtime_ns
+    run(["mlsys", "predict", "inference.backend=lleaves"], p)
+    assert compiled.stat().st_mtime_ns == stamp  # the cached object is loaded, not compiled again
