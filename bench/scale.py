@@ -127,7 +127,7 @@ def raw_step(step: str, work: Path) -> None:
             print(f"rounds {booster.best_iteration}")
         else:
             booster = lgb.Booster(model_file=str(work / "models/model/model.txt"))
-            booster.predict(matrices["valid"][names].to_numpy())
+            print(f"scored {len(booster.predict(matrices['valid'][names].to_numpy())):,} rows")
 
 
 def main() -> None:

@@ -186,7 +186,7 @@ def main() -> None:
         kw = {"feature_name": pipeline.names, "categorical_feature": pipeline.categorical}
         dtrain = lgb.Dataset(x, y, params=params, **kw)
         dvalid = lgb.Dataset(xv, yv, reference=dtrain, **kw)
-        return lgb.train(params, dtrain, 200, valid_sets=[dtrain, dvalid], valid_names=["train", "valid"])
+        return lgb.train(params, dtrain, 200, valid_sets=[dvalid], valid_names=["valid"])
 
     t_ml, t_raw, result, booster = pair(
         lambda: train(x, y, xv, yv, pipeline, model_cfg, cfg.training, task), raw_train, args.repeat

@@ -23,6 +23,7 @@ import numpy as np
 from mlsys.tasks import Task
 
 BINS = 64
+EDGE_ROWS = 50_000  # at most this many values place a numeric input's bin edges
 PRIOR = 1.0  # pseudo-rows of the overall mean in each bin: a bin of one row is not certainty
 MEASURE = {"binary": "auc", "regression": "r2", "multiclass": "macro_f1"}
 
@@ -50,7 +51,9 @@ def _bins(train: np.ndarray, valid: np.ndarray, categorical: bool) -> tuple[np.n
             return np.where(known, idx, len(edges))
 
         return index(train), index(valid), len(edges) + 1
-    edges = np.unique(np.quantile(present, np.linspace(0, 1, BINS + 1)[1:-1])) if len(present) else np.array([])
+    step = -(-len(present) // EDGE_ROWS)  # edges from every step-th value: quantiles of a large column
+    levels = np.linspace(0, 1, BINS + 1)[1:-1]
+    edges = np.unique(np.quantile(present[::step], levels)) if len(present) else np.array([])
 
     def index(col: np.ndarray) -> np.ndarray:
         return np.where(np.isnan(col), len(edges) + 1, np.searchsorted(edges, col, side="right"))
@@ -72,21 +75,30 @@ def alone(task: Task, train: np.ndarray, y: np.ndarray, valid: np.ndarray, yv: n
     return power(task, yv, table[bv])
 
 
-def label_function(col: np.ndarray, y: np.ndarray) -> bool:
-    """Whether `col` is a function of the label on these rows: one value for each label value
-    (missing counts as a value), over label values that repeat and cover most rows; a
-    constant is not (it tells nothing)."""
-    values = np.where(np.isnan(col), np.inf, col)
-    if len(np.unique(values)) < 2:
-        return False
+def label_groups(y: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """The rows of label values that repeat, grouped by value (row order, group starts), made
+    once for every input's `label_function`; None for a continuous label (values that repeat
+    cover under half the rows, or fewer than two values repeat)."""
     _, inverse, counts = np.unique(y, return_inverse=True, return_counts=True)
     repeated = counts[inverse] > 1
-    if (counts > 1).sum() < 2 or repeated.mean() < 0.5:  # a continuous label: each value once
+    if (counts > 1).sum() < 2 or repeated.mean() < 0.5:
+        return None
+    rows = np.flatnonzero(repeated)
+    order = rows[np.argsort(inverse[rows], kind="stable")]
+    label = inverse[order]
+    return order, np.flatnonzero(np.r_[True, label[1:] != label[:-1]])
+
+
+def label_function(col: np.ndarray, groups: tuple[np.ndarray, np.ndarray] | None) -> bool:
+    """Whether `col` is a function of the label on these rows: one value for each label value
+    (missing counts as a value) over the `label_groups`; a constant is not (it tells nothing).
+    A pass over the column: each group's smallest value equals its largest."""
+    values = np.where(np.isnan(col), np.inf, col)
+    if groups is None or not len(values) or values.min() == values.max():
         return False
-    order = np.lexsort((values[repeated], inverse[repeated]))
-    lab, val = inverse[repeated][order], values[repeated][order]
-    same_label = lab[1:] == lab[:-1]
-    return bool(np.all(val[1:][same_label] == val[:-1][same_label]))
+    order, starts = groups
+    grouped = values[order]
+    return bool(np.array_equal(np.minimum.reduceat(grouped, starts), np.maximum.reduceat(grouped, starts)))
 
 
 def figures(model: Any, x: np.ndarray, y: np.ndarray, xv: np.ndarray, yv: np.ndarray) -> dict[str, Any]:
@@ -98,12 +110,13 @@ def figures(model: Any, x: np.ndarray, y: np.ndarray, xv: np.ndarray, yv: np.nda
     gain = model.booster.feature_importance("gain")  # at the best iteration
     share = gain / gain.sum() if gain.sum() > 0 else np.zeros(len(names))
     cats = set(model.pipeline.categorical)
+    groups = label_groups(y)
     inputs = [
         {
             "name": name,
             "alone": alone(task, x[:, j], y, xv[:, j], yv, j in cats),
             "gain_share": float(share[j]),
-            "label_function": label_function(x[:, j], y),
+            "label_function": label_function(x[:, j], groups),
         }
         for j, name in enumerate(names)
     ]

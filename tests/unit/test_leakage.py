@@ -102,7 +102,7 @@ def test_an_input_that_is_a_function_of_the_label_is_named_and_an_accepted_one_p
     ],
 )
 def test_a_function_of_the_label(column, label, expected):
-    assert leakage.label_function(column, label) is expected
+    assert leakage.label_function(column, leakage.label_groups(label)) is expected
 
 
 def test_regression_power_is_r2_and_an_old_bundle_is_not_gated():
