@@ -11,12 +11,14 @@ caching are left out: they are the same for any code). The raw equivalents run t
 each in its own process on the same files: read + parse + as-of join + lookup join (plain
 pandas), the flights contract as hand-written pandas checks, `lgb.train` with the same params
 and early stopping on the matrices featurize wrote, and `Booster.predict` on the valid matrix.
-`--dask` then reruns train, evaluate and predict with `engine: dask` (a LocalCluster).
+`--dask` then reruns build, train, evaluate and predict with `engine: dask` (a LocalCluster) and
+says whether the sliced build wrote the local build's very bytes.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import re
 import subprocess
@@ -130,10 +132,15 @@ def raw_step(step: str, work: Path) -> None:
             print(f"scored {len(booster.predict(matrices['valid'][names].to_numpy())):,} rows")
 
 
+def built_files(work: Path) -> list[Path]:
+    """The build stage's data files (labelled, unlabelled, quarantined)."""
+    return sorted((work / "data/dataset").glob("*.parquet"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--dask", action="store_true", help="also train, evaluate and predict with engine: dask")
+    parser.add_argument("--dask", action="store_true", help="also build, train, evaluate and predict with engine: dask")
     parser.add_argument("--work", type=Path, help="the project folder (default: a temporary one)")
     parser.add_argument("--raw", nargs=2, metavar=("STEP", "WORK"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -159,10 +166,14 @@ def main() -> None:
     print(f"  mlsys train: best iteration {meta['best_iteration']}")
     if args.dask:
         choose(work, engine="dask")
-        for stage in ("train", "evaluate", "predict"):
+        built = {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in built_files(work)}
+        for stage in ("build", "train", "evaluate", "predict"):
             wall, gib, _ = timed([str(MLSYS), stage], work)
             measured[stage] |= {"dask_s": wall, "dask_gib": gib}
             print(f"  {stage} (dask): {measured[stage]}", flush=True)
+            if stage == "build":
+                same = built == {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in built_files(work)}
+                print(f"  build (dask): the built dataset is {'' if same else 'NOT '}the local build's, byte for byte")
         dask_metrics = json.loads((work / "metrics/metrics.json").read_text())
     table = Table(title=f"{facts['flights']} flights, 2 cores: wall seconds and peak GiB per stage")
     columns = ["stage", "mlsys s", "GiB", "raw s", "GiB", "time ratio"]

@@ -13,60 +13,26 @@ The same stages write the same outputs either way; what runs on the cluster:
   byte-deterministic: which rows each worker holds varies with placement.
 - **batch scoring** (`answers`): the rows cut into partitions, each scored on a worker by the
   same model object (the one feature path), in order.
+- **build**: `mlsys.data.sliced`, by time slice.
+
+The cluster itself (a LocalCluster or an address): `mlsys.cluster`.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from omegaconf import DictConfig
 
+from mlsys.cluster import client, partitions
 from mlsys.errors import ConfigError
 from mlsys.features import FeaturePipeline
 from mlsys.model import Model, TrainResult, lgb_params
 from mlsys.tasks import Task
-
-
-@contextmanager
-def client(cfg: DictConfig) -> Iterator[Any]:
-    """A Dask client: to `cfg.address`, or to a LocalCluster started here (and stopped after)."""
-    from distributed import Client, LocalCluster
-
-    if cfg.address:
-        try:
-            connected = Client(cfg.address, timeout=cfg.connect_timeout)
-        except OSError as exc:
-            raise ConfigError(f"engine.dask.address: no Dask scheduler answers at {cfg.address} ({exc})") from exc
-        try:
-            yield connected
-        finally:
-            connected.close()
-        return
-    cluster = LocalCluster(
-        n_workers=cfg.n_workers,
-        threads_per_worker=cfg.threads_per_worker,
-        memory_limit=cfg.memory_limit,
-        processes=True,
-        dashboard_address=":0",  # any free port: never a clash with another cluster's
-    )
-    try:
-        with Client(cluster) as local:
-            yield local
-    finally:
-        cluster.close()
-
-
-def _partitions(n: int, cfg: DictConfig, workers: int) -> int:
-    """Row chunks: `engine.dask.partitions`, or one per worker (LightGBM trains on each worker's
-    chunks as its share of the data)."""
-    return max(1, min(n, cfg.partitions or workers))
-
 
 _LINKS = {  # LightGBM objective -> what turns a summed raw score into its answer
     "binary": "sigmoid",
@@ -132,7 +98,7 @@ def train_dask(
     params = lgb_params(model, training, task)
     params.pop("num_threads", None)  # lightgbm.dask uses each worker's own threads
     workers = len(dask.scheduler_info()["workers"])
-    chunk = math.ceil(len(x) / _partitions(len(x), cfg, workers))
+    chunk = math.ceil(len(x) / partitions(len(x), cfg, workers))
     dx = da.from_array(x, chunks=(chunk, x.shape[1]))
     dy = da.from_array(task.target(y).astype("float64"), chunks=chunk)
     # The regressor wrapper trains any objective (binary, multiclass with num_class): only the
@@ -157,7 +123,7 @@ def answers(model: Model, frame: pd.DataFrame, cfg: DictConfig) -> np.ndarray:
     columns = list(model.task.columns)
     with client(cfg.dask) as dask:
         workers = len(dask.scheduler_info()["workers"])
-        parts = dd.from_pandas(frame.reset_index(drop=True), npartitions=_partitions(len(frame), cfg.dask, workers))
+        parts = dd.from_pandas(frame.reset_index(drop=True), npartitions=partitions(len(frame), cfg.dask, workers))
         meta = pd.DataFrame({c: pd.Series(dtype="float64") for c in columns})
         [shipped] = dask.scatter([model], broadcast=True)
         # This client's cluster, whichever client the process made its default.

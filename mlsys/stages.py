@@ -80,10 +80,13 @@ STAGES: dict[str, Stage] = {
         "copy upstream sources into a versioned raw snapshot (all or nothing)",
     ),
     "validate": Stage(
-        ("data.sources", "data.primary", "data.event_time", "data.derived", "contract.tables", "paths"),
-        "check each raw table against its contract",
+        ("data.sources", "data.primary", "data.event_time", "data.derived", "contract.tables", "engine", "paths"),
+        "check each raw table against its contract (engine dask: by slice of rows)",
     ),
-    "build": Stage((*BUILD, "contract.dataset", "paths"), "join sources as of the prediction time; label; aggregates"),
+    "build": Stage(
+        (*BUILD, "contract.dataset", "engine", "paths"),
+        "join sources as of the prediction time; label; aggregates (engine dask: by time slice)",
+    ),
     "featurize": Stage(
         ("features.columns", "split", *DYNAMIC, "contract.dataset", "paths"),
         "resolve the windows; check new data (dynamic); fit feature state on train; encode",

@@ -10,7 +10,8 @@ from omegaconf import DictConfig
 
 from mlsys.config import provenance
 from mlsys.contracts import summary, validate_table, without_column
-from mlsys.data.build import build, pending
+from mlsys.data import sliced
+from mlsys.data.build import pending
 from mlsys.data.columns import LABEL
 from mlsys.data.snapshot import MANIFEST
 from mlsys.errors import ContractError, MlsysError
@@ -25,7 +26,7 @@ def run(cfg: DictConfig, root: Path) -> None:
     }
     manifest = read_json(root / cfg.paths.raw / MANIFEST, "the snapshot manifest: run snapshot")
     as_of = pd.Timestamp(manifest["snapshot_time"])  # labels are final or pending as of the snapshot
-    result = build(tables, cfg.data, as_of)
+    result = sliced.build(tables, cfg.data, as_of, cfg.engine)  # here, or time slice by time slice on Dask
     report = dict(result.report)
     labelled, unlabelled = result.labelled, result.unlabelled
     if cfg.contract.dataset is not None:

@@ -108,6 +108,26 @@ def built(parsed_tables, full_config):
     return build(parsed_tables, full_config.data)
 
 
+@pytest.fixture(scope="session")
+def dask_client():
+    """A real LocalCluster of 2 worker processes (1 thread, 1 GiB each), shared by a session's tests."""
+    from mlsys.cluster import client
+    from mlsys.config.schema import DaskConfig
+
+    with client(OmegaConf.structured(DaskConfig(n_workers=2, threads_per_worker=1, memory_limit="1GiB"))) as dask:
+        assert len(dask.scheduler_info()["workers"]) == 2
+        yield dask
+
+
+def engine_at(dask, **options) -> OmegaConf:
+    """An `engine` section running on the cluster of the client `dask` (by its address)."""
+    from mlsys.config.schema import DaskConfig
+
+    return OmegaConf.create(
+        {"kind": "dask", "dask": OmegaConf.merge(DaskConfig(address=dask.scheduler.address), options)}
+    )
+
+
 def init_project(dest: Path, config_defaults: dict[str, str] | None = None) -> Path:
     """A fresh git + DVC project with this repo's conf/, dvc.yaml and hydra_plugins/."""
     dest.mkdir(parents=True, exist_ok=True)

@@ -103,8 +103,13 @@ def check_table(table: DictConfig, key: str) -> None:
         raise ConfigError(f"{key}.max_quarantine_fraction: {table.max_quarantine_fraction} not in [0, 1]")
 
 
-def compile_schema(name: str, table: DictConfig) -> pa.DataFrameSchema:
-    """Build the Pandera schema a `contract.tables.<name>` entry declares."""
+def compile_schema(name: str, table: DictConfig, part: str = "all") -> pa.DataFrameSchema:
+    """Build the Pandera schema a `contract.tables.<name>` entry declares: all of it, or the
+    part a slice of rows can check (`rows`: types, bounds, sets, patterns, custom row checks)
+    or the part only the whole table can (`table`: uniqueness, missing share, row count)."""
+    if part == "table":
+        return _table_schema(name, table)
+    rows = part == "rows"
     columns = {}
     for col, spec in table.columns.items():
         checks = []
@@ -119,7 +124,7 @@ def compile_schema(name: str, table: DictConfig) -> pa.DataFrameSchema:
             checks.append(pa.Check.isin(list(spec.isin)))
         if spec.regex is not None:
             checks.append(pa.Check.str_matches(spec.regex))
-        if spec.max_missing is not None:
+        if spec.max_missing is not None and not rows:
             checks.append(pa.Check.max_missing(max_fraction=spec.max_missing, ignore_na=False))
         checks.extend(
             custom_check(c, f"contract.tables.{name}.columns.{col}.checks[{i}]") for i, c in enumerate(spec.checks)
@@ -129,22 +134,45 @@ def compile_schema(name: str, table: DictConfig) -> pa.DataFrameSchema:
                 spec.dtype,
                 checks=checks,
                 nullable=spec.nullable,
-                unique=spec.unique,
+                unique=spec.unique and not rows,
                 required=spec.required,
                 report_duplicates="exclude_first",
             )
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"contract.tables.{name}.columns.{col}: {exc}") from exc
     frame_checks = [custom_check(c, f"contract.tables.{name}.checks[{i}]") for i, c in enumerate(table.checks)]
-    if table.min_rows is not None or table.max_rows is not None:
+    if (table.min_rows is not None or table.max_rows is not None) and not rows:
         frame_checks.append(pa.Check.row_count(min_rows=table.min_rows, max_rows=table.max_rows))
     return pa.DataFrameSchema(
         columns,
         checks=frame_checks,
-        unique=list(table.unique) or None,
+        unique=None if rows else list(table.unique) or None,
         strict=table.strict,
         report_duplicates="exclude_first",
         name=name,
+    )
+
+
+def _table_schema(name: str, table: DictConfig) -> pa.DataFrameSchema:
+    """The whole-table checks alone, on columns the row part has found (or reported missing)."""
+    columns = {
+        col: pa.Column(
+            checks=[pa.Check.max_missing(max_fraction=spec.max_missing, ignore_na=False)]
+            if spec.max_missing is not None
+            else [],
+            nullable=True,  # the row part's check
+            unique=spec.unique,
+            required=False,
+            report_duplicates="exclude_first",
+        )
+        for col, spec in table.columns.items()
+        if spec.unique or spec.max_missing is not None
+    }
+    checks = []
+    if table.min_rows is not None or table.max_rows is not None:
+        checks.append(pa.Check.row_count(min_rows=table.min_rows, max_rows=table.max_rows))
+    return pa.DataFrameSchema(
+        columns, checks=checks, unique=list(table.unique) or None, report_duplicates="exclude_first", name=name
     )
 
 
@@ -179,6 +207,15 @@ class ValidationResult:
     report: dict[str, Any] = field(default_factory=dict)
 
 
+def row_cases(name: str, table: DictConfig, frame: pd.DataFrame) -> pd.DataFrame:
+    """The failure cases of the row checks (and of `python_schema`) on a slice of a table,
+    indexed by the slice's own index: `validate_table(..., sliced=True)` adds the rest."""
+    cases = [_failure_cases(compile_schema(name, table, "rows"), frame)]
+    if (extra := python_schema(name, table)) is not None:
+        cases.append(_failure_cases(extra, frame))
+    return pd.concat([c for c in cases if len(c)] or cases[:1], ignore_index=True)
+
+
 def _failure_cases(schema: pa.DataFrameSchema, frame: pd.DataFrame) -> pd.DataFrame:
     try:
         schema.validate(frame, lazy=True)
@@ -193,17 +230,20 @@ def validate_table(
     frame: pd.DataFrame,
     extra_failures: pd.DataFrame | None = None,
     raw: pd.DataFrame | None = None,
+    sliced: bool = False,
 ) -> ValidationResult:
     """Validate `frame` lazily; split passed / quarantined rows; build the report.
 
     `extra_failures` are row failures found before Pandera (e.g. unparseable timestamps),
     in the same shape as Pandera's failure cases; quarantined rows are taken from `raw`
-    (the frame as read, before parsing) when given, so nothing is lost.
+    (the frame as read, before parsing) when given, so nothing is lost. `sliced`: the row
+    checks were run on slices of `frame` (`row_cases`, their cases in `extra_failures`), so
+    only the whole-table checks run here.
     """
     frame = frame.reset_index(drop=True)
     raw = frame if raw is None else raw.reset_index(drop=True)
-    cases = [_failure_cases(compile_schema(name, table), frame)]
-    if (extra := python_schema(name, table)) is not None:
+    cases = [_failure_cases(compile_schema(name, table, "table" if sliced else "all"), frame)]
+    if not sliced and (extra := python_schema(name, table)) is not None:
         cases.append(_failure_cases(extra, frame))
     if extra_failures is not None and len(extra_failures):
         cases.append(extra_failures)
@@ -218,6 +258,8 @@ def validate_table(
     typed &= ~fc["column"].isin(explained)
     is_row = fc["index"].notna() & ~typed
     frame_fc, row_fc = fc[~is_row & ~typed], fc[is_row]
+    # Once each: checked slice by slice, a frame-level failure (a missing column) is found per slice.
+    frame_fc = frame_fc[~frame_fc[["column", "check", "failure_case"]].astype(str).duplicated()]
 
     pii = {str(c) for c, spec in table.columns.items() if spec.get("pii", False)}
     frame_failures = [

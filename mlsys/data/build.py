@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from mlsys.data.columns import EVENT_LOCAL, EVENT_TIME, LABEL, PREDICTION_TIME, TIME_UNITS
 from mlsys.data.sources import localize
 from mlsys.durations import parse_duration
-from mlsys.errors import ContractError
+from mlsys.errors import ConfigError, ContractError
 from mlsys.tasks import Task
 
 
@@ -236,19 +236,68 @@ def pending(frame: pd.DataFrame, spec: DictConfig, as_of: pd.Timestamp | None) -
     return (frame[EVENT_TIME] + parse_duration(spec.matures_after) > as_of).to_numpy()
 
 
-def build(tables: dict[str, pd.DataFrame], data: DictConfig, as_of: pd.Timestamp | None = None) -> BuildResult:
-    """Join validated tables into one row per primary entity, as of the prediction time;
-    label the rows whose label is final by `as_of` (the snapshot time)."""
+def prepare(tables: dict[str, pd.DataFrame], data: DictConfig) -> tuple[pd.DataFrame, dict[str, int]]:
+    """The primary table with its UTC event time, local event time and prediction time; the
+    count of local times read by the one rule (ambiguous, nonexistent)."""
     frame = tables[data.primary].copy()
     frame[EVENT_TIME], local_times = event_times(frame, data.event_time)
     frame[EVENT_LOCAL] = frame[EVENT_TIME].dt.tz_convert(data.event_time.tz)
     frame[PREDICTION_TIME] = frame[EVENT_TIME] - parse_duration(data.prediction_lead)
+    return frame, local_times
+
+
+def enrich(frame: pd.DataFrame, tables: Mapping[str, pd.DataFrame], data: DictConfig) -> pd.DataFrame:
+    """`prepare`'s frame with the joined columns (as of the prediction time, by key) and the
+    point-in-time aggregates; `tables` need hold only the joined sources."""
     for join in data.asof_joins:
         frame = asof_join(frame, tables[join.source], join)
     for join in data.lookup_joins:
         frame = lookup_join(frame, tables[join.source], join)
     for name, agg in data.aggregates.items():
         frame[name] = aggregate(frame, agg)
+    return frame
+
+
+def context(frame: pd.DataFrame, data: DictConfig) -> tuple[pd.Timedelta, pd.Timedelta]:
+    """How far before and after a span of event times the rows an aggregate of that span
+    reads can lie (look-back, look-ahead): from the config (prediction lead, windows, lags)
+    and the longest and shortest observation delay the data holds (`observed_after`), so a
+    time slice plus this much on either side builds exactly as the whole table does."""
+    back = ahead = pd.Timedelta(0)
+    lead = parse_duration(data.prediction_lead)
+    for name, agg in data.aggregates.items():
+        window = parse_duration(agg.window)
+        if agg.known != "past":  # schedule: event times within +-window
+            back, ahead = max(back, window), max(ahead, window)
+            continue
+        after = pd.Series([0.0])
+        if agg.observed_after:
+            if agg.observed_after not in frame.columns:
+                raise ConfigError(
+                    f"data.aggregates.{name}.observed_after: {agg.observed_after!r} is not a column of "
+                    f"{data.primary!r}, so engine dask cannot bound the rows it reads (use engine: local)"
+                )
+            after = frame[agg.observed_after].astype("float64").dropna() * 60.0
+        late, early = (float(after.max()), float(after.min())) if len(after) else (0.0, 0.0)
+        # A row with prediction time P reads rows observed in (P - window, P], observed =
+        # event + lag + after: events in (P - window - lag - late, P - lag - early], P = event - lead.
+        lag = parse_duration(agg.observed_lag)
+        back = max(back, lead + window + lag + pd.Timedelta(seconds=max(late, 0.0)))
+        ahead = max(ahead, -(lead + lag + pd.Timedelta(seconds=min(early, 0.0))))
+    return back, ahead
+
+
+def build(tables: dict[str, pd.DataFrame], data: DictConfig, as_of: pd.Timestamp | None = None) -> BuildResult:
+    """Join validated tables into one row per primary entity, as of the prediction time;
+    label the rows whose label is final by `as_of` (the snapshot time)."""
+    frame, local_times = prepare(tables, data)
+    return finish(enrich(frame, tables, data), data, as_of, local_times)
+
+
+def finish(
+    frame: pd.DataFrame, data: DictConfig, as_of: pd.Timestamp | None, local_times: dict[str, int]
+) -> BuildResult:
+    """Label `enrich`'s frame (rows not final by `as_of` pending), split labelled / unlabelled, report."""
     task = Task.from_config(data.label, {})
     frame[LABEL] = task.encode(frame[data.label.column], data.label)
     young = pending(frame, data.label, as_of)

@@ -162,7 +162,7 @@ def test_stage_receives_and_hashes_exactly_its_keys(monkeypatch):
     train, _ = config.stage_config(STAGES["train"].params)
     assert set(train) == {"model", "data", "training", "engine", "paths"} and set(train.data) == {"label"}
     validate, _ = config.stage_config(STAGES["validate"].params)
-    assert set(validate) == {"data", "contract", "paths"}
+    assert set(validate) == {"data", "contract", "engine", "paths"}
     assert set(validate.data) == {"sources", "primary", "event_time", "derived"}
     assert set(validate.contract) == {"tables"}
     base = provenance("train", train)["config_hash"]

@@ -22,6 +22,7 @@ from mlsys.errors import ConfigError
 from mlsys.features import fit_pipeline
 from mlsys.model import Model, load_model, save_model_dir, train
 from mlsys.tasks import Task
+from tests.conftest import engine_at
 
 DASK = OmegaConf.structured(DaskConfig(n_workers=2, threads_per_worker=1, memory_limit="1GiB"))
 MODEL = OmegaConf.merge(
@@ -54,20 +55,13 @@ def _data(task: Task):
     return pipeline, tr, va
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    with engine.client(DASK) as dask:
-        assert len(dask.scheduler_info()["workers"]) == 2
-        yield dask
-
-
 @pytest.mark.parametrize("task", TASKS, ids=lambda t: t.kind)
-def test_dask_training_matches_local_quality_and_saves_a_plain_model(cluster, task, tmp_path):
+def test_dask_training_matches_local_quality_and_saves_a_plain_model(dask_client, task, tmp_path):
     pipeline, tr, va = _data(task)
     x, xv = pipeline.transform_frame(tr), pipeline.transform_frame(va)
     y, yv = tr[LABEL].to_numpy(), va[LABEL].to_numpy()
     local = train(x, y, xv, yv, pipeline, MODEL, TRAINING, task)
-    dask = engine.train_dask(cluster, x, y, xv, yv, pipeline, MODEL, TRAINING, task, DASK)
+    dask = engine.train_dask(dask_client, x, y, xv, yv, pipeline, MODEL, TRAINING, task, DASK)
     assert dask.booster.current_iteration() == MODEL.num_boost_round  # a fixed number of rounds
     curve = dask.history[f"valid/{task.primary}"]
     metric = task.metrics[task.primary]
@@ -81,15 +75,14 @@ def test_dask_training_matches_local_quality_and_saves_a_plain_model(cluster, ta
     assert abs(figure - mine) <= 0.02 * max(abs(mine), 1.0)  # the same quality as local training
 
 
-def test_batch_scoring_by_partition_gives_the_local_answers_in_order(cluster):
+def test_batch_scoring_by_partition_gives_the_local_answers_in_order(dask_client):
     task = TASKS[2]
     pipeline, tr, va = _data(task)
     trained = train(pipeline.transform_frame(tr), tr[LABEL].to_numpy(), pipeline.transform_frame(va),
                     va[LABEL].to_numpy(), pipeline, MODEL, TRAINING, task)  # fmt: skip
     model = Model(trained.booster, pipeline, "t", {}, task)
-    cfg = OmegaConf.merge(DASK, {"partitions": 7})
     local = engine.answers(model, va, OmegaConf.structured({"kind": "local", "dask": DaskConfig()}))
-    spread = engine.answers(model, va, OmegaConf.create({"kind": "dask", "dask": cfg}))
+    spread = engine.answers(model, va, engine_at(dask_client, partitions=7))
     assert spread.shape == (len(va), 3) and np.array_equal(spread, local)
 
 

@@ -1,0 +1,137 @@
+"""The validate and build stages on a Dask cluster (`engine: dask`), slice by slice; with
+`engine: local`, the same functions do the whole table here.
+
+**validate**: a raw table is cut into slices of rows; each slice is parsed (declared times,
+derived columns) and checked row by row (`mlsys.contracts.row_cases`: types, bounds, sets,
+patterns, custom row checks, `python_schema`) on a worker; the checks only the whole table can
+answer (uniqueness, missing share, row count, quarantine share) then run once over the
+gathered table, and the report is assembled as the local engine's is: the same passed rows,
+quarantine and report.
+
+**build**: the primary table is cut into slices of equal rows by event time; each slice is sent with the
+rows its point-in-time aggregates read around it (`mlsys.data.build.context`: a look-back and
+look-ahead from the config and the data's observation delays) and the joined tables
+(broadcast whole), joined and aggregated on a worker, and only its own rows come back. The
+built table equals the local engine's: the same joins, the same windows over the same rows
+(a window's sum is a difference of prefix sums over other prefixes, so a non-integer `sum` /
+`mean` may differ from the local one in the last bit).
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from omegaconf import DictConfig
+
+from mlsys.cluster import client, partitions
+from mlsys.contracts import ValidationResult, row_cases, validate_table
+from mlsys.data.build import BuildResult, context, enrich, finish, invalid_event_times, prepare
+from mlsys.data.columns import EVENT_TIME
+from mlsys.data.derive import Deriver
+from mlsys.data.sources import TRUNCATED_LINE, failure_cases, parse_times
+
+LocalTimes = dict[str, dict[str, int]]
+
+
+def parse(name: str, raw: pd.DataFrame, cfg: DictConfig) -> tuple[pd.DataFrame, pd.DataFrame, LocalTimes]:
+    """A raw table, or a slice of it (its index kept), as its contract checks it: declared
+    times parsed, derived columns computed (primary); the failures found before Pandera
+    (unparseable times, impossible event times); local times read by the one rule."""
+    parsed, times, local_times = parse_times(raw, cfg.data.sources[name])
+    cases = [times]
+    if name == cfg.data.primary:
+        parsed = Deriver(cfg.data.derived).frame(parsed)  # before the contract: it may bound them
+        bad = invalid_event_times(parsed, cfg.data.event_time)
+        if bad.any():
+            cols = [c for c in cfg.data.event_time.parts.values() if not isinstance(c, int)]
+            values = parsed.loc[bad, cols].astype(str).agg(" ".join, axis=1)
+            cases.append(failure_cases(f"({', '.join(cols)})", "forms_a_local_time", values))
+    found = [c for c in cases if len(c)]
+    return parsed, pd.concat(found, ignore_index=True) if found else pd.DataFrame(), local_times
+
+
+def validate(
+    name: str, raw: pd.DataFrame, cut: list[int], cfg: DictConfig, dask: Any = None
+) -> tuple[ValidationResult, LocalTimes]:
+    """Table `name` as read (`raw`; `cut`: rows of a cut last line) against its contract:
+    here, or slice by slice on the cluster of the Dask client `dask`."""
+    table = cfg.contract.tables[name]
+    cut_cases = failure_cases("<line>", TRUNCATED_LINE, pd.Series("no final newline or too few fields", cut))
+    if dask is None:
+        parsed, cases, local_times = parse(name, raw, cfg)
+        return validate_table(name, table, parsed, _cases([cases, cut_cases]), raw=raw), local_times
+    raw = raw.reset_index(drop=True)
+    n = partitions(len(raw), cfg.engine.dask, len(dask.scheduler_info()["workers"]))
+    edges = np.linspace(0, len(raw), n + 1).astype(int)
+    futures = [
+        dask.submit(_check_slice, name, dask.scatter(raw.iloc[a:b]), cfg, pure=False)  # data sent, not in the graph
+        for a, b in itertools.pairwise(edges)
+        if b > a
+    ]
+    slices = dask.gather(futures)
+    parsed = pd.concat([p for p, _, _ in slices]) if slices else parse(name, raw, cfg)[0]
+    local_times: LocalTimes = {}
+    for _, _, counts in slices:
+        for col, c in counts.items():
+            local_times[col] = {k: local_times.get(col, {}).get(k, 0) + v for k, v in c.items()}
+    cases = _cases([c for _, c, _ in slices] + [cut_cases])
+    return validate_table(name, table, parsed, cases, raw=raw, sliced=True), local_times
+
+
+def _cases(found: list[pd.DataFrame]) -> pd.DataFrame:
+    found = [c for c in found if len(c)]
+    return pd.concat(found, ignore_index=True) if found else pd.DataFrame()
+
+
+def _check_slice(name: str, raw: pd.DataFrame, cfg: DictConfig) -> tuple[pd.DataFrame, pd.DataFrame, LocalTimes]:
+    """One slice parsed and checked row by row, failure cases indexed by the table's row numbers."""
+    parsed, cases, local_times = parse(name, raw, cfg)
+    return parsed, _cases([row_cases(name, cfg.contract.tables[name], parsed), cases]), local_times
+
+
+def build(
+    tables: dict[str, pd.DataFrame], data: DictConfig, as_of: pd.Timestamp | None, cfg: DictConfig
+) -> BuildResult:
+    """`mlsys.data.build.build` here, or its joins and aggregates time slice by time slice on
+    the cluster of `cfg` (the `engine` section)."""
+    frame, local_times = prepare(tables, data)
+    if cfg.kind != "dask":
+        return finish(enrich(frame, tables, data), data, as_of, local_times)
+    from distributed import as_completed
+    from rich.progress import track
+
+    back, ahead = context(frame, data)
+    joined = {j.source: tables[j.source] for j in [*data.asof_joins, *data.lookup_joins]}
+    event = frame[EVENT_TIME].to_numpy("datetime64[ns]")
+    known = ~np.isnat(event)
+    frame = frame.assign(_pos=np.arange(len(frame)))
+    with client(cfg.dask) as dask:
+        n = partitions(len(frame), cfg.dask, len(dask.scheduler_info()["workers"]))
+        # Slices of equal rows by event time; an event-less row goes to the last (joined, never aggregated).
+        edges = np.quantile(event[known].astype(np.int64), np.linspace(0, 1, n + 1)[1:-1]) if known.any() else []
+        edges = np.asarray(edges).astype("datetime64[ns]")
+        slot = np.where(known, np.searchsorted(edges, event, side="right"), len(edges))
+        shipped = dask.scatter(joined, broadcast=True)
+        futures = []
+        for i in range(len(edges) + 1):
+            lo = edges[i - 1] - back.to_timedelta64() if i else None
+            hi = edges[i] + ahead.to_timedelta64() if i < len(edges) else None
+            near = known & (event >= lo if lo is not None else True) & (event < hi if hi is not None else True)
+            own = slot == i
+            if own.any():
+                part = frame[own | near].assign(_own=own[own | near])
+                futures.append(dask.submit(_enrich_slice, dask.scatter(part), shipped, data, pure=False))
+        for _ in track(as_completed(futures), total=len(futures), description="build", transient=True):
+            pass
+        slices = dask.gather(futures)
+    whole = pd.concat(slices).sort_values("_pos", kind="stable").drop(columns="_pos").reset_index(drop=True)
+    return finish(whole, data, as_of, local_times)
+
+
+def _enrich_slice(part: pd.DataFrame, tables: dict[str, pd.DataFrame], data: DictConfig) -> pd.DataFrame:
+    """One time slice joined and aggregated with its context rows; its own rows kept."""
+    out = enrich(part.drop(columns="_own"), tables, data)
+    return out[part["_own"].to_numpy()]

@@ -1,0 +1,72 @@
+"""The validate stage on a real LocalCluster (2 worker processes), slice by slice: every raw
+table of the flights data, with faults of each kind planted (duplicates whose first copy is in
+another slice, values out of range, unparseable times, impossible dates, a missing column, too
+few rows), gives the local engine's passed rows, quarantine and report."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from omegaconf import OmegaConf
+
+from mlsys.data import sliced
+
+
+def _faulty(loaded_tables) -> dict[str, pd.DataFrame]:
+    flights = loaded_tables["flights"].copy()
+    flights.loc[100, "dep_delay"] = 5000.0  # out of range
+    flights.loc[200, "time_hour"] = "not a time"  # unparseable
+    flights.loc[300, ["month", "day"]] = [2, 30]  # no such date
+    flights = pd.concat([flights, flights.iloc[[5, 7]], flights.iloc[[5]]], ignore_index=True)  # repeated keys
+    weather = loaded_tables["weather"]
+    weather = pd.concat([weather, weather.iloc[[3]]], ignore_index=True)
+    planes = loaded_tables["planes"]
+    planes = pd.concat([planes, planes.iloc[[1]]], ignore_index=True)
+    planes.loc[2, "tailnum"] = "bad tail"
+    return {"flights": flights, "weather": weather, "planes": planes}
+
+
+def _same(name, tables, config, dask, cut=()):
+    local, local_times = sliced.validate(name, tables[name], list(cut), config)
+    spread, spread_times = sliced.validate(name, tables[name], list(cut), config, dask)
+    pd.testing.assert_frame_equal(local.passed, spread.passed, check_exact=True)
+    pd.testing.assert_frame_equal(local.quarantined, spread.quarantined, check_exact=True)
+    assert local.report == spread.report and local_times == spread_times
+    return local
+
+
+@pytest.mark.parametrize("slices", [2, 5])
+def test_each_table_with_row_faults_validates_as_the_local_engine_does(dask_client, loaded_tables, full_config, slices):
+    config = OmegaConf.merge(full_config, {"engine": {"dask": {"partitions": slices}}})
+    tables = _faulty(loaded_tables)
+    flights = _same("flights", tables, config, dask_client, cut=[len(tables["flights"]) - 1])
+    reasons = flights.quarantined.set_index("_row")["_reasons"]
+    n = len(tables["flights"])
+    assert {100, 200, 300, n - 3, n - 2, n - 1} <= set(reasons.index)  # each planted fault, and the cut line
+    assert "multiple_fields_uniqueness" in reasons[n - 3] and "<line>" in reasons[n - 1]
+    weather = _same("weather", tables, config, dask_client)
+    assert len(tables["weather"]) - 1 in set(weather.quarantined["_row"])
+    planes = _same("planes", tables, config, dask_client)
+    assert set(planes.quarantined["_row"]) == {2, len(tables["planes"]) - 1}
+
+
+def test_frame_faults_are_reported_once_as_the_local_engine_does(dask_client, loaded_tables, full_config):
+    config = OmegaConf.merge(full_config, {"engine": {"dask": {"partitions": 4}}})
+    tables = {
+        "weather": loaded_tables["weather"].drop(columns="pressure"),  # a declared column is missing
+        "planes": loaded_tables["planes"].head(8),  # fewer rows than min_rows
+    }
+    for name in tables:
+        result = _same(name, tables, config, dask_client)
+        assert result.report["status"] == "failed" and len(result.report["frame_failures"]) == 1, result.report
+
+
+def test_whole_table_checks_see_across_slices(dask_client, loaded_tables, full_config):
+    """A row repeated in the last slice only collides with its first copy in the first slice."""
+    config = OmegaConf.merge(full_config, {"engine": {"dask": {"partitions": 3}}})
+    planes = loaded_tables["planes"]
+    repeated = pd.concat([planes, planes.iloc[[0]]], ignore_index=True)
+    result = _same("planes", {"planes": repeated}, config, dask_client)
+    assert result.quarantined["_row"].tolist() == [len(planes)]
+    assert np.array_equal(result.passed["tailnum"].to_numpy(), planes["tailnum"].to_numpy())
