@@ -11,8 +11,9 @@ caching are left out: they are the same for any code). The raw equivalents run t
 each in its own process on the same files: read + parse + as-of join + lookup join (plain
 pandas), the flights contract as hand-written pandas checks, `lgb.train` with the same params
 and early stopping on the matrices featurize wrote, and `Booster.predict` on the valid matrix.
-`--dask` then reruns build, train, evaluate and predict with `engine: dask` (a LocalCluster) and
-says whether the sliced build wrote the local build's very bytes.
+`--dask` then reruns validate, build, featurize, train, evaluate and predict with `engine: dask`
+(a LocalCluster) and says whether the sliced stages wrote the local ones' bytes (validated
+tables, built dataset, feature state, encoded windows).
 """
 
 from __future__ import annotations
@@ -132,15 +133,18 @@ def raw_step(step: str, work: Path) -> None:
             print(f"scored {len(booster.predict(matrices['valid'][names].to_numpy())):,} rows")
 
 
-def built_files(work: Path) -> list[Path]:
-    """The build stage's data files (labelled, unlabelled, quarantined)."""
-    return sorted((work / "data/dataset").glob("*.parquet"))
+def digests(work: Path) -> dict[str, str]:
+    """sha256 of the data files validate, build and featurize write (their profile aside: its
+    means are sums taken in another order under Dask)."""
+    files = [*(work / "data/validated").glob("*.parquet"), *(work / "data/dataset").glob("*.parquet")]
+    files += [*(work / "data/features").glob("*.parquet"), work / "data/features/feature_state.json"]
+    return {str(f.relative_to(work)): hashlib.sha256(f.read_bytes()).hexdigest() for f in sorted(files)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--dask", action="store_true", help="also build, train, evaluate and predict with engine: dask")
+    parser.add_argument("--dask", action="store_true", help="also rerun validate .. predict with engine: dask")
     parser.add_argument("--work", type=Path, help="the project folder (default: a temporary one)")
     parser.add_argument("--raw", nargs=2, metavar=("STEP", "WORK"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -166,14 +170,15 @@ def main() -> None:
     print(f"  mlsys train: best iteration {meta['best_iteration']}")
     if args.dask:
         choose(work, engine="dask")
-        built = {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in built_files(work)}
-        for stage in ("build", "train", "evaluate", "predict"):
+        local = digests(work)
+        for stage in ("validate", "build", "featurize", "train", "evaluate", "predict"):
             wall, gib, _ = timed([str(MLSYS), stage], work)
             measured[stage] |= {"dask_s": wall, "dask_gib": gib}
             print(f"  {stage} (dask): {measured[stage]}", flush=True)
-            if stage == "build":
-                same = built == {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in built_files(work)}
-                print(f"  build (dask): the built dataset is {'' if same else 'NOT '}the local build's, byte for byte")
+            if stage == "featurize":
+                now = digests(work)
+                same = sorted(k for k in local if now.get(k) == local[k])
+                print(f"  dask outputs identical to local: {same}; differing: {sorted(set(local) - set(same))}")
         dask_metrics = json.loads((work / "metrics/metrics.json").read_text())
     table = Table(title=f"{facts['flights']} flights, 2 cores: wall seconds and peak GiB per stage")
     columns = ["stage", "mlsys s", "GiB", "raw s", "GiB", "time ratio"]

@@ -125,7 +125,7 @@ def answers(model: Model, frame: pd.DataFrame, cfg: DictConfig) -> np.ndarray:
         workers = len(dask.scheduler_info()["workers"])
         parts = dd.from_pandas(frame.reset_index(drop=True), npartitions=partitions(len(frame), cfg.dask, workers))
         meta = pd.DataFrame({c: pd.Series(dtype="float64") for c in columns})
-        [shipped] = dask.scatter([model], broadcast=True)
+        [shipped] = dask.scatter([model], broadcast=True, hash=False)
         # This client's cluster, whichever client the process made its default.
         scored = dask.compute(parts.map_partitions(_score_part, shipped, columns, meta=meta), sync=True)
     return scored.to_numpy("float64")

@@ -88,8 +88,8 @@ STAGES: dict[str, Stage] = {
         "join sources as of the prediction time; label; aggregates (engine dask: by time slice)",
     ),
     "featurize": Stage(
-        ("features.columns", "split", *DYNAMIC, "contract.dataset", "paths"),
-        "resolve the windows; check new data (dynamic); fit feature state on train; encode",
+        ("features.columns", "split", *DYNAMIC, "contract.dataset", "engine", "paths"),
+        "resolve the windows; check new data (dynamic); fit feature state on train; encode (engine dask: by slice)",
     ),
     "train": Stage((*MODEL, "engine", "paths"), "LightGBM with early stopping on valid (engine dask: lightgbm.dask)"),
     "evaluate": Stage(("evaluation", "paths"), "test metrics, slices, baselines, plots"),

@@ -10,14 +10,17 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
+from mlsys import drift
+from mlsys.cluster import engine_client, partitions
 from mlsys.config import provenance
 from mlsys.data.columns import EVENT_TIME, LABEL
-from mlsys.dynamic import PROFILE, check_newest, data_profile
+from mlsys.dynamic import PROFILE, check_newest
 from mlsys.errors import ConfigError, ContractError
-from mlsys.features import FeaturePipeline, fit_pipeline
+from mlsys.features import FeaturePipeline, fit_pipeline, sliced
 from mlsys.io import read_parquet, write_json, write_parquet
 from mlsys.model import FEATURES_FILE
 from mlsys.split import period_bounds, resolve, select
@@ -36,6 +39,25 @@ def _check_newest(cfg: DictConfig, root: Path, dataset: pd.DataFrame, pipeline: 
     print(f"featurize: new data {start}..{stop} passed the data check ({check['rows']:,} rows)")
 
 
+def _fit_encode(
+    cfg: DictConfig, train: pd.DataFrame, valid: pd.DataFrame
+) -> tuple[FeaturePipeline, drift.Profile, dict[str, np.ndarray]]:
+    """Feature state fitted on `train`, the profile of its encoded rows, the encoded windows:
+    here, or slice by slice on the Dask cluster (exact reductions: `mlsys.features.sliced`)."""
+    with engine_client(cfg.engine) as dask:
+        if dask is None:
+            pipeline = fit_pipeline(cfg.features, train)
+            x = pipeline.transform_frame(train)
+            return (
+                pipeline,
+                drift.profile(x, pipeline.names, pipeline.categorical),
+                {"train": x, "valid": pipeline.transform_frame(valid)},
+            )
+        n = partitions(len(train), cfg.engine.dask, len(dask.scheduler_info()["workers"]))
+        pipeline, profile, x = sliced.featurize(dask, cfg.features, train, n)
+        return pipeline, profile, {"train": x, "valid": sliced.encode(dask, pipeline, valid, n)}
+
+
 def run(cfg: DictConfig, root: Path) -> None:
     """Built dataset -> feature state (train window only) + encoded train / valid + profile."""
     dataset = read_parquet(root / cfg.paths.labelled, "built dataset: run build")
@@ -48,18 +70,17 @@ def run(cfg: DictConfig, root: Path) -> None:
             raise ConfigError(
                 f"split.periods: the {role} window {split[role]!r} holds no rows (rows per period: {counts})"
             )
-    pipeline = fit_pipeline(cfg.features, train)
+    pipeline, profile, encoded = _fit_encode(cfg, train, periods[split.valid])
     if cfg.training.mode == "dynamic":
         _check_newest(cfg, root, dataset, pipeline, split.periods[-1].end)
     else:
         write_json(root / cfg.paths.data_check, {"adopted": True, "reasons": [], "mode": "static"})
     out = root / cfg.paths.features
     write_json(out / FEATURES_FILE, pipeline.state())
-    write_json(out / PROFILE, data_profile(pipeline, train))  # the reference monitoring compares with
+    write_json(out / PROFILE, profile)  # the reference monitoring compares with
     for role in ("train", "valid"):
-        frame = periods[split[role]]
-        matrix = pd.DataFrame(pipeline.transform_frame(frame), columns=pipeline.names)
-        matrix[LABEL] = frame[LABEL].to_numpy("float64")  # every task's label as a number (train: Task.target)
+        matrix = pd.DataFrame(encoded[role], columns=pipeline.names)
+        matrix[LABEL] = periods[split[role]][LABEL].to_numpy("float64")  # every task's label as a number
         write_parquet(root / cfg.paths[f"{role}_matrix"], matrix)
     bounds = period_bounds(split)
     write_json(

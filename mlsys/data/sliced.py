@@ -67,7 +67,9 @@ def validate(
     n = partitions(len(raw), cfg.engine.dask, len(dask.scheduler_info()["workers"]))
     edges = np.linspace(0, len(raw), n + 1).astype(int)
     futures = [
-        dask.submit(_check_slice, name, dask.scatter(raw.iloc[a:b]), cfg, pure=False)  # data sent, not in the graph
+        dask.submit(
+            _check_slice, name, dask.scatter(raw.iloc[a:b], hash=False), cfg, pure=False
+        )  # data sent, not in the graph
         for a, b in itertools.pairwise(edges)
         if b > a
     ]
@@ -114,7 +116,7 @@ def build(
         edges = np.quantile(event[known].astype(np.int64), np.linspace(0, 1, n + 1)[1:-1]) if known.any() else []
         edges = np.asarray(edges).astype("datetime64[ns]")
         slot = np.where(known, np.searchsorted(edges, event, side="right"), len(edges))
-        shipped = dask.scatter(joined, broadcast=True)
+        shipped = dask.scatter(joined, broadcast=True, hash=False)
         futures = []
         for i in range(len(edges) + 1):
             lo = edges[i - 1] - back.to_timedelta64() if i else None
@@ -123,7 +125,7 @@ def build(
             own = slot == i
             if own.any():
                 part = frame[own | near].assign(_own=own[own | near])
-                futures.append(dask.submit(_enrich_slice, dask.scatter(part), shipped, data, pure=False))
+                futures.append(dask.submit(_enrich_slice, dask.scatter(part, hash=False), shipped, data, pure=False))
         for _ in track(as_completed(futures), total=len(futures), description="build", transient=True):
             pass
         slices = dask.gather(futures)

@@ -3,7 +3,7 @@ pipeline to a frame (batch, evaluation) or to one record (online serving)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mlsys.config.checks import unknown_names
 from mlsys.errors import ConfigError, ContractError
-from mlsys.features.transforms import Clip, Encoder, encoder, fit, resolve
+from mlsys.features.transforms import Clip, Column, Encoder, encoder, fit, resolve
 
 
 @dataclass
@@ -79,9 +79,13 @@ def needs(transform: str) -> str | None:
     return None if transform == "vocab" else "datetime" if transform in CALENDAR else "numeric"
 
 
-def fit_pipeline(features: DictConfig, train: pd.DataFrame) -> FeaturePipeline:
+def fit_pipeline(
+    features: DictConfig, train: pd.DataFrame, column: Callable[[str], Column] | None = None
+) -> FeaturePipeline:
     """Fit every declared feature on the training frame only (a source the data lacks, or of
-    a kind its transform cannot read, is a ConfigError naming the feature)."""
+    a kind its transform cannot read, is a ConfigError naming the feature). `column(source)`:
+    what fitting reads of a column, when computed elsewhere (the Dask engine's slices)."""
+    column = column or (lambda source: Column(train[source]))
     from mlsys.data.checks import dtype_kind
 
     for name, feat in features.columns.items():
@@ -107,7 +111,7 @@ def fit_pipeline(features: DictConfig, train: pd.DataFrame) -> FeaturePipeline:
                 "transform": feat.transform,
                 "availability": feat.availability,
                 "config": OmegaConf.to_container(feat, resolve=True),
-                "state": fit(feat.transform, train[feat.source], feat),
+                "state": fit(feat.transform, column(feat.source), feat),
             }
         )
     return FeaturePipeline(specs=specs)

@@ -116,20 +116,40 @@ class MinuteOfDay(Encoder):
         return float(v.hour * 60 + v.minute)
 
 
-def _fit_none(s: pd.Series, cfg: Any) -> State:
+class Column:
+    """What fitting reads of a training column, computed here on the whole column;
+    `mlsys.features.sliced` computes the same figures over slices held by Dask workers."""
+
+    def __init__(self, s: pd.Series) -> None:
+        self.s = s
+
+    def counts(self) -> pd.Series:
+        """Rows per value (as text), nulls left out."""
+        return self.s.astype("str").value_counts(dropna=True)
+
+    def finite_quantiles(self, qs: list[float]) -> list[float] | None:
+        """`np.quantile` (linear) of the finite values; None when there are none."""
+        x = self.s.to_numpy(np.float64, na_value=np.nan)
+        x = x[np.isfinite(x)]
+        return np.quantile(x, qs).tolist() if len(x) else None
+
+    def encoded_median(self, enc: Encoder) -> float | None:
+        """`np.nanmedian` of the encoded column; None when no encoded value is finite."""
+        encoded = enc.column(self.s)
+        return float(np.nanmedian(encoded)) if np.isfinite(encoded).any() else None
+
+
+def _fit_none(col: Column, cfg: Any) -> State:
     return {}
 
 
-def _fit_clip(s: pd.Series, cfg: Any) -> State:
-    x = s.to_numpy(np.float64, na_value=np.nan)
-    if not np.isfinite(x).any():
-        return {"lo": None, "hi": None}
-    lo, hi = np.nanquantile(x[np.isfinite(x)], list(cfg.clip_quantiles))
-    return {"lo": float(lo), "hi": float(hi)}
+def _fit_clip(col: Column, cfg: Any) -> State:
+    q = col.finite_quantiles(list(cfg.clip_quantiles))
+    return {"lo": None, "hi": None} if q is None else {"lo": float(q[0]), "hi": float(q[1])}
 
 
-def _fit_vocab(s: pd.Series, cfg: Any) -> State:
-    counts = s.astype("str").value_counts(dropna=True)
+def _fit_vocab(col: Column, cfg: Any) -> State:
+    counts = col.counts()
     counts = counts[counts >= cfg.min_count]
     # Most frequent first, ties by value: deterministic across runs.
     ordered = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[: cfg.max_categories]
@@ -137,7 +157,7 @@ def _fit_vocab(s: pd.Series, cfg: Any) -> State:
 
 
 # name -> (encoder class, fit function)
-TRANSFORMS: dict[str, tuple[type[Encoder], Callable[[pd.Series, Any], State]]] = {
+TRANSFORMS: dict[str, tuple[type[Encoder], Callable[[Column, Any], State]]] = {
     "identity": (Encoder, _fit_none),
     "clip": (Clip, _fit_clip),
     "vocab": (Vocab, _fit_vocab),
@@ -165,7 +185,7 @@ def _function_encoder(fn: Callable[[np.ndarray], np.ndarray]) -> type[Encoder]:
     return Function
 
 
-def resolve(name: str) -> tuple[type[Encoder], Callable[[pd.Series, Any], State]]:
+def resolve(name: str) -> tuple[type[Encoder], Callable[[Column, Any], State]]:
     """(encoder class, fit function) of a built-in transform or of an importable function;
     ValueError saying which when neither."""
     if name in TRANSFORMS:
@@ -180,15 +200,13 @@ def resolve(name: str) -> tuple[type[Encoder], Callable[[pd.Series, Any], State]
     raise ValueError(f"{name!r} is not a built-in transform {sorted(TRANSFORMS)} nor a dotted path to a function")
 
 
-def fit(transform: str, s: pd.Series, cfg: Any) -> State:
+def fit(transform: str, col: Column, cfg: Any) -> State:
     """Fit one transform on the training column; add the imputation value if asked."""
     encoder_cls, fit_fn = resolve(transform)
-    state = fit_fn(s, cfg)
+    state = fit_fn(col, cfg)
     if cfg.impute is not None:
-        encoded = encoder_cls({**state, "fill": None}).column(s)
-        state["fill"] = (
-            0.0 if cfg.impute == "zero" else float(np.nanmedian(encoded)) if np.isfinite(encoded).any() else 0.0
-        )
+        median = None if cfg.impute == "zero" else col.encoded_median(encoder_cls({**state, "fill": None}))
+        state["fill"] = 0.0 if median is None else median
     return state
 
 

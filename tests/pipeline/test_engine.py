@@ -1,19 +1,30 @@
 """The Dask engine on the flights sample, a real DVC repo: `engine: dask` in conf/ reruns
-validate (by slice of rows on a LocalCluster of 2 worker processes), build (by time slice) and
-training (lightgbm.dask), and not featurize: the sliced stages wrote the local ones' very bytes;
+validate (by slice of rows on a LocalCluster of 2 worker processes), build (by time slice),
+featurize (exact reductions over slices) and training (lightgbm.dask): the validated tables and
+built dataset are the local ones byte for byte, the feature state and encoded windows equal;
 the model is as good as the local one; batch scoring by partition fills the lookup store with
 the local engine's answers. The lleaves backend fills it with LightGBM's answers too."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 
+import pandas as pd
 import pytest
 
 from tests.conftest import ran, registry_of, run
 
 pytestmark = pytest.mark.slow
+
+
+def _digests(project, *folders: str) -> dict[str, str]:
+    return {
+        str(f.relative_to(project)): hashlib.sha256(f.read_bytes()).hexdigest()
+        for folder in folders
+        for f in sorted((project / folder).rglob("*.parquet"))
+    }
 
 
 def _store(project) -> list[tuple]:
@@ -25,12 +36,18 @@ def _store(project) -> list[tuple]:
 def test_engine_dask_trains_on_a_local_cluster_and_scores_by_partition(sample_copy):
     p = sample_copy
     local = json.loads((p / "metrics/metrics.json").read_text())
+    before = _digests(p, "data/validated", "data/dataset")
+    state = (p / "data/features/feature_state.json").read_bytes()
+    windows = {role: pd.read_parquet(p / f"data/features/{role}.parquet") for role in ("train", "valid")}
     config = p / "conf/config.yaml"
     config.write_text(config.read_text().replace("  - engine: local", "  - engine: dask"))
     run(["mlsys", "compose"], p)
     out = run(["dvc", "repro", "evaluate"], p).stdout
-    # Featurize did not run: the validated tables and the built dataset are byte for byte the local ones.
-    assert ran(out) == {"guard", "snapshot", "validate", "build", "train", "evaluate"}, out
+    assert ran(out) == {"guard", "snapshot", "validate", "build", "featurize", "train", "evaluate"}, out
+    assert _digests(p, "data/validated", "data/dataset") == before  # byte for byte
+    assert (p / "data/features/feature_state.json").read_bytes() == state
+    for role, matrix in windows.items():
+        pd.testing.assert_frame_equal(pd.read_parquet(p / f"data/features/{role}.parquet"), matrix, check_exact=True)
     assert "lightgbm.dask on 2 workers" in out
     spread = json.loads((p / "metrics/metrics.json").read_text())
     assert abs(spread["auc"] - local["auc"]) < 0.02, (spread["auc"], local["auc"])  # ~20k rows: sampling noise

@@ -99,10 +99,10 @@ def test_clip_without_finite_training_values_has_no_bounds(fitted):
     from omegaconf import OmegaConf
 
     from mlsys.config.schema import FeatureConfig
-    from mlsys.features.transforms import encoder, fit
+    from mlsys.features.transforms import Column, encoder, fit
 
     cfg = OmegaConf.structured(FeatureConfig(source="x", transform="clip"))
-    state = fit("clip", pd.Series([np.nan, np.nan]), cfg)
+    state = fit("clip", Column(pd.Series([np.nan, np.nan])), cfg)
     enc = encoder("clip", state)
     assert enc.value(5.0) == enc.column(pd.Series([5.0]))[0] == 5.0
 
@@ -113,7 +113,7 @@ def test_every_transform_row_path_equals_frame_path(transform):
     from omegaconf import OmegaConf
 
     from mlsys.config.schema import FeatureConfig
-    from mlsys.features.transforms import encoder, fit
+    from mlsys.features.transforms import Column, encoder, fit
 
     rng = np.random.default_rng(0)
     if transform == "vocab":
@@ -126,7 +126,7 @@ def test_every_transform_row_path_equals_frame_path(transform):
         t = pd.Timestamp("2013-01-01", tz="America/New_York") + pd.to_timedelta(rng.integers(0, 10**7, 500), "min")
         s = pd.Series(t)
         cfg = FeatureConfig(source="x", transform=transform)
-    enc = encoder(transform, fit(transform, s, OmegaConf.structured(cfg)))
+    enc = encoder(transform, fit(transform, Column(s), OmegaConf.structured(cfg)))
     column = enc.column(s)
     single = np.array([enc.value(v) for v in s.tolist()])
     assert _same(column, single)
@@ -151,14 +151,14 @@ KNOWN = {  # transform -> (training column, input, expected output), worked out 
 def test_every_transform_gives_known_values(transform):
     """Each transform against values worked out by hand, on both paths (data-7)."""
     from mlsys.config.schema import FeatureConfig
-    from mlsys.features.transforms import encoder, fit
+    from mlsys.features.transforms import Column, encoder, fit
 
     assert set(KNOWN) == set(TRANSFORMS), "a transform without known values"
     train, given, expected = KNOWN[transform]
     calendar = transform in ("day_of_week", "day_of_year", "month", "day", "hour", "minute_of_day")
     series = pd.Series(pd.to_datetime(given)).dt.tz_localize("America/New_York") if calendar else pd.Series(given)
     cfg = FeatureConfig(transform=transform, type="categorical" if transform == "vocab" else "numeric")
-    state = fit(transform, pd.Series(train), OmegaConf.structured(cfg))
+    state = fit(transform, Column(pd.Series(train)), OmegaConf.structured(cfg))
     enc = encoder(transform, state)
     assert _same(enc.column(series), np.array(expected))
     assert _same(np.array([enc.value(v) for v in series.tolist()]), np.array(expected))
