@@ -11,7 +11,7 @@ period, logged requests) is compared with it without the reference rows.
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -67,12 +67,14 @@ def profile(
     categorical: list[int],
     bins: int = 10,
     values: Callable[[int], Values] | None = None,
+    mapper: Callable[..., Iterable[Any]] | None = None,
 ) -> Profile:
-    """The reference profile of an (n, k) feature matrix (or of the columns `values(j)` gives)."""
+    """The reference profile of an (n, k) feature matrix (or of the columns `values(j)` gives;
+    `mapper`: a `map` profiling the columns at once)."""
     values = values or (lambda j: Values(matrix[:, j]))
-    out: Profile = {}
     cats = set(categorical)
-    for j, name in enumerate(names):
+
+    def entry(j: int) -> dict[str, Any]:
         v = values(j)
         if j in cats:
             spec: dict[str, Any] = {"kind": "categorical", "codes": v.codes()}
@@ -80,8 +82,9 @@ def profile(
             spec = {"kind": "numeric", "edges": np.unique(v.quantiles(np.linspace(0, 1, bins + 1)[1:-1])).tolist()}
             spec.update(v.summary())
         counts = v.counts(spec)
-        out[name] = {**spec, "shares": (counts / max(v.rows(), 1)).tolist(), "rows": v.rows()}
-    return out
+        return {**spec, "shares": (counts / max(v.rows(), 1)).tolist(), "rows": v.rows()}
+
+    return dict(zip(names, (mapper or map)(entry, range(len(names))), strict=True))
 
 
 def shares(spec: dict[str, Any], values: np.ndarray) -> np.ndarray:

@@ -3,7 +3,7 @@ pipeline to a frame (batch, evaluation) or to one record (online serving)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,11 +80,15 @@ def needs(transform: str) -> str | None:
 
 
 def fit_pipeline(
-    features: DictConfig, train: pd.DataFrame, column: Callable[[str], Column] | None = None
+    features: DictConfig,
+    train: pd.DataFrame,
+    column: Callable[[str], Column] | None = None,
+    mapper: Callable[..., Iterable[Any]] | None = None,
 ) -> FeaturePipeline:
     """Fit every declared feature on the training frame only (a source the data lacks, or of
     a kind its transform cannot read, is a ConfigError naming the feature). `column(source)`:
-    what fitting reads of a column, when computed elsewhere (the Dask engine's slices)."""
+    what fitting reads of a column, when computed elsewhere (the Dask engine's slices);
+    `mapper`: a `map` fitting the features at once (threads waiting on the cluster)."""
     column = column or (lambda source: Column(train[source]))
     from mlsys.data.checks import dtype_kind
 
@@ -101,19 +105,20 @@ def fit_pipeline(
                 f"{key}: transform {feat.transform!r} reads {want} values, but column {feat.source!r} holds "
                 f"{found} ({train[feat.source].dtype}); a text column is type: categorical with transform: vocab"
             )
-    specs = []
-    for name, feat in features.columns.items():
-        specs.append(
-            {
-                "name": name,
-                "source": feat.source,
-                "type": feat.type,
-                "transform": feat.transform,
-                "availability": feat.availability,
-                "config": OmegaConf.to_container(feat, resolve=True),
-                "state": fit(feat.transform, column(feat.source), feat),
-            }
-        )
+    items = list(features.columns.items())
+    states = (mapper or map)(lambda item: fit(item[1].transform, column(item[1].source), item[1]), items)
+    specs = [
+        {
+            "name": name,
+            "source": feat.source,
+            "type": feat.type,
+            "transform": feat.transform,
+            "availability": feat.availability,
+            "config": OmegaConf.to_container(feat, resolve=True),
+            "state": state,
+        }
+        for (name, feat), state in zip(items, states, strict=True)
+    ]
     return FeaturePipeline(specs=specs)
 
 

@@ -19,6 +19,7 @@ import functools
 import itertools
 import math
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -31,6 +32,7 @@ from mlsys.features.transforms import Column, Encoder
 
 PIVOTS = 4096  # values tried per round: the range holding a rank shrinks ~this much each round
 FETCH = 65536  # a range holding at most this many values is fetched and sorted on the driver
+THREADS = 16  # features reduced at once
 
 
 class Slices:
@@ -70,8 +72,11 @@ def _below(arr: np.ndarray, pivots: np.ndarray) -> np.ndarray:
     """Per pivot: how many values lie below it, the first value at or above it and the last
     below it (+-inf where there is none), as a (3, pivots) array."""
     idx = np.searchsorted(arr, pivots, side="left")
-    padded = np.concatenate([[-np.inf], arr, [np.inf]])
-    return np.stack([idx.astype(np.float64), padded[idx + 1], padded[idx]])
+    if not len(arr):
+        return np.stack([idx.astype(np.float64), np.full(len(idx), np.inf), np.full(len(idx), -np.inf)])
+    above = np.where(idx < len(arr), arr[np.minimum(idx, len(arr) - 1)], np.inf)
+    under = np.where(idx > 0, arr[np.maximum(idx - 1, 0)], -np.inf)
+    return np.stack([idx.astype(np.float64), above, under])
 
 
 def _between(arr: np.ndarray, ranges: list[tuple[float, float]]) -> list[np.ndarray]:
@@ -114,8 +119,10 @@ class Ranked:
             pivots = {}
             for rank in wide:
                 lo, hi = todo[rank][:2]
-                p = np.unique(np.linspace(lo, hi, PIVOTS + 1)[1:-1])
-                pivots[rank] = p[(p > lo) & (p < hi)]
+                t = np.linspace(0, 1, PIVOTS + 1)[1:-1]
+                p = np.unique(lo * (1 - t) + hi * t)  # never hi - lo: it overflows on +-1e308
+                p = p[(p > lo) & (p < hi)]
+                pivots[rank] = p if len(p) else np.array([np.nextafter(lo, np.inf)])  # a few floats wide
             found = self.slices.gather(_below, np.concatenate(list(pivots.values())), parts=self.sorted)
             counts = np.sum([f[0] for f in found], axis=0).astype(np.int64)
             above = np.min([f[1] for f in found], axis=0)  # the first value at or above each pivot
@@ -255,11 +262,13 @@ def featurize(
     """Fit the feature state on `train` cut into `n` slices on the cluster of `dask`; the
     profile of its encoded rows; the encoded train window."""
     slices = Slices(dask, train[list(dict.fromkeys(f.source for f in features.columns.values()))], n)
-    pipeline = fit_pipeline(features, train, lambda source: SlicedColumn(slices, source))
-    encoded = slices.map(_encode, pipeline)
-    profile = drift.profile(
-        None, pipeline.names, pipeline.categorical, values=lambda j: SlicedValues(slices, encoded, j, len(train))
-    )
+    # Each feature's reductions are rounds of small tasks: threads keep many features' rounds
+    # in flight at once, so the stage waits about one feature's rounds, not the sum.
+    with ThreadPoolExecutor(THREADS) as pool:
+        pipeline = fit_pipeline(features, train, lambda source: SlicedColumn(slices, source), pool.map)
+        encoded = slices.map(_encode, pipeline)
+        values = functools.partial(SlicedValues, slices, encoded, rows=len(train))
+        profile = drift.profile(None, pipeline.names, pipeline.categorical, values=values, mapper=pool.map)
     return pipeline, profile, np.concatenate(dask.gather(encoded))
 
 

@@ -52,7 +52,7 @@ def test_order_statistics_over_slices_are_numpys_to_the_bit(dask_client, narrow,
 
 @settings(max_examples=25, deadline=None)
 @given(
-    st.lists(st.floats(allow_nan=False, width=32), min_size=1, max_size=300),
+    st.lists(st.floats(allow_nan=False), min_size=1, max_size=300),
     st.integers(1, 4),
     st.floats(0, 1),
 )
