@@ -11,7 +11,6 @@ period, logged requests) is compared with it without the reference rows.
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -34,57 +33,28 @@ def _counts(values: np.ndarray, spec: dict[str, Any]) -> np.ndarray:
     return np.append(counts, missing.sum())
 
 
-class Values:
-    """What a profile reads of one feature column, computed here on the whole column;
-    `mlsys.features.sliced` computes the same over slices held by Dask workers."""
-
-    def __init__(self, col: np.ndarray) -> None:
-        self.col = col
-        self.present = col[~np.isnan(col)]
-
-    def rows(self) -> int:
-        return len(self.col)
-
-    def codes(self) -> list[float]:
-        return np.unique(self.present).tolist()
-
-    def quantiles(self, qs: np.ndarray) -> list[float]:
-        """`np.quantile` (linear) of the present values; none when there are none."""
-        return np.quantile(self.present, qs).tolist() if len(self.present) else []
-
-    def summary(self) -> dict[str, float | None]:
-        """min, max and mean of the present values (None when there are none)."""
-        stats = (("min", np.min), ("max", np.max), ("mean", np.mean))
-        return {k: float(f(self.present)) if len(self.present) else None for k, f in stats}
-
-    def counts(self, spec: dict[str, Any]) -> np.ndarray:
-        return _counts(self.col, spec)
-
-
-def profile(
-    matrix: np.ndarray | None,
-    names: list[str],
-    categorical: list[int],
-    bins: int = 10,
-    values: Callable[[int], Values] | None = None,
-    mapper: Callable[..., Iterable[Any]] | None = None,
-) -> Profile:
-    """The reference profile of an (n, k) feature matrix (or of the columns `values(j)` gives;
-    `mapper`: a `map` profiling the columns at once)."""
-    values = values or (lambda j: Values(matrix[:, j]))
+def profile(matrix: np.ndarray, names: list[str], categorical: list[int], bins: int = 10) -> Profile:
+    """The reference profile of an (n, k) feature matrix."""
+    out: Profile = {}
     cats = set(categorical)
-
-    def entry(j: int) -> dict[str, Any]:
-        v = values(j)
+    for j, name in enumerate(names):
+        col = matrix[:, j]
+        present = col[~np.isnan(col)]
         if j in cats:
-            spec: dict[str, Any] = {"kind": "categorical", "codes": v.codes()}
+            spec: dict[str, Any] = {"kind": "categorical", "codes": np.unique(present).tolist()}
         else:
-            spec = {"kind": "numeric", "edges": np.unique(v.quantiles(np.linspace(0, 1, bins + 1)[1:-1])).tolist()}
-            spec.update(v.summary())
-        counts = v.counts(spec)
-        return {**spec, "shares": (counts / max(v.rows(), 1)).tolist(), "rows": v.rows()}
-
-    return dict(zip(names, (mapper or map)(entry, range(len(names))), strict=True))
+            q = np.quantile(present, np.linspace(0, 1, bins + 1)[1:-1]) if len(present) else []
+            spec = {"kind": "numeric", "edges": np.unique(q).tolist()}
+            some = len(present) > 0
+            spec.update(
+                {
+                    k: float(f(present)) if some else None
+                    for k, f in (("min", np.min), ("max", np.max), ("mean", np.mean))
+                }
+            )
+        counts = _counts(col, spec)
+        out[name] = {**spec, "shares": (counts / max(len(col), 1)).tolist(), "rows": len(col)}
+    return out
 
 
 def shares(spec: dict[str, Any], values: np.ndarray) -> np.ndarray:

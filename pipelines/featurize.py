@@ -47,15 +47,12 @@ def _fit_encode(
     with engine_client(cfg.engine) as dask:
         if dask is None:
             pipeline = fit_pipeline(cfg.features, train)
-            x = pipeline.transform_frame(train)
-            return (
-                pipeline,
-                drift.profile(x, pipeline.names, pipeline.categorical),
-                {"train": x, "valid": pipeline.transform_frame(valid)},
-            )
-        n = partitions(len(train), cfg.engine.dask, len(dask.scheduler_info()["workers"]))
-        pipeline, profile, x = sliced.featurize(dask, cfg.features, train, n)
-        return pipeline, profile, {"train": x, "valid": sliced.encode(dask, pipeline, valid, n)}
+            matrices = {"train": pipeline.transform_frame(train), "valid": pipeline.transform_frame(valid)}
+        else:
+            n = partitions(len(train), cfg.engine.dask, len(dask.scheduler_info()["workers"]))
+            pipeline, x = sliced.featurize(dask, cfg.features, train, n)
+            matrices = {"train": x, "valid": sliced.encode(dask, pipeline, valid, n)}
+    return pipeline, drift.profile(matrices["train"], pipeline.names, pipeline.categorical), matrices
 
 
 def run(cfg: DictConfig, root: Path) -> None:

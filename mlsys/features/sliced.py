@@ -2,15 +2,14 @@
 the feature state fitted from exact distributed reductions, the windows encoded slice by slice.
 
 - vocabularies: each slice's value counts, summed (exact);
-- quantiles (clip bounds), medians (imputation) and the profile's bin edges: exact order
-  statistics of the values spread over the slices (`select`: each slice sorted once on its
-  worker, then rounds of counts below pivot values narrow the rank's value to a range small
-  enough to fetch), combined by numpy's own formula, so they equal `np.quantile` and
-  `np.nanmedian` on the whole column to the bit;
-- the profile's counts per bin: summed (exact); its means: sums of the slices' sums, so equal
-  to the local mean up to float rounding (~1e-15 relative), the one figure that is not bitwise.
+- quantiles (clip bounds) and medians (imputation): exact order statistics of the values
+  spread over the slices (`Ranked.select`: each slice sorted once on its worker, then rounds of
+  counts below pivot values narrow each rank's value to a range small enough to fetch),
+  combined by numpy's own formula, so they equal `np.quantile` and `np.nanmedian` on the whole
+  column to the bit.
 
-The fitted state and encoded windows equal the local engine's (tested).
+The fitted state and encoded windows equal the local engine's (tested). The drift profile is
+computed by the stage from the encoded train window it gathers to write anyway.
 """
 
 from __future__ import annotations
@@ -26,7 +25,6 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig
 
-from mlsys import drift
 from mlsys.features import FeaturePipeline, fit_pipeline
 from mlsys.features.transforms import Column, Encoder
 
@@ -203,73 +201,19 @@ class SlicedColumn(Column):
         return ranked.median() if ranked.n - ranked.ninf - ranked.pinf else None
 
 
-def _column(matrix: np.ndarray, j: int) -> np.ndarray:
-    x = matrix[:, j]
-    return x[~np.isnan(x)]
-
-
-def _codes(matrix: np.ndarray, j: int) -> np.ndarray:
-    return np.unique(_column(matrix, j))
-
-
-def _sum(matrix: np.ndarray, j: int) -> tuple[float, int]:
-    x = _column(matrix, j)
-    return float(np.sum(x)), len(x)
-
-
-def _bin_counts(matrix: np.ndarray, j: int, spec: dict[str, Any]) -> np.ndarray:
-    return drift.Values(matrix[:, j]).counts(spec)
-
-
-class SlicedValues(drift.Values):
-    """`drift.Values`' figures over the encoded slices (one feature column)."""
-
-    def __init__(self, slices: Slices, encoded: list[Any], j: int, rows: int) -> None:
-        self.slices, self.encoded, self.j, self.n = slices, encoded, j, rows
-
-    @functools.cached_property
-    def ranked(self) -> Ranked:
-        return Ranked(self.slices, functools.partial(_column, j=self.j), parts=self.encoded)
-
-    def rows(self) -> int:
-        return self.n
-
-    def codes(self) -> list[float]:
-        return np.unique(np.concatenate(self.slices.gather(_codes, self.j, parts=self.encoded))).tolist()
-
-    def quantiles(self, qs: np.ndarray) -> list[float]:
-        return self.ranked.quantiles(qs) if self.ranked.n else []
-
-    def summary(self) -> dict[str, float | None]:
-        if not self.ranked.n:
-            return {"min": None, "max": None, "mean": None}
-        sums = self.slices.gather(_sum, self.j, parts=self.encoded)
-        r = self.ranked
-        low, high = r.select([0, r.n - 1])
-        return {"min": low, "max": high, "mean": math.fsum(s for s, _ in sums) / r.n}
-
-    def counts(self, spec: dict[str, Any]) -> np.ndarray:
-        return np.sum(self.slices.gather(_bin_counts, self.j, spec, parts=self.encoded), axis=0)
-
-
 def _encode(part: pd.DataFrame, pipeline: FeaturePipeline) -> np.ndarray:
     return pipeline.transform_frame(part)
 
 
-def featurize(
-    dask: Any, features: DictConfig, train: pd.DataFrame, n: int
-) -> tuple[FeaturePipeline, drift.Profile, np.ndarray]:
+def featurize(dask: Any, features: DictConfig, train: pd.DataFrame, n: int) -> tuple[FeaturePipeline, np.ndarray]:
     """Fit the feature state on `train` cut into `n` slices on the cluster of `dask`; the
-    profile of its encoded rows; the encoded train window."""
+    encoded train window."""
     slices = Slices(dask, train[list(dict.fromkeys(f.source for f in features.columns.values()))], n)
     # Each feature's reductions are rounds of small tasks: threads keep many features' rounds
     # in flight at once, so the stage waits about one feature's rounds, not the sum.
     with ThreadPoolExecutor(THREADS) as pool:
         pipeline = fit_pipeline(features, train, lambda source: SlicedColumn(slices, source), pool.map)
-        encoded = slices.map(_encode, pipeline)
-        values = functools.partial(SlicedValues, slices, encoded, rows=len(train))
-        profile = drift.profile(None, pipeline.names, pipeline.categorical, values=values, mapper=pool.map)
-    return pipeline, profile, np.concatenate(dask.gather(encoded))
+    return pipeline, np.concatenate(slices.gather(_encode, pipeline))
 
 
 def encode(dask: Any, pipeline: FeaturePipeline, frame: pd.DataFrame, n: int) -> np.ndarray:
