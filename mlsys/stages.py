@@ -182,6 +182,7 @@ STAGES: dict[str, Stage] = {
             "evaluation.slices",
             "release.model_name",
             "release.slices",
+            "engine",
             "paths",
         ),
         "check served records: invariants, skew, drift, staleness, stability, latency, quality, upstream "

@@ -90,8 +90,8 @@ class Ranked:
         self.sorted = slices.map(_sorted, values, parts=parts)
         ends = slices.gather(_ends, parts=self.sorted)
         self.n = sum(e[0] for e in ends)
-        firsts, lasts = [e[1] for e in ends if e[0]], [e[2] for e in ends if e[0]]
-        self.lo, self.hi = np.nanmin(firsts, initial=np.inf), np.nanmax(lasts, initial=-np.inf)
+        finite = [e for e in ends if not math.isnan(e[1])]  # slices holding a finite value
+        self.lo, self.hi = min((e[1] for e in finite), default=math.inf), max((e[2] for e in finite), default=-math.inf)
         self.ninf, self.pinf = sum(e[3] for e in ends), sum(e[4] for e in ends)
 
     def select(self, ranks: Sequence[int]) -> list[float]:
@@ -145,21 +145,19 @@ class Ranked:
 
     def quantiles(self, qs: Sequence[float]) -> list[float]:
         """`np.quantile(values, qs)` (method linear), to the bit: numpy's virtual index and lerp."""
-        spots = []  # (virtual index, index before it, index after it)
+        spots = []  # (virtual index, the index numpy interpolates from, the ranks before and after it)
         for q in np.asarray(qs, dtype=np.float64):
             v = (self.n - 1) * q
             # At or past the last value numpy takes it on both sides, from index -1.
-            spots.append(
-                (v, -1, self.n - 1, self.n - 1)
-                if v >= self.n - 1
-                else (v, math.floor(v), math.floor(v), math.floor(v) + 1)
-            )
+            k = math.floor(v)
+            spots.append((v, -1, self.n - 1, self.n - 1) if v >= self.n - 1 else (v, k, k, k + 1))
         at = dict(zip(ranks := sorted({r for _, _, a, b in spots for r in (a, b)}), self.select(ranks), strict=True))
         out = []
         for v, k, a, b in spots:
             t, prev, nxt = v - k, at[a], at[b]
-            diff = nxt - prev
-            out.append(float(nxt - diff * (1 - t) if t >= 0.5 else prev + diff * t))
+            with np.errstate(invalid="ignore", over="ignore"):  # inf - inf: NaN, as numpy's own
+                diff = nxt - prev
+                out.append(float(nxt - diff * (1 - t) if t >= 0.5 else prev + diff * t))
         return out
 
     def median(self) -> float:

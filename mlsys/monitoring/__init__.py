@@ -9,7 +9,8 @@ drift, staleness, numerical stability, latency, quality once labels land, upstre
 `fail` the command exits 10 (`ExitCode.ALERT`). Every finding is appended to `paths.alerts`
 (JSON lines) and POSTed to `monitoring.webhook.url` when one is set (a failed delivery is
 recorded, never changes the exit code). Results: `paths.monitor_metrics` (DVC metrics) and
-`paths.monitor_report` (HTML).
+`paths.monitor_report` (HTML). Under `engine: dask` the log's files are read on the cluster and
+only the window's records come back (`mlsys.monitoring.sliced`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any
 import pandas as pd
 from omegaconf import DictConfig
 
+from mlsys.cluster import engine_client
 from mlsys.data.columns import LABEL
 from mlsys.data.snapshot import MANIFEST
 from mlsys.dynamic import PROFILE
@@ -139,16 +141,24 @@ def deliver(url: str, finding: dict[str, Any], timeout: float, retries: int) -> 
 def run(cfg: DictConfig, root: Path) -> int:
     """The checks over the window; writes metrics, alerts, the report; returns the exit code."""
     from mlsys.model import load_model
+    from mlsys.monitoring.sliced import read_window
     from mlsys.release.registry import Registry, locate
     from mlsys.serving.checks import validate_inputs
     from mlsys.serving.log import read_log
 
     m = cfg.monitoring
-    read = read_log(root / cfg.paths.request_log)
-    log = read.frame
-    times = log["prediction_time"].dropna() if len(log) else pd.Series(dtype="datetime64[us, UTC]")
-    since, until = window_bounds(m, times, cfg.split.tz)
-    window, previous, refused = _split(log, read.refused, since, until)
+
+    def bounds(times: pd.Series) -> tuple[pd.Timestamp | None, pd.Timestamp | None]:
+        return window_bounds(m, times, cfg.split.tz)
+
+    with engine_client(cfg.engine) as dask:
+        if dask is None:
+            read = read_log(root / cfg.paths.request_log)
+            log = read.frame
+            since, until = bounds(log["prediction_time"].dropna() if len(log) else pd.Series(dtype="datetime64[us]"))
+        else:  # the files read on the workers, only the records judged below brought back
+            read, since, until = read_window(dask, root / cfg.paths.request_log, bounds)
+    window, previous, refused = _split(read.frame, read.refused, since, until)
     held = window[window["path"] == "holdout"] if len(window) else window  # data.feedback_loops: no answer
     window, previous = (w[w["path"] != "holdout"] if len(w) else w for w in (window, previous))
     registry = Registry(locate(root, cfg.paths.registry)[0], cfg.release.model_name)

@@ -317,30 +317,54 @@ class LogRead:
     shadow: pd.DataFrame = field(default_factory=pd.DataFrame)  # a shadow model's answers to the same records
 
 
+@dataclass
+class LogFile:
+    """One stream file as read: its kind (answered, refused or shadow), its whole batches (None
+    when it has none) and whether its last batch was cut."""
+
+    path: Path
+    kind: str
+    table: pa.Table | None
+    cut: bool
+
+
+def log_files(root: Path) -> list[Path]:
+    """The stream files under `root`, in order."""
+    return sorted(Path(root).rglob(f"*{SUFFIX}")) if Path(root).is_dir() else []
+
+
+def read_file(path: Path, columns: list[str] | None = None) -> LogFile:
+    """One stream file, up to its last whole batch; `columns`: only these of an answered file."""
+    batches, cut = [], False
+    try:
+        with pa.OSFile(str(path)) as source, pa.ipc.open_stream(source) as reader:
+            for batch in reader:
+                batches.append(batch)
+    except (pa.ArrowInvalid, OSError):
+        cut = True
+    if not batches:
+        return LogFile(path, "answered", None, cut)
+    table = pa.Table.from_batches(batches)
+    kind = next((k for c, k in (("error", "refused"), ("shadow_of", "shadow")) if c in table.column_names), "answered")
+    if columns and kind == "answered":
+        table = table.select([c for c in columns if c in table.column_names])
+    return LogFile(path, kind, table, cut)
+
+
 def read_log(root: Path, columns: list[str] | None = None) -> LogRead:
     """Every stream file under `root`: the answered records as one frame (files of other
     feature sets get NaN in the features they lack), the refused requests apart (their own
     files); a file cut mid-batch is read up to its last whole batch."""
+    return combine(root, [read_file(path, columns) for path in log_files(root)])
+
+
+def combine(root: Path, files: list[LogFile]) -> LogRead:
+    """Files as read (or cut to a window) -> one `LogRead`."""
     tables: dict[str, list[pa.Table]] = {"answered": [], "refused": [], "shadow": []}  # by the file's kind
-    truncated, named = 0, []
-    files = sorted(Path(root).rglob(f"*{SUFFIX}")) if Path(root).is_dir() else []
-    for path in files:
-        batches = []
-        try:
-            with pa.OSFile(str(path)) as source, pa.ipc.open_stream(source) as reader:
-                for batch in reader:
-                    batches.append(batch)
-        except (pa.ArrowInvalid, OSError):
-            truncated += 1
-        if batches:
-            table = pa.Table.from_batches(batches)
-            kind = next(
-                (k for c, k in (("error", "refused"), ("shadow_of", "shadow")) if c in table.column_names), "answered"
-            )
-            if columns and kind == "answered":
-                table = table.select([c for c in columns if c in table.column_names])
-            tables[kind].append(table)
-            named.append(path)
+    named = [f.path for f in files if f.table is not None]
+    for f in files:
+        if f.table is not None:
+            tables[f.kind].append(f.table)
     frames = {}
     for kind, parts in tables.items():
         try:  # string and large_string, int and float
@@ -352,4 +376,4 @@ def read_log(root: Path, columns: list[str] | None = None) -> LogRead:
     answered = frames["answered"] if frames["answered"] is not None else pd.DataFrame()
     refused = frames["refused"] if frames["refused"] is not None else pd.DataFrame(columns=REFUSED)
     shadow = frames["shadow"] if frames["shadow"] is not None else pd.DataFrame()
-    return LogRead(answered, len(files), truncated, refused[REFUSED], shadow)
+    return LogRead(answered, len(files), sum(f.cut for f in files), refused[REFUSED], shadow)
