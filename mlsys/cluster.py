@@ -3,6 +3,7 @@ or a running scheduler's address; and how many partitions the rows are cut into.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -41,10 +42,14 @@ def client(cfg: DictConfig) -> Iterator[Any]:
         cluster.close()
 
 
+ROWS_PER_SLICE = 1_000_000  # a slice travels whole: past this many rows, more slices than workers
+
+
 def partitions(n: int, cfg: DictConfig, workers: int) -> int:
-    """Row chunks: `engine.dask.partitions`, or one per worker (LightGBM trains on each worker's
-    chunks as its share of the data)."""
-    return max(1, min(n, cfg.partitions or workers))
+    """Row slices of `n` rows: `engine.dask.partitions`, else one per worker or one per
+    `ROWS_PER_SLICE` rows, whichever is more (LightGBM trains on each worker's slices as its
+    share of the data)."""
+    return max(1, min(n, cfg.partitions or max(workers, math.ceil(n / ROWS_PER_SLICE))))
 
 
 @contextmanager

@@ -909,7 +909,7 @@ class DaskConfig:
     n_workers: int = 2  # LocalCluster: worker processes
     threads_per_worker: int = 1  # LocalCluster; also LightGBM's threads on each worker
     memory_limit: str = "4GiB"  # LocalCluster: per worker
-    partitions: int | None = None  # row chunks of the data sent to the cluster; null: one per worker
+    partitions: int | None = None  # row slices sent to the cluster; null: one per worker or per 1M rows
     connect_timeout: str = "10s"  # to `address`
 
 
