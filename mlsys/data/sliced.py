@@ -66,14 +66,8 @@ def validate(
     raw = raw.reset_index(drop=True)
     n = partitions(len(raw), cfg.engine.dask, len(dask.scheduler_info()["workers"]))
     edges = np.linspace(0, len(raw), n + 1).astype(int)
-    futures = [
-        dask.submit(
-            _check_slice, name, dask.scatter(raw.iloc[a:b], hash=False), cfg, pure=False
-        )  # data sent, not in the graph
-        for a, b in itertools.pairwise(edges)
-        if b > a
-    ]
-    slices = dask.gather(futures)
+    parts = [dask.scatter(raw.iloc[a:b], hash=False) for a, b in itertools.pairwise(edges) if b > a]  # not in the graph
+    slices = dask.gather([dask.submit(_check_slice, name, part, cfg, pure=False) for part in parts])
     parsed = pd.concat([p for p, _, _ in slices]) if slices else parse(name, raw, cfg)[0]
     local_times: LocalTimes = {}
     for _, _, counts in slices:
