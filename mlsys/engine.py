@@ -97,8 +97,7 @@ def train_dask(
 
     params = lgb_params(model, training, task)
     params.pop("num_threads", None)  # lightgbm.dask uses each worker's own threads
-    workers = len(dask.scheduler_info()["workers"])
-    chunk = math.ceil(len(x) / partitions(len(x), cfg, workers))
+    chunk = math.ceil(len(x) / partitions(len(x), cfg, dask))
     dx = da.from_array(x, chunks=(chunk, x.shape[1]))
     dy = da.from_array(task.target(y).astype("float64"), chunks=chunk)
     # The regressor wrapper trains any objective (binary, multiclass with num_class): only the
@@ -122,8 +121,7 @@ def answers(model: Model, frame: pd.DataFrame, cfg: DictConfig) -> np.ndarray:
 
     columns = list(model.task.columns)
     with client(cfg.dask) as dask:
-        workers = len(dask.scheduler_info()["workers"])
-        parts = dd.from_pandas(frame.reset_index(drop=True), npartitions=partitions(len(frame), cfg.dask, workers))
+        parts = dd.from_pandas(frame.reset_index(drop=True), npartitions=partitions(len(frame), cfg.dask, dask))
         meta = pd.DataFrame({c: pd.Series(dtype="float64") for c in columns})
         [shipped] = dask.scatter([model], broadcast=True, hash=False)
         # This client's cluster, whichever client the process made its default.

@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import DictConfig
 
+from mlsys.cluster import engine_client
 from mlsys.config import provenance
 from mlsys.contracts import summary, validate_table, without_column
 from mlsys.data import sliced
@@ -26,7 +27,8 @@ def run(cfg: DictConfig, root: Path) -> None:
     }
     manifest = read_json(root / cfg.paths.raw / MANIFEST, "the snapshot manifest: run snapshot")
     as_of = pd.Timestamp(manifest["snapshot_time"])  # labels are final or pending as of the snapshot
-    result = sliced.build(tables, cfg.data, as_of, cfg.engine)  # here, or time slice by time slice on Dask
+    with engine_client(cfg.engine) as dask:  # None: here; else time slice by time slice on the Dask cluster
+        result = sliced.build(tables, cfg.data, as_of, cfg.engine, dask)
     report = dict(result.report)
     labelled, unlabelled = result.labelled, result.unlabelled
     if cfg.contract.dataset is not None:

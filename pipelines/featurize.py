@@ -49,7 +49,7 @@ def _fit_encode(
             pipeline = fit_pipeline(cfg.features, train)
             matrices = {"train": pipeline.transform_frame(train), "valid": pipeline.transform_frame(valid)}
         else:
-            n = partitions(len(train), cfg.engine.dask, len(dask.scheduler_info()["workers"]))
+            n = partitions(len(train), cfg.engine.dask, dask)
             pipeline, x = sliced.featurize(dask, cfg.features, train, n)
             matrices = {"train": x, "valid": sliced.encode(dask, pipeline, valid, n)}
     return pipeline, drift.profile(matrices["train"], pipeline.names, pipeline.categorical), matrices

@@ -20,14 +20,13 @@ built table equals the local engine's: the same joins, the same windows over the
 
 from __future__ import annotations
 
-import itertools
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from omegaconf import DictConfig
 
-from mlsys.cluster import client, partitions
+from mlsys.cluster import Slices, partitions
 from mlsys.contracts import ValidationResult, row_cases, validate_table
 from mlsys.data.build import BuildResult, context, enrich, finish, invalid_event_times, prepare
 from mlsys.data.columns import EVENT_TIME
@@ -65,10 +64,7 @@ def validate(
         parsed, cases, local_times = parse(name, raw, cfg)
         return validate_table(name, table, parsed, _cases([cases, cut_cases]), raw=raw), local_times
     raw = raw.reset_index(drop=True)
-    n = partitions(len(raw), cfg.engine.dask, len(dask.scheduler_info()["workers"]))
-    edges = np.linspace(0, len(raw), n + 1).astype(int)
-    parts = [dask.scatter(raw.iloc[a:b], hash=False) for a, b in itertools.pairwise(edges) if b > a]  # not in the graph
-    futures = [dask.submit(_row_cases, name, part, cfg, pure=False) for part in parts]
+    futures = Slices(dask, raw, partitions(len(raw), cfg.engine.dask, dask)).map(_row_cases, name, cfg)
     # Meanwhile the table is parsed here too: it is written from here, and parsing it (vectorized,
     # row by row) costs less than bringing the workers' parsed slices back (1M flights: 0.4 s vs 0.8 s).
     parsed, cases, local_times = parse(name, raw, cfg)
@@ -81,18 +77,18 @@ def _cases(found: list[pd.DataFrame]) -> pd.DataFrame:
     return pd.concat(found, ignore_index=True) if found else pd.DataFrame()
 
 
-def _row_cases(name: str, raw: pd.DataFrame, cfg: DictConfig) -> pd.DataFrame:
+def _row_cases(raw: pd.DataFrame, name: str, cfg: DictConfig) -> pd.DataFrame:
     """One slice parsed and checked row by row: failure cases indexed by the table's row numbers."""
     return row_cases(name, cfg.contract.tables[name], parse(name, raw, cfg)[0])
 
 
 def build(
-    tables: dict[str, pd.DataFrame], data: DictConfig, as_of: pd.Timestamp | None, cfg: DictConfig
+    tables: dict[str, pd.DataFrame], data: DictConfig, as_of: pd.Timestamp | None, cfg: DictConfig, dask: Any = None
 ) -> BuildResult:
     """`mlsys.data.build.build` here, or its joins and aggregates time slice by time slice on
-    the cluster of `cfg` (the `engine` section)."""
+    the cluster of the Dask client `dask` (`cfg`: the `engine` section)."""
     frame, local_times = prepare(tables, data)
-    if cfg.kind != "dask":
+    if dask is None:
         return finish(enrich(frame, tables, data), data, as_of, local_times)
     from distributed import as_completed
     from rich.progress import track
@@ -102,25 +98,24 @@ def build(
     event = frame[EVENT_TIME].to_numpy("datetime64[ns]")
     known = ~np.isnat(event)
     frame = frame.assign(_pos=np.arange(len(frame)))
-    with client(cfg.dask) as dask:
-        n = partitions(len(frame), cfg.dask, len(dask.scheduler_info()["workers"]))
-        # Slices of equal rows by event time; an event-less row goes to the last (joined, never aggregated).
-        edges = np.quantile(event[known].astype(np.int64), np.linspace(0, 1, n + 1)[1:-1]) if known.any() else []
-        edges = np.asarray(edges).astype("datetime64[ns]")
-        slot = np.where(known, np.searchsorted(edges, event, side="right"), len(edges))
-        shipped = dask.scatter(joined, broadcast=True, hash=False)
-        futures = []
-        for i in range(len(edges) + 1):
-            lo = edges[i - 1] - back.to_timedelta64() if i else None
-            hi = edges[i] + ahead.to_timedelta64() if i < len(edges) else None
-            near = known & (event >= lo if lo is not None else True) & (event < hi if hi is not None else True)
-            own = slot == i
-            if own.any():
-                part = frame[own | near].assign(_own=own[own | near])
-                futures.append(dask.submit(_enrich_slice, dask.scatter(part, hash=False), shipped, data, pure=False))
-        for _ in track(as_completed(futures), total=len(futures), description="build", transient=True):
-            pass
-        slices = dask.gather(futures)
+    n = partitions(len(frame), cfg.dask, dask)
+    # Slices of equal rows by event time; an event-less row goes to the last (joined, never aggregated).
+    edges = np.quantile(event[known].astype(np.int64), np.linspace(0, 1, n + 1)[1:-1]) if known.any() else []
+    edges = np.asarray(edges).astype("datetime64[ns]")
+    slot = np.where(known, np.searchsorted(edges, event, side="right"), len(edges))
+    shipped = dask.scatter(joined, broadcast=True, hash=False)
+    futures = []
+    for i in range(len(edges) + 1):
+        lo = edges[i - 1] - back.to_timedelta64() if i else None
+        hi = edges[i] + ahead.to_timedelta64() if i < len(edges) else None
+        near = known & (event >= lo if lo is not None else True) & (event < hi if hi is not None else True)
+        own = slot == i
+        if own.any():
+            part = frame[own | near].assign(_own=own[own | near])
+            futures.append(dask.submit(_enrich_slice, dask.scatter(part, hash=False), shipped, data, pure=False))
+    for _ in track(as_completed(futures), total=len(futures), description="build", transient=True):
+        pass
+    slices = dask.gather(futures)
     whole = pd.concat(slices).sort_values("_pos", kind="stable").drop(columns="_pos").reset_index(drop=True)
     return finish(whole, data, as_of, local_times)
 

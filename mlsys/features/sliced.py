@@ -15,7 +15,6 @@ computed by the stage from the encoded train window it gathers to write anyway.
 from __future__ import annotations
 
 import functools
-import itertools
 import math
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -25,28 +24,13 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig
 
+from mlsys.cluster import Slices
 from mlsys.features import FeaturePipeline, fit_pipeline
 from mlsys.features.transforms import Column, Encoder
 
 PIVOTS = 4096  # values tried per round: the range holding a rank shrinks ~this much each round
 FETCH = 65536  # a range holding at most this many values is fetched and sorted on the driver
 THREADS = 16  # features reduced at once
-
-
-class Slices:
-    """Row slices of a frame, held by the workers of the Dask client `dask`."""
-
-    def __init__(self, dask: Any, frame: pd.DataFrame, n: int) -> None:
-        self.dask = dask
-        edges = np.linspace(0, len(frame), max(1, n) + 1).astype(int)
-        self.parts = [dask.scatter(frame.iloc[a:b], hash=False) for a, b in itertools.pairwise(edges) if b > a]
-
-    def map(self, fn: Callable[..., Any], *args: Any, parts: list[Any] | None = None) -> list[Any]:
-        """`fn(part, *args)` on each slice's worker: futures, in order."""
-        return [self.dask.submit(fn, part, *args, pure=False) for part in parts or self.parts]
-
-    def gather(self, fn: Callable[..., Any], *args: Any, parts: list[Any] | None = None) -> list[Any]:
-        return self.dask.gather(self.map(fn, *args, parts=parts))
 
 
 def _sorted(part: Any, values: Callable[[Any], np.ndarray]) -> np.ndarray:
@@ -166,9 +150,8 @@ class Ranked:
         return self.select([half])[0] if self.n % 2 else float(np.mean(self.select([half - 1, half])))
 
 
-def _raw(part: pd.DataFrame, source: str) -> np.ndarray:
-    x = part[source].to_numpy(np.float64, na_value=np.nan)
-    return x[np.isfinite(x)]
+def _finite(part: pd.DataFrame, source: str) -> np.ndarray:
+    return Column(part[source]).finite()
 
 
 def _encoded(part: pd.DataFrame, source: str, enc: Encoder) -> np.ndarray:
@@ -177,7 +160,7 @@ def _encoded(part: pd.DataFrame, source: str, enc: Encoder) -> np.ndarray:
 
 
 def _counts(part: pd.DataFrame, source: str) -> pd.Series:
-    return part[source].astype("str").value_counts(dropna=True)
+    return Column(part[source]).counts()
 
 
 class SlicedColumn(Column):
@@ -191,7 +174,7 @@ class SlicedColumn(Column):
         return pd.concat(found).groupby(level=0, sort=False).sum() if found else pd.Series(dtype="int64")
 
     def finite_quantiles(self, qs: list[float]) -> list[float] | None:
-        ranked = Ranked(self.slices, functools.partial(_raw, source=self.source))
+        ranked = Ranked(self.slices, functools.partial(_finite, source=self.source))
         return ranked.quantiles(qs) if ranked.n else None
 
     def encoded_median(self, enc: Encoder) -> float | None:

@@ -127,10 +127,14 @@ class Column:
         """Rows per value (as text), nulls left out."""
         return self.s.astype("str").value_counts(dropna=True)
 
+    def finite(self) -> np.ndarray:
+        """The finite values, as numbers."""
+        x = self.s.to_numpy(np.float64, na_value=np.nan)
+        return x[np.isfinite(x)]
+
     def finite_quantiles(self, qs: list[float]) -> list[float] | None:
         """`np.quantile` (linear) of the finite values; None when there are none."""
-        x = self.s.to_numpy(np.float64, na_value=np.nan)
-        x = x[np.isfinite(x)]
+        x = self.finite()
         return np.quantile(x, qs).tolist() if len(x) else None
 
     def encoded_median(self, enc: Encoder) -> float | None:

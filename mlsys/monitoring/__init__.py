@@ -155,7 +155,9 @@ def run(cfg: DictConfig, root: Path) -> int:
         if dask is None:
             read = read_log(root / cfg.paths.request_log)
             log = read.frame
-            since, until = bounds(log["prediction_time"].dropna() if len(log) else pd.Series(dtype="datetime64[us]"))
+            since, until = bounds(
+                log["prediction_time"].dropna() if len(log) else pd.Series(dtype="datetime64[us, UTC]")
+            )
         else:  # the files read on the workers, only the records judged below brought back
             read, since, until = read_window(dask, root / cfg.paths.request_log, bounds)
     window, previous, refused = _split(read.frame, read.refused, since, until)

@@ -134,9 +134,9 @@ def test_a_scheduler_and_workers_started_with_the_dask_cli(tmp_path):
             proc.wait(timeout=30)
 
 
-def test_rows_are_cut_one_slice_per_worker_or_per_million_rows():
+def test_rows_are_cut_one_slice_per_worker_or_per_million_rows(dask_client):
     from mlsys.cluster import partitions
 
     auto = OmegaConf.structured(DaskConfig())
-    assert [partitions(n, auto, 2) for n in (1, 10, 1_000_000, 2_500_000)] == [1, 2, 2, 3]
-    assert partitions(2_500_000, OmegaConf.merge(auto, {"partitions": 7}), 2) == 7
+    assert [partitions(n, auto, dask_client) for n in (1, 10, 1_000_000, 2_500_000)] == [1, 2, 2, 3]
+    assert partitions(2_500_000, OmegaConf.merge(auto, {"partitions": 7}), dask_client) == 7

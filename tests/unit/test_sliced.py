@@ -61,11 +61,12 @@ def test_the_context_reaches_as_far_as_the_config_and_the_data_allow(spring):
 @pytest.mark.parametrize("slices", [2, 7])
 def test_a_sliced_build_equals_the_local_build(dask_client, spring, slices):
     tables, data = spring
-    local = build(tables, data, pd.Timestamp("2013-04-25", tz="UTC"))
-    spread = sliced.build(tables, data, pd.Timestamp("2013-04-25", tz="UTC"), engine_at(dask_client, partitions=slices))
+    as_of = pd.Timestamp("2013-04-25", tz="UTC")
+    local = build(tables, data, as_of)
+    spread = sliced.build(tables, data, as_of, engine_at(dask_client, partitions=slices), dask_client)
     assert len(local.labelled) > 40_000 and len(local.unlabelled) > 1_000
     _same(local, spread)
-    _same(sliced.build(tables, data, pd.Timestamp("2013-04-25", tz="UTC"), LOCAL), local)
+    _same(sliced.build(tables, data, as_of, LOCAL), local)
 
 
 def test_without_its_look_ahead_a_slice_misses_rows_and_the_build_differs(dask_client, spring, monkeypatch):
@@ -73,7 +74,7 @@ def test_without_its_look_ahead_a_slice_misses_rows_and_the_build_differs(dask_c
     tables, data = spring
     local = build(tables, data)
     monkeypatch.setattr(sliced, "context", lambda frame, data: (context(frame, data)[0], pd.Timedelta(0)))
-    spread = sliced.build(tables, data, None, engine_at(dask_client, partitions=7))
+    spread = sliced.build(tables, data, None, engine_at(dask_client, partitions=7), dask_client)
     with pytest.raises(AssertionError):
         _same(local, spread)
 
