@@ -16,7 +16,8 @@ on a scheduler and 2 workers (1 thread, 4 GiB each) started once with the `dask`
 machines (`--local-cluster`: a LocalCluster started by each stage instead, the default config),
 and says whether the sliced stages wrote the local ones' bytes (validated tables, built dataset,
 feature state, encoded windows). Peak memory is the stage's own process: the CLI workers' is
-not counted.
+not counted. `--dask-only --work DIR` reruns the Dask part alone on the project of an earlier
+run (its files are then the local reference).
 """
 
 from __future__ import annotations
@@ -181,19 +182,26 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--dask", action="store_true", help="also rerun validate .. predict with engine: dask")
     parser.add_argument("--local-cluster", action="store_true", help="--dask on a LocalCluster per stage")
+    parser.add_argument("--dask-only", action="store_true", help="--dask alone, on the --work of an earlier run")
     parser.add_argument("--work", type=Path, help="the project folder (default: a temporary one)")
     parser.add_argument("--raw", nargs=2, metavar=("STEP", "WORK"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.raw:
         raw_step(args.raw[0], Path(args.raw[1]))
         return
+    if args.dask_only and not args.work:
+        parser.error("--dask-only needs --work: the project of an earlier run")
+    args.dask |= args.dask_only
     work = args.work or Path(tempfile.mkdtemp(prefix="mlsys-scale-")) / "project"
     start = time.perf_counter()
-    facts = project(work, args.rows)
-    print(f"scale: {facts['flights']} flights in {work} ({time.perf_counter() - start:.0f} s to generate); "
-          f"test {facts['test']}..{facts['end']}", flush=True)  # fmt: skip
+    if args.dask_only:
+        facts = {"flights": f"the project in {work}:"}
+    else:
+        facts = project(work, args.rows)
+        print(f"scale: {facts['flights']} flights in {work} ({time.perf_counter() - start:.0f} s to generate); "
+              f"test {facts['test']}..{facts['end']}", flush=True)  # fmt: skip
     measured: dict[str, dict[str, float]] = {}
-    for stage in STAGES:
+    for stage in () if args.dask_only else STAGES:
         wall, gib, _ = timed([str(MLSYS), stage], work)
         measured[stage] = {"mlsys_s": wall, "mlsys_gib": gib}
         if stage in RAW:
@@ -204,6 +212,7 @@ def main() -> None:
     metrics = json.loads((work / "metrics/metrics.json").read_text())
     meta = json.loads((work / "models/model/meta.json").read_text())
     print(f"  mlsys train: best iteration {meta['best_iteration']}")
+    measured = {stage: measured.get(stage, {}) for stage in STAGES}
     if args.dask:
         local = digests(work)
         with dask_engine(work, args.local_cluster):
@@ -220,20 +229,23 @@ def main() -> None:
     columns = ["stage", "mlsys s", "GiB", "raw s", "GiB", "time ratio"]
     for col in columns + (["dask s", "dask/local"] if args.dask else []):
         table.add_column(col, justify="left" if col == "stage" else "right")
+    measured = {stage: m for stage, m in measured.items() if m}
     for stage, m in measured.items():
-        row = [stage, f"{m['mlsys_s']:.1f}", f"{m['mlsys_gib']:.2f}"]
+        row = [stage, *((f"{m['mlsys_s']:.1f}", f"{m['mlsys_gib']:.2f}") if "mlsys_s" in m else ("-", "-"))]
         if "raw_s" in m:
             row += [f"{m['raw_s']:.1f}", f"{m['raw_gib']:.2f}", f"{m['mlsys_s'] / m['raw_s']:.2f}x"]
         else:
             row += ["-"] * 3
         if args.dask:
-            row += [f"{m['dask_s']:.1f}", f"{m['dask_s'] / m['mlsys_s']:.2f}x"] if "dask_s" in m else ["-"] * 2
+            ratio = f"{m['dask_s'] / m['mlsys_s']:.2f}x" if "mlsys_s" in m and "dask_s" in m else "-"
+            row += [f"{m['dask_s']:.1f}" if "dask_s" in m else "-", ratio]
         table.add_row(*row)
-    total = sum(m["mlsys_s"] for m in measured.values())
-    peak = max(m["mlsys_gib"] for m in measured.values())
-    raw_peak = max(m.get("raw_gib", 0) for m in measured.values())
-    table.add_row("all", f"{total:.1f}", f"{peak:.2f}", f"{sum(m.get('raw_s', 0) for m in measured.values()):.1f}",
-                  f"{raw_peak:.2f}", f"peak {peak / raw_peak:.2f}x")  # fmt: skip
+    if not args.dask_only:
+        total = sum(m["mlsys_s"] for m in measured.values())
+        peak = max(m["mlsys_gib"] for m in measured.values())
+        raw_peak = max(m.get("raw_gib", 0) for m in measured.values())
+        table.add_row("all", f"{total:.1f}", f"{peak:.2f}", f"{sum(m.get('raw_s', 0) for m in measured.values()):.1f}",
+                      f"{raw_peak:.2f}", f"peak {peak / raw_peak:.2f}x")  # fmt: skip
     Console().print(table)
     figures = {k: metrics.get(k) for k in ("auc", "r2", "macro_f1") if k in metrics}
     print(f"test metrics, local: {figures}")

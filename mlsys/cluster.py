@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -56,14 +56,19 @@ def partitions(n: int, cfg: DictConfig, dask: Any) -> int:
     return max(1, min(n, cfg.partitions or max(workers, math.ceil(n / ROWS_PER_SLICE))))
 
 
+def cuts(rows: int, n: int) -> list[tuple[int, int]]:
+    """`rows` cut into `n` slices of (nearly) equal rows: (start, stop) of each non-empty one."""
+    edges = np.linspace(0, rows, max(1, n) + 1).astype(int)
+    return [(a, b) for a, b in itertools.pairwise(edges) if b > a]
+
+
 class Slices:
     """Row slices of a frame, held by the workers of the Dask client `dask` (sent as data, not
     in the task graph; `hash=False`: equal slices must not share a key one's release cancels)."""
 
     def __init__(self, dask: Any, frame: pd.DataFrame, n: int) -> None:
         self.dask = dask
-        edges = np.linspace(0, len(frame), max(1, n) + 1).astype(int)
-        self.parts = [dask.scatter(frame.iloc[a:b], hash=False) for a, b in itertools.pairwise(edges) if b > a]
+        self.parts = [dask.scatter(frame.iloc[a:b], hash=False) for a, b in cuts(len(frame), n)]
 
     def map(self, fn: Callable[..., Any], *args: Any, parts: list[Any] | None = None) -> list[Any]:
         """`fn(part, *args)` on each slice's worker: futures, in order."""
@@ -71,6 +76,67 @@ class Slices:
 
     def gather(self, fn: Callable[..., Any], *args: Any, parts: list[Any] | None = None) -> list[Any]:
         return self.dask.gather(self.map(fn, *args, parts=parts))
+
+
+def stream(
+    dask: Any, fn: Callable[..., Any], items: Iterable[Any], *args: Any, total: int, description: str = ""
+) -> list[Any]:
+    """`fn(item, *args)` on the cluster of `dask` for each of `total` items, the results in
+    order. An item (a frame, sent as data; or a future the workers hold) goes out only while
+    fewer than two per worker thread are in flight, and each result is brought back as soon as
+    it is done and its future released: a worker holds a few items and results at a time,
+    never all of them. A worker lost meanwhile (killed past `engine.dask.memory_limit`) is an
+    error naming the keys that bound a slice's size."""
+    from distributed import as_completed
+    from rich.progress import Progress
+
+    items = iter(items)
+    limit = 2 * max(1, sum(w.get("nthreads", 1) for w in dask.scheduler_info()["workers"].values()))
+    running, done = as_completed(), {}
+    order: dict[str, int] = {}
+
+    def send(i: int, item: Any) -> None:
+        data = item if _is_future(item) else dask.scatter(item, hash=False)
+        future = dask.submit(fn, data, *args, pure=False)
+        order[future.key] = i
+        running.add(future)
+
+    sent = 0
+    for item in itertools.islice(items, limit):
+        send(sent, item)
+        sent += 1
+    with Progress(transient=True, disable=not description) as progress:
+        bar = progress.add_task(description, total=total)
+        for future in running:
+            done[order.pop(future.key)] = _result(future, description or getattr(fn, "__name__", "a task"))
+            future.release()
+            progress.advance(bar)
+            for item in itertools.islice(items, 1):
+                send(sent, item)
+                sent += 1
+    return [done[i] for i in range(sent)]
+
+
+def _is_future(item: Any) -> bool:
+    from distributed import Future
+
+    return isinstance(item, Future)
+
+
+def _result(future: Any, what: str) -> Any:
+    from concurrent.futures import CancelledError
+
+    from distributed.comm import CommClosedError
+    from distributed.scheduler import KilledWorker
+
+    try:
+        return future.result()
+    except (CancelledError, KilledWorker, CommClosedError) as exc:
+        raise ConfigError(
+            f"engine.dask: the cluster lost a worker during {what} ({type(exc).__name__}: {exc}); a worker "
+            "past engine.dask.memory_limit is restarted and its slices lost: raise engine.dask.memory_limit, "
+            "or engine.dask.partitions for smaller slices"
+        ) from exc
 
 
 @contextmanager

@@ -11,9 +11,10 @@ The same stages write the same outputs either way; what runs on the cluster:
   would have (the task's primary metric); the saved model is a plain model cut at that
   iteration, so everything downstream (evaluation, bundle, serving) is unchanged. Not
   byte-deterministic: which rows each worker holds varies with placement.
-- **batch scoring** (`answers`): the rows cut into partitions, each scored on a worker by the
-  same model object (the one feature path), in order.
-- **build**: `mlsys.data.sliced`, by time slice.
+- **batch scoring** (`answers`): the rows cut into slices, each scored on a worker by the same
+  model object (the one feature path; lleaves compiled there when it is the backend), in order.
+- **validate, build**: `mlsys.data.sliced`; **featurize**: `mlsys.features.sliced`; the
+  monitor's log: `mlsys.monitoring.sliced`.
 
 The cluster itself (a LocalCluster or an address): `mlsys.cluster`.
 """
@@ -28,7 +29,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig
 
-from mlsys.cluster import client, partitions
+from mlsys.cluster import client, cuts, partitions, stream
 from mlsys.errors import ConfigError
 from mlsys.features import FeaturePipeline
 from mlsys.model import Model, TrainResult, lgb_params
@@ -113,21 +114,16 @@ def train_dask(
 
 
 def answers(model: Model, frame: pd.DataFrame, cfg: DictConfig) -> np.ndarray:
-    """The task's answers for `frame` (`task.matrix`): here, or partition by partition on the
-    cluster of `cfg` (the `engine` section), in the frame's order."""
-    if cfg.kind != "dask":
+    """The task's answers for `frame` (`task.matrix`): here, or slice by slice on the cluster
+    of `cfg` (the `engine` section), sent as the workers take them, in the frame's order."""
+    if cfg.kind != "dask" or frame.empty:
         return model.task.matrix(model.predict_frame(frame))
-    import dask.dataframe as dd
-
-    columns = list(model.task.columns)
     with client(cfg.dask) as dask:
-        parts = dd.from_pandas(frame.reset_index(drop=True), npartitions=partitions(len(frame), cfg.dask, dask))
-        meta = pd.DataFrame({c: pd.Series(dtype="float64") for c in columns})
         [shipped] = dask.scatter([model], broadcast=True, hash=False)
-        # This client's cluster, whichever client the process made its default.
-        scored = dask.compute(parts.map_partitions(_score_part, shipped, columns, meta=meta), sync=True)
-    return scored.to_numpy("float64")
+        rows = cuts(len(frame), partitions(len(frame), cfg.dask, dask))
+        parts = (frame.iloc[a:b] for a, b in rows)
+        return np.concatenate(stream(dask, _score_part, parts, shipped, total=len(rows), description="score"))
 
 
-def _score_part(rows: pd.DataFrame, model: Model, columns: list[str]) -> pd.DataFrame:
-    return pd.DataFrame(model.task.matrix(model.predict_frame(rows, num_threads=1)), columns=columns, index=rows.index)
+def _score_part(rows: pd.DataFrame, model: Model) -> np.ndarray:
+    return model.task.matrix(model.predict_frame(rows, num_threads=1))

@@ -195,6 +195,8 @@ SERVE = (
     "data.event_time",
     "data.prediction_lead",  # a logged record's prediction time
     "inference.mode",
+    "inference.backend",
+    "inference.compile_inline",
     "inference.server",
     "inference.request_log",
     "inference.canary",

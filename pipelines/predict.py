@@ -52,7 +52,7 @@ def run(cfg: DictConfig, root: Path) -> None:
         "created_at": created,
         "rows": len(rows),
         "window": dict(cfg.inference.window),
-        "backend": backend,  # under engine dask, the workers score with LightGBM
+        "backend": backend,  # under engine dask, the workers too (lleaves: compiled or loaded there)
         "checks": results,
         "passed": all(r["passed"] for r in results),
         **provenance("predict", cfg),

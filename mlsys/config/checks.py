@@ -62,9 +62,17 @@ def check(cfg: DictConfig, lightgbm: bool = True) -> None:
             f"evaluation.min_slice_rows={cfg.evaluation.min_slice_rows}: such slices have no metrics"
         )
     if lightgbm:
-        from mlsys.model.params import check_lightgbm_params
+        check_lightgbm(cfg)
 
-        check_lightgbm_params(task.lgb_params(cfg.model.params), "model.params")
+
+def check_lightgbm(cfg: DictConfig) -> None:
+    """LightGBM's own check of `model.params` (the task's parameters included): the one
+    check that imports LightGBM, run where a stage reads `model`."""
+    from mlsys.model.params import check_lightgbm_params
+    from mlsys.tasks import Task
+
+    task = Task.from_config(cfg.data.label, cfg.model.params)
+    check_lightgbm_params(task.lgb_params(cfg.model.params), "model.params")
 
 
 def unknown_names(names: list[str], known: set[str] | list[str]) -> str:

@@ -188,24 +188,29 @@ def stage_config(keys: tuple[str, ...], overrides: list[str] | tuple[str, ...] =
     receives only its declared keys. params.yaml that already passed the same checks (same
     bytes, same code: `CHECKED`) is not checked again, which keeps every stage's start light.
     """
-    from mlsys.config.checks import check
+    from mlsys.config.checks import check, check_lightgbm
 
     root = project_root()
     lightgbm = "model" in {k.split(".")[0] for k in keys}
     if overrides:
         raw = OmegaConf.create(compose_yaml(root, overrides))
         source = f"{CONF_DIR}/ + {' '.join(overrides)}"
-    else:
-        raw = read_params(root)
-        source = PARAMS_FILE
-    full = load_sections(raw, tuple(SECTIONS), source)
-    if overrides:
+        full = load_sections(raw, tuple(SECTIONS), source)
         check(full, lightgbm=lightgbm)
-    else:
-        key, done = _code_key(root), _checked(root)
-        if done.get("config") != key or (lightgbm and done.get("lightgbm") != key):
-            check(full, lightgbm=lightgbm)
-            _mark(root, config=key, **({"lightgbm": key} if lightgbm else {}))
+        return select(full, keys), root
+    raw, source = read_params(root), PARAMS_FILE
+    key, done = _code_key(root), _checked(root)
+    if done.get("config") == key:  # checked already: only the sections the stage reads are typed (~0.2 s less)
+        sections = dict.fromkeys(k.split(".")[0] for k in keys)
+        first = lightgbm and done.get("lightgbm") != key  # the first stage reading `model`: LightGBM's check
+        typed = load_sections(raw, tuple(sections | dict.fromkeys(("data", "model") if first else ())), source)
+        if first:
+            check_lightgbm(typed)
+            _mark(root, lightgbm=key)
+        return select(typed, keys), root
+    full = load_sections(raw, tuple(SECTIONS), source)
+    check(full, lightgbm=lightgbm)
+    _mark(root, config=key, **({"lightgbm": key} if lightgbm else {}))
     return select(full, keys), root
 
 

@@ -12,6 +12,7 @@ stands in for them); the quarantine files are data, not reports, and keep them.
 from __future__ import annotations
 
 import functools
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,14 +36,34 @@ SCHEMA_FACTS = ("dtype(", "column_in_dataframe", "column_in_schema")
 @register_check_method(statistics=["max_fraction"], supported_types=[pd.Series])
 def max_missing(series: pd.Series, *, max_fraction: float) -> bool:
     """Fraction of nulls in the column is at most `max_fraction` (frame-level)."""
-    return bool(series.isna().mean() <= max_fraction)
+    return missing_within(int(series.isna().sum()), len(series), max_fraction)
 
 
 @register_check_method(statistics=["min_rows", "max_rows"], supported_types=[pd.DataFrame])
 def row_count(frame: pd.DataFrame, *, min_rows: int | None, max_rows: int | None) -> bool:
     """Row count within bounds (frame-level)."""
-    n = len(frame)
-    return (min_rows is None or n >= min_rows) and (max_rows is None or n <= max_rows)
+    return rows_within(len(frame), min_rows, max_rows)
+
+
+def missing_within(nulls: int, rows: int, max_fraction: float) -> bool:
+    """`nulls` of `rows` is at most `max_fraction` (no rows: no share to judge, a failure)."""
+    return rows > 0 and nulls / rows <= max_fraction
+
+
+def rows_within(rows: int, min_rows: int | None, max_rows: int | None) -> bool:
+    return (min_rows is None or rows >= min_rows) and (max_rows is None or rows <= max_rows)
+
+
+def missing_check(max_fraction: float) -> pa.Check:
+    """The `max_missing` check of a column (whole-table: never run on a slice)."""
+    return pa.Check.max_missing(max_fraction=max_fraction, ignore_na=False)
+
+
+def rows_check(table: DictConfig) -> pa.Check | None:
+    """The `min_rows` / `max_rows` check of a table, if it declares one (whole-table)."""
+    if table.min_rows is None and table.max_rows is None:
+        return None
+    return pa.Check.row_count(min_rows=table.min_rows, max_rows=table.max_rows)
 
 
 def custom_check(spec: DictConfig | dict, key: str) -> pa.Check:
@@ -103,12 +124,26 @@ def check_table(table: DictConfig, key: str) -> None:
         raise ConfigError(f"{key}.max_quarantine_fraction: {table.max_quarantine_fraction} not in [0, 1]")
 
 
-def compile_schema(name: str, table: DictConfig, part: str = "all") -> pa.DataFrameSchema:
-    """Build the Pandera schema a `contract.tables.<name>` entry declares: all of it, or the
-    part a slice of rows can check (`rows`: types, bounds, sets, patterns, custom row checks)
-    or the part only the whole table can (`table`: uniqueness, missing share, row count)."""
-    if part == "table":
-        return _table_schema(name, table)
+def compile_schema(name: str, table: DictConfig, part: str = "all", spec: dict | None = None) -> pa.DataFrameSchema:
+    """The Pandera schema a `contract.tables.<name>` entry declares: all of it, or the part a
+    slice of rows can check (`rows`: types, bounds, sets, patterns, custom row checks), or its
+    uniqueness rules alone (`unique`: `mlsys.contracts.whole` runs them on the rows whose keys
+    repeat). Compiled once per contract text (`spec`: the entry as a container, when the
+    caller has it)."""
+    if spec is None:
+        spec = OmegaConf.to_container(table, resolve=True)
+    key = (name, part, json.dumps(spec, default=str))
+    if (schema := _SCHEMAS.get(key)) is None:
+        schema = _SCHEMAS[key] = _compile(name, table, part)
+    return schema
+
+
+_SCHEMAS: dict[tuple[str, str, str], pa.DataFrameSchema] = {}
+
+
+def _compile(name: str, table: DictConfig, part: str) -> pa.DataFrameSchema:
+    if part == "unique":
+        return _unique_schema(name, table)
     rows = part == "rows"
     columns = {}
     for col, spec in table.columns.items():
@@ -125,7 +160,7 @@ def compile_schema(name: str, table: DictConfig, part: str = "all") -> pa.DataFr
         if spec.regex is not None:
             checks.append(pa.Check.str_matches(spec.regex))
         if spec.max_missing is not None and not rows:
-            checks.append(pa.Check.max_missing(max_fraction=spec.max_missing, ignore_na=False))
+            checks.append(missing_check(spec.max_missing))
         checks.extend(
             custom_check(c, f"contract.tables.{name}.columns.{col}.checks[{i}]") for i, c in enumerate(spec.checks)
         )
@@ -141,8 +176,8 @@ def compile_schema(name: str, table: DictConfig, part: str = "all") -> pa.DataFr
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"contract.tables.{name}.columns.{col}: {exc}") from exc
     frame_checks = [custom_check(c, f"contract.tables.{name}.checks[{i}]") for i, c in enumerate(table.checks)]
-    if (table.min_rows is not None or table.max_rows is not None) and not rows:
-        frame_checks.append(pa.Check.row_count(min_rows=table.min_rows, max_rows=table.max_rows))
+    if (count := rows_check(table)) is not None and not rows:
+        frame_checks.append(count)
     return pa.DataFrameSchema(
         columns,
         checks=frame_checks,
@@ -153,27 +188,14 @@ def compile_schema(name: str, table: DictConfig, part: str = "all") -> pa.DataFr
     )
 
 
-def _table_schema(name: str, table: DictConfig) -> pa.DataFrameSchema:
-    """The whole-table checks alone, on columns the row part has found (or reported missing)."""
+def _unique_schema(name: str, table: DictConfig) -> pa.DataFrameSchema:
+    """The uniqueness rules alone (`unique: true` columns, the table's `unique` key)."""
     columns = {
-        col: pa.Column(
-            checks=[pa.Check.max_missing(max_fraction=spec.max_missing, ignore_na=False)]
-            if spec.max_missing is not None
-            else [],
-            nullable=True,  # the row part's check
-            unique=spec.unique,
-            required=False,
-            report_duplicates="exclude_first",
-        )
+        col: pa.Column(nullable=True, unique=True, required=False, report_duplicates="exclude_first")
         for col, spec in table.columns.items()
-        if spec.unique or spec.max_missing is not None
+        if spec.unique
     }
-    checks = []
-    if table.min_rows is not None or table.max_rows is not None:
-        checks.append(pa.Check.row_count(min_rows=table.min_rows, max_rows=table.max_rows))
-    return pa.DataFrameSchema(
-        columns, checks=checks, unique=list(table.unique) or None, report_duplicates="exclude_first", name=name
-    )
+    return pa.DataFrameSchema(columns, unique=list(table.unique) or None, report_duplicates="exclude_first", name=name)
 
 
 def without_column(table: DictConfig, column: str) -> DictConfig:
@@ -210,17 +232,24 @@ class ValidationResult:
 def row_cases(name: str, table: DictConfig, frame: pd.DataFrame) -> pd.DataFrame:
     """The failure cases of the row checks (and of `python_schema`) on a slice of a table,
     indexed by the slice's own index: `validate_table(..., sliced=True)` adds the rest."""
-    cases = [_failure_cases(compile_schema(name, table, "rows"), frame)]
+    cases = [schema_cases(compile_schema(name, table, "rows"), frame)]
     if (extra := python_schema(name, table)) is not None:
-        cases.append(_failure_cases(extra, frame))
+        cases.append(schema_cases(extra, frame, ours=False))
     return pd.concat([c for c in cases if len(c)] or cases[:1], ignore_index=True)
 
 
-def _failure_cases(schema: pa.DataFrameSchema, frame: pd.DataFrame) -> pd.DataFrame:
+def schema_cases(schema: pa.DataFrameSchema, frame: pd.DataFrame, ours: bool = True) -> pd.DataFrame:
+    """Pandera's failure cases of `frame`; a schema `ours` (compiled here: it checks, never
+    coerces) reads the frame in place, a user's `python_schema` a copy it may change."""
     try:
-        schema.validate(frame, lazy=True)
+        schema.validate(frame, lazy=True, inplace=ours)
     except pa.errors.SchemaErrors as exc:
         return exc.failure_cases
+    return no_cases()
+
+
+def no_cases() -> pd.DataFrame:
+    """No failure case, in the shape of Pandera's."""
     return pd.DataFrame(columns=["schema_context", "column", "check", "failure_case", "index"])
 
 
@@ -236,19 +265,20 @@ def validate_table(
 
     `extra_failures` are row failures found before Pandera (e.g. unparseable timestamps),
     in the same shape as Pandera's failure cases; quarantined rows are taken from `raw`
-    (the frame as read, before parsing) when given, so nothing is lost. `sliced`: the row
-    checks were run on slices of `frame` (`row_cases`, their cases in `extra_failures`), so
-    only the whole-table checks run here.
+    (the frame as read, before parsing) when given, so nothing is lost. `sliced`: every
+    check ran elsewhere (the row checks on slices of `frame`, `row_cases`; the whole-table
+    ones from the slices' counts, `mlsys.contracts.whole`), their cases in `extra_failures`.
     """
     frame = frame.reset_index(drop=True)
     raw = frame if raw is None else raw.reset_index(drop=True)
-    cases = [_failure_cases(compile_schema(name, table, "table" if sliced else "all"), frame)]
+    spec = OmegaConf.to_container(table, resolve=True)
+    cases = [] if sliced else [schema_cases(compile_schema(name, table, "all", spec), frame)]
     if not sliced and (extra := python_schema(name, table)) is not None:
-        cases.append(_failure_cases(extra, frame))
+        cases.append(schema_cases(extra, frame, ours=False))
     if extra_failures is not None and len(extra_failures):
         cases.append(extra_failures)
     found = [c for c in cases if len(c)]
-    fc = pd.concat(found, ignore_index=True) if found else cases[0]  # cases[0]: the empty schema
+    fc = pd.concat(found, ignore_index=True) if found else no_cases()
     fc = fc.assign(column=fc["column"].astype(object).where(fc["column"].notna(), "<frame>"))
     # A column without its declared dtype fails the frame once (Pandera lists every row), unless
     # only rows failing another check make it so (a cut last line's NaN turns int64 to float64).
@@ -260,6 +290,7 @@ def validate_table(
     frame_fc, row_fc = fc[~is_row & ~typed], fc[is_row]
     # Once each: checked slice by slice, a frame-level failure (a missing column) is found per slice.
     frame_fc = frame_fc[~frame_fc[["column", "check", "failure_case"]].astype(str).duplicated()]
+    frame_fc = frame_fc.iloc[np.lexsort((frame_fc["check"].astype(str), frame_fc["column"].astype(str)))]
 
     pii = {str(c) for c, spec in table.columns.items() if spec.get("pii", False)}
     frame_failures = [
@@ -337,7 +368,7 @@ def validate_table(
         "quarantine_fraction": share,
         "frame_failures": frame_failures,
         "row_failures": row_failures,
-        "contract": OmegaConf.to_container(table, resolve=True),
+        "contract": spec,
     }
     return ValidationResult(passed=passed, quarantined=quarantined, report=report)
 

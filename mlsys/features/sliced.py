@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig
 
-from mlsys.cluster import Slices
+from mlsys.cluster import Slices, cuts, stream
 from mlsys.features import FeaturePipeline, fit_pipeline
 from mlsys.features.transforms import Column, Encoder
 
@@ -194,10 +194,12 @@ def featurize(dask: Any, features: DictConfig, train: pd.DataFrame, n: int) -> t
     # in flight at once, so the stage waits about one feature's rounds, not the sum.
     with ThreadPoolExecutor(THREADS) as pool:
         pipeline = fit_pipeline(features, train, lambda source: SlicedColumn(slices, source), pool.map)
-    return pipeline, np.concatenate(slices.gather(_encode, pipeline))
+    return pipeline, np.concatenate(stream(dask, _encode, slices.parts, pipeline, total=len(slices.parts)))
 
 
 def encode(dask: Any, pipeline: FeaturePipeline, frame: pd.DataFrame, n: int) -> np.ndarray:
-    """`pipeline.transform_frame(frame)`, slice by slice on the cluster of `dask`."""
-    slices = Slices(dask, frame[list(dict.fromkeys(pipeline.sources))], n)
-    return np.concatenate(slices.gather(_encode, pipeline))
+    """`pipeline.transform_frame(frame)`, slice by slice on the cluster of `dask` (sent as
+    the workers take them)."""
+    frame = frame[list(dict.fromkeys(pipeline.sources))]
+    rows = cuts(len(frame), n)
+    return np.concatenate(stream(dask, _encode, (frame.iloc[a:b] for a, b in rows), pipeline, total=len(rows)))

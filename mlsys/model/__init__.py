@@ -161,17 +161,26 @@ class Model:
     calibration: dict[str, Any] | None = None  # fitted on the validation window (model.calibration)
     _row: SingleRow | None = field(default=None, init=False, repr=False, compare=False)  # made on first use
     compiled: Compiled | None = field(default=None, init=False, repr=False, compare=False)  # see use_backend
+    lleaves: tuple[Path, bool] | None = field(default=None, init=False, repr=False, compare=False)  # cache, inline
 
     def __getstate__(self) -> dict[str, Any]:  # shipped to Dask workers: native handles stay here
         return self.__dict__ | {"_row": None, "compiled": None}
 
     def use_backend(self, backend: str, cache: Path, inline: bool = False) -> None:
         """Score batches with `backend` (`inference.backend`): lleaves compiles the model, or
-        loads it from `cache` (`mlsys.model.compiled`); lightgbm is Booster.predict."""
-        if backend == "lleaves":
-            self.compiled = compile_model(self.booster.model_to_string(), self.version, cache, inline)
-        else:
-            self.compiled = None
+        loads it from `cache` (`mlsys.model.compiled`); lightgbm is Booster.predict. A copy
+        shipped to a Dask worker compiles (or loads) it there, on its first batch."""
+        self.lleaves = (cache.absolute(), inline) if backend == "lleaves" else None
+        self.compiled = None
+        if self.lleaves is not None:
+            self._compiled()
+
+    def _compiled(self) -> Compiled:
+        """The lleaves model: compiled or loaded on first use (here, or by a worker's copy)."""
+        if self.compiled is None:
+            assert self.lleaves is not None, "use_backend('lleaves', ...) first"
+            self.compiled = compile_model(self.booster.model_to_string(), self.version, *self.lleaves)
+        return self.compiled
 
     def predict_frame(self, frame: pd.DataFrame, num_threads: int = 0) -> np.ndarray:
         """The task's answers: probabilities (binary: of the positive class; multiclass: one
@@ -186,8 +195,8 @@ class Model:
                 self._row = SingleRow(self.booster)
             raw = self._row(x[0])
             raw = raw[None, :] if self.task.kind == "multiclass" else raw
-        elif self.compiled is not None:
-            raw = self.compiled(x, num_threads)
+        elif self.lleaves is not None:
+            raw = self._compiled()(x, num_threads)
         else:
             raw = self.booster.predict(x, num_threads=num_threads)
         return calib.apply(self.calibration, self.task.output(raw))

@@ -6,7 +6,8 @@ The compiled object is cached under `paths.compiled`, its name keyed by the mode
 the host CPU (name and features), the lleaves and llvmlite versions and the inline flag: a
 new model, machine or compiler compiles again, and nothing stale is loaded (lleaves itself
 does not check a cache). It is written under a temporary name and renamed into place, under a
-file lock, so concurrent stages neither compile twice nor read half a file.
+file lock, so concurrent stages neither compile twice nor read half a file. A host that cannot
+write the cache folder (a Dask worker on another machine) uses its own temp folder.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ class Compiled:
         return self.model.predict(x, n_jobs=num_threads or os.cpu_count())
 
 
-def _modules() -> tuple[Any, Any]:
+def require() -> tuple[Any, Any]:
+    """lleaves and llvmlite, or a ConfigError naming `inference.backend` and the extra."""
     try:
         import lleaves
         import llvmlite
@@ -52,7 +54,7 @@ def _modules() -> tuple[Any, Any]:
 
 def cache_name(version: str, inline: bool) -> str:
     """`<version>-<cpu>-<features hash>-lleaves<v>-llvmlite<v>[-inline].o` for this host."""
-    _, llvmlite = _modules()
+    _, llvmlite = require()
     from importlib.metadata import version as installed
 
     from llvmlite import binding
@@ -67,8 +69,15 @@ def compile_model(model_text: str, version: str, cache: Path, inline: bool = Fal
     """The model (LightGBM's text) compiled, or loaded from `cache` if this host compiled it."""
     if "is_linear=1" in model_text:
         raise ConfigError(f"{KEY}: lleaves cannot compile linear trees (model.params.linear_tree); use lightgbm")
-    lleaves, _ = _modules()
-    cache.mkdir(parents=True, exist_ok=True)
+    lleaves, _ = require()
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        writable = os.access(cache, os.W_OK)
+    except OSError:
+        writable = False
+    if not writable:  # e.g. a Dask worker on a host without the project's folder: its own temp folder
+        cache = Path(tempfile.gettempdir()) / "mlsys-compiled"
+        cache.mkdir(exist_ok=True)
     path = cache / cache_name(version, inline)
     with tempfile.TemporaryDirectory() as tmp:
         text = Path(tmp) / MODEL_FILE

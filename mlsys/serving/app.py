@@ -48,6 +48,7 @@ from mlsys.data.snapshot import text_columns
 from mlsys.errors import ConfigError, MlsysError
 from mlsys.io import read_json
 from mlsys.model import CARD_FILE, Model, load_model
+from mlsys.model.compiled import require
 from mlsys.release.registry import Registry, locate
 from mlsys.serving.log import Entry, LogSpec, RequestLog
 from mlsys.serving.request import lookup_specs, request_model
@@ -186,6 +187,11 @@ class Service:
         self.cfg, self.root, self.pinned = cfg, root, pinned
         p = cfg.paths
         self.mode = cfg.inference.mode
+        # The release stage's sandbox is not given the backend: it gates the model as LightGBM answers.
+        self.backend = str(cfg.inference.get("backend", "lightgbm"))
+        self.compile_inline = bool(cfg.inference.get("compile_inline", False))
+        if self.backend == "lleaves":
+            require()  # at start, naming the key: not at the first model load, in the reload thread
         self.key = list(cfg.data.key)
         self.event_time = event_time_spec(cfg.data)
         self.derive = (
@@ -225,11 +231,19 @@ class Service:
         if not version or self.pinned is not None:
             return None
         try:
-            model = load_model(self.registry.path(str(version)), version=str(version))
+            model = self.load(self.registry.path(str(version)), str(version))
         except MlsysError as exc:
             raise ConfigError(f"inference.shadow: {version!r} cannot be served as the shadow: {exc}") from exc
         print(f"serve: shadow {version} scores every request after its answer", flush=True)
         return Shadow(self, Served(model, str(version), model.meta, ""), max_queue)
+
+    def load(self, path: Path, version: str | None = None) -> Model:
+        """A model that answers requests: verified and loaded (`load_model`), scoring a request
+        of several records with `inference.backend` (lleaves: compiled once per version and host,
+        in the reload thread, then loaded from `paths.compiled`)."""
+        model = load_model(path, version=version)
+        model.use_backend(self.backend, self.root / self.cfg.paths.compiled, self.compile_inline)
+        return model
 
     def _answer_buckets(self) -> tuple[float, ...] | None:
         """A regression model's answer histogram spans its test labels (ten equal steps);
@@ -268,7 +282,7 @@ class Service:
         served = state.served
         if self.pinned is not None:
             if served is None:
-                model = load_model(self.pinned)
+                model = self.load(self.pinned)
                 served = Served(model, model.version, model.meta, datetime.now(UTC).isoformat(timespec="seconds"))
             return served, None
         try:
@@ -278,7 +292,7 @@ class Service:
         if live is None or (served is not None and served.version == live):
             return served, None
         try:
-            model = load_model(self.registry.path(live), version=live)  # verified first: never a corrupt file
+            model = self.load(self.registry.path(live), live)  # verified first: never a corrupt file
         except MlsysError as exc:
             return served, (live, str(exc))
         return Served(model, model.version, model.meta, datetime.now(UTC).isoformat(timespec="seconds")), None
@@ -292,7 +306,7 @@ class Service:
             version = self.registry.candidate()
             if version is None or (state.candidate is not None and state.candidate.version == version):
                 return state.candidate if version is not None else None
-            model = load_model(self.registry.path(version), version=version)
+            model = self.load(self.registry.path(version), version)
         except MlsysError as exc:
             self.metrics.errors.labels("candidate_load").inc()
             print(f"serve: the candidate is not served (the live model answers all): {exc}", flush=True)

@@ -5,3 +5,8 @@ import pandera.pandas as pa
 
 def short_flights_only() -> pa.DataFrameSchema:
     return pa.DataFrameSchema({"distance": pa.Column(checks=pa.Check(lambda s: s <= 4000, name="short_haul"))})
+
+
+def distance_as_float() -> pa.DataFrameSchema:
+    """Coerces a column: validated on a copy, the frame the stage writes must keep its dtype."""
+    return pa.DataFrameSchema({"distance": pa.Column(float, coerce=True)})

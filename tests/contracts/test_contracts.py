@@ -134,6 +134,31 @@ def test_python_schema_escape_hatch(flights, full_config):
     assert result.report["rows_quarantined"] >= long_rows > 0
 
 
+def test_validation_never_changes_the_frame_it_checks(flights, full_config):
+    """Our schemas read the frame in place; a user's schema that coerces gets a copy."""
+    _, parsed = flights
+    before = parsed.copy()
+    coercing = _table(full_config, python_schema={"_target_": "tests.contracts.schemas.distance_as_float"})
+    for table in (full_config.contract.tables.flights, coercing):
+        result = validate_table("flights", table, parsed)
+        pd.testing.assert_frame_equal(parsed, before)
+        assert result.passed["distance"].dtype == "int64"
+
+
+def test_a_changed_contract_is_compiled_again(flights, full_config):
+    """Schemas are compiled once per contract text: the same name with another bound is another schema."""
+    _, parsed = flights
+    table = full_config.contract.tables.flights
+
+    def rows(t):
+        return set(validate_table("flights", t, parsed).quarantined["_row"])
+
+    loose = rows(table)
+    tight = rows(_table(full_config, columns={"distance": {"max": 1000}}))
+    assert tight == loose | set(np.flatnonzero(parsed["distance"].to_numpy() > 1000)) != loose
+    assert rows(table) == loose
+
+
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_generated_bad_rows_are_exactly_the_quarantined_rows(flights, full_config, data):

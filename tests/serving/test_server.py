@@ -110,6 +110,26 @@ def test_batch_store_and_http_give_the_same_score(dynamic, rows):
     assert diff.max() <= 1e-9, diff.max()
 
 
+def test_several_records_are_scored_by_the_compiled_model_with_backend_lleaves(project, rows):
+    """`inference.backend: lleaves`: the served version is compiled into paths.compiled (by
+    version and host) and a request of several records gets the batch store's scores."""
+    from mlsys.model.compiled import cache_name
+
+    version = registry_of(project).live()
+    compiled = project / "models/compiled" / cache_name(version, inline=False)
+    compiled.unlink(missing_ok=True)
+    server = Server(project, "inference.mode=dynamic", "inference.backend=lleaves")
+    try:
+        assert compiled.exists()
+        columns = list(httpx.get(f"{server.url}/model").json()["example_request"])
+        sample = rows.sample(200, random_state=2)
+        got = httpx.post(f"{server.url}/predict", json=[request_body(r, columns) for _, r in sample.iterrows()])
+        scores = np.array([g["score"] for g in got.json()["predictions"]])
+        np.testing.assert_allclose(scores, sample["batch_score"].to_numpy(), rtol=0, atol=1e-9)
+    finally:
+        server.stop()
+
+
 def _problems(response: httpx.Response) -> list[dict]:
     assert response.status_code == 422, response.text
     return response.json()["detail"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 
@@ -65,6 +66,26 @@ def test_a_value_lightgbm_refuses_is_a_config_error_naming_the_key():
     proc = run(["mlsys", "show", "train", "model.params.learning_rate=-1"], REPO, check=False)
     assert proc.returncode == ExitCode.CONFIG, proc.stderr
     assert "model.params.learning_rate: LightGBM refuses -1" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_once_checked_the_first_model_stage_runs_lightgbm_s_check_alone(tmp_path):
+    """A stage reading no `model` checks params.yaml first; the first that reads it then runs
+    LightGBM's check alone: a value LightGBM refuses still fails naming the key, and the other
+    checks (and their imports) are not repeated."""
+    shutil.copytree(REPO / "conf", tmp_path / "conf")
+    params = (REPO / "params.yaml").read_text()
+    assert params.count("learning_rate: 0.05") == 1
+    (tmp_path / "params.yaml").write_text(params.replace("learning_rate: 0.05", "learning_rate: -1"))
+    stage = "import sys\nfrom mlsys import config\nfrom mlsys.errors import ConfigError\nfrom mlsys.stages import STAGES\n"
+    subprocess.run([sys.executable, "-c", stage + "config.stage_config(STAGES['snapshot'].params)"], cwd=tmp_path,
+                   check=True)  # fmt: skip
+    code = stage + (
+        "try:\n    config.stage_config(STAGES['train'].params)\nexcept ConfigError as exc:\n    print(exc)\n"
+        "print('pandera' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)
+    refused, pandera = out.stdout.strip().splitlines()
+    assert "model.params.learning_rate: LightGBM refuses -1" in refused and pandera == "False", out.stdout
 
 
 def test_backtest_arguments_are_declared_so_hydra_deletes_pass_through():

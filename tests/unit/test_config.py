@@ -175,6 +175,20 @@ def test_stage_receives_and_hashes_exactly_its_keys(monkeypatch):
     assert set(train.training) == {"seed", "num_threads", "deterministic", "force", "curve_rows"}  # what it reads
 
 
+def test_a_checked_params_file_gives_each_stage_the_same_keys_as_a_full_load(monkeypatch):
+    """Once params.yaml passed its checks, a stage types only its own sections: the same config."""
+    from mlsys.config.compose import CHECKED
+    from mlsys.stages import STAGES
+
+    monkeypatch.chdir(REPO)
+    full = config.load_sections(config.read_params(REPO), tuple(config.SECTIONS), "t")
+    for name in ("train", "validate", "evaluate", "release"):
+        config.stage_config(STAGES[name].params)  # checks (or finds them done) and records it
+        assert (REPO / CHECKED).exists()
+        got, _ = config.stage_config(STAGES[name].params)
+        assert got == config.select(full, STAGES[name].params)
+
+
 def test_leaky_feature_is_caught_whichever_stage_runs(monkeypatch):
     from mlsys.stages import STAGES
 

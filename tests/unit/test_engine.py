@@ -86,6 +86,24 @@ def test_batch_scoring_by_partition_gives_the_local_answers_in_order(dask_client
     assert spread.shape == (len(va), 3) and np.array_equal(spread, local)
 
 
+def test_workers_score_with_the_compiled_model_when_the_backend_is_lleaves(dask_client, tmp_path):
+    """The workers' copies compile the model themselves (its cache emptied after the stage's
+    compile: the file is written again) and answer as the stage's compiled model does."""
+    task = TASKS[0]
+    pipeline, tr, va = _data(task)
+    trained = train(pipeline.transform_frame(tr), tr[LABEL].to_numpy(), pipeline.transform_frame(va),
+                    va[LABEL].to_numpy(), pipeline, MODEL, TRAINING, task)  # fmt: skip
+    model = Model(trained.booster, pipeline, "t-lleaves", {}, task)
+    model.use_backend("lleaves", tmp_path / "compiled")
+    here = task.matrix(model.predict_frame(va))
+    model.compiled.path.unlink()
+    spread = engine.answers(model, va, engine_at(dask_client, partitions=3))
+    assert model.compiled.path.exists()  # compiled again, by a worker
+    assert np.array_equal(spread, here)
+    booster = task.matrix(trained.booster.predict(pipeline.transform_frame(va)))
+    np.testing.assert_allclose(spread, booster, rtol=0, atol=1e-12)
+
+
 def test_an_address_nothing_answers_at_is_a_config_error_naming_the_key():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -8,6 +8,8 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
 from mlsys.config.schema import FeaturesConfig, LeakageGate
@@ -110,3 +112,21 @@ def test_regression_power_is_r2_and_an_old_bundle_is_not_gated():
     assert figures["measure"] == "r2" and -1 < figures["overall"] < 0.99
     (gate,) = leakage_gates(None, SPEC)
     assert gate["passed"] is None and "older bundle" in gate["reason"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    values=st.lists(st.floats(-1e6, 1e6, allow_nan=False), min_size=1, max_size=8),
+    rows=st.lists(st.tuples(st.integers(0, 7), st.booleans()), min_size=0, max_size=300),
+)
+def test_the_auc_of_binned_answers_is_sklearns(values, rows):
+    from sklearn.metrics import roc_auc_score
+
+    values = np.array(values)
+    bins = np.array([b % len(values) for b, _ in rows], dtype=np.int64)
+    y = np.array([float(label) for _, label in rows])
+    got = leakage.binned_auc(values, bins, y)
+    if len(np.unique(y)) < 2:
+        assert np.isnan(got)
+    else:
+        assert got == pytest.approx(roc_auc_score(y, values[bins]), abs=1e-12)

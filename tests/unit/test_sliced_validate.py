@@ -5,11 +5,16 @@ few rows), gives the local engine's passed rows, quarantine and report."""
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
+from mlsys.contracts import compile_schema, schema_cases, whole
 from mlsys.data import sliced
 
 
@@ -70,3 +75,49 @@ def test_whole_table_checks_see_across_slices(dask_client, loaded_tables, full_c
     result = _same("planes", {"planes": repeated}, config, dask_client)
     assert result.quarantined["_row"].tolist() == [len(planes)]
     assert np.array_equal(result.passed["tailnum"].to_numpy(), planes["tailnum"].to_numpy())
+
+
+def test_whole_table_counts_are_summed_across_slices(dask_client, loaded_tables, full_config):
+    """Missing values all in one slice, slices each under min_rows: judged on the whole table."""
+    config = OmegaConf.merge(full_config, {"engine": {"dask": {"partitions": 4}}})
+    weather = loaded_tables["weather"].copy()
+    limit = full_config.contract.tables.weather.columns.pressure.max_missing
+    known = weather["pressure"].fillna(1013.0)
+    for share, status in ((limit * 0.6, "quarantined"), (limit * 1.2, "failed")):
+        weather["pressure"] = known.where(np.arange(len(weather)) >= share * len(weather))  # all in the first slice
+        report = _same("weather", {"weather": weather}, config, dask_client).report
+        missing = [f for f in report["frame_failures"] if f["check"].startswith("max_missing")]
+        assert (report["status"], len(missing)) == (status, int(status == "failed")), report["frame_failures"]
+    planes = loaded_tables["planes"].head(full_config.contract.tables.planes.min_rows + 2)  # 3 rows a slice
+    assert _same("planes", {"planes": planes}, config, dask_client).report["frame_failures"] == []
+
+
+keys = st.one_of(st.sampled_from([0.0, -0.0, 1.5, float("nan"), np.float64("nan") * -1]), st.none())
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    rows=st.lists(st.tuples(keys, st.sampled_from(["a", "b", None]), st.integers(0, 2)), min_size=1, max_size=40),
+    cuts=st.lists(st.integers(0, 40), max_size=4),
+)
+def test_repeated_keys_found_from_slice_hashes_are_pandera_s(rows, cuts):
+    """Float keys (-0.0 and 0.0, NaNs), text with nulls, ints; any cut into slices: the
+    uniqueness failure cases equal Pandera's on the whole table."""
+    frame = pd.DataFrame(rows, columns=["x", "s", "n"]).astype({"x": "float64", "s": "str"})
+    table = OmegaConf.create(
+        {
+            "columns": {c: {"unique": c == "n", "max_missing": None} for c in frame},
+            "unique": ["x", "s"],
+            "min_rows": None,
+            "max_rows": None,
+        }
+    )
+    edges = sorted({0, len(frame), *(c for c in cuts if c < len(frame))})
+    parts = [whole.counts(table, frame.iloc[a:b]) for a, b in itertools.pairwise(edges)]
+    got = whole.cases("t", table, frame, parts)
+    expected = schema_cases(compile_schema("t", table, "unique"), frame)
+
+    def rows_of(fc: pd.DataFrame) -> list[str]:
+        return sorted(fc[["column", "check", "failure_case", "index"]].astype(str).agg("|".join, axis=1))
+
+    assert rows_of(got) == rows_of(expected)
