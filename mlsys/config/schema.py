@@ -783,7 +783,7 @@ class InferenceConfig:
     request_log: RequestLogConfig = field(default_factory=RequestLogConfig)
     canary: CanaryConfig = field(default_factory=CanaryConfig)
     shadow: str | None = None  # a kept version that scores every request after its answer is sent
-    backend: Backend = Backend.lightgbm  # batch scoring (the predict stage)
+    backend: Backend = Backend.lightgbm  # batches: the predict stage, Dask workers, several records a request
     compile_inline: bool = False  # lleaves' finline: faster answers, about 10x longer compilation
 
 

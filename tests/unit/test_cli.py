@@ -76,7 +76,8 @@ def test_once_checked_the_first_model_stage_runs_lightgbm_s_check_alone(tmp_path
     params = (REPO / "params.yaml").read_text()
     assert params.count("learning_rate: 0.05") == 1
     (tmp_path / "params.yaml").write_text(params.replace("learning_rate: 0.05", "learning_rate: -1"))
-    stage = "import sys\nfrom mlsys import config\nfrom mlsys.errors import ConfigError\nfrom mlsys.stages import STAGES\n"
+    stage = "import sys\nfrom mlsys import config\nfrom mlsys.errors import ConfigError\n"
+    stage += "from mlsys.stages import STAGES\n"
     subprocess.run([sys.executable, "-c", stage + "config.stage_config(STAGES['snapshot'].params)"], cwd=tmp_path,
                    check=True)  # fmt: skip
     code = stage + (
