@@ -57,9 +57,10 @@ def partitions(n: int, cfg: DictConfig, dask: Any) -> int:
 
 
 def cuts(rows: int, n: int) -> list[tuple[int, int]]:
-    """`rows` cut into `n` slices of (nearly) equal rows: (start, stop) of each non-empty one."""
+    """`rows` cut into `n` slices of (nearly) equal rows: (start, stop) of each non-empty one;
+    no rows, one empty slice (its columns still have their checks: a missing one, a dtype)."""
     edges = np.linspace(0, rows, max(1, n) + 1).astype(int)
-    return [(a, b) for a, b in itertools.pairwise(edges) if b > a]
+    return [(a, b) for a, b in itertools.pairwise(edges) if b > a] or [(0, 0)]
 
 
 class Slices:

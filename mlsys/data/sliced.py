@@ -98,7 +98,7 @@ def build(
     """`mlsys.data.build.build` here, or its joins and aggregates time slice by time slice on
     the cluster of the Dask client `dask` (`cfg`: the `engine` section)."""
     frame, local_times = prepare(tables, data)
-    if dask is None:
+    if dask is None or frame.empty:  # no rows: nothing to slice
         return finish(enrich(frame, tables, data), data, as_of, local_times)
     back, ahead = context(frame, data)
     joined = {j.source: tables[j.source] for j in [*data.asof_joins, *data.lookup_joins]}

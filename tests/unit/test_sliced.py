@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 
 from mlsys.data import sliced
 from mlsys.data.build import build, context
-from mlsys.errors import ConfigError
+from mlsys.errors import ConfigError, ContractError
 from tests.conftest import engine_at
 
 LOCAL = OmegaConf.create({"kind": "local"})
@@ -84,3 +84,14 @@ def test_an_observation_delay_from_a_joined_table_is_a_config_error_under_dask(s
     data = OmegaConf.merge(data, {"aggregates": {"origin_arrivals_2h": {"observed_after": "w_wind_speed"}}})
     with pytest.raises(ConfigError, match=r"data\.aggregates\.origin_arrivals_2h\.observed_after"):
         context(tables["flights"], data)
+
+
+def test_no_rows_build_as_the_local_engine_does(dask_client, spring):
+    """No rows to slice: the same contract error as the local engine's, not Dask's."""
+    tables, data = spring
+    empty = {**tables, "flights": tables["flights"].head(0)}
+    with pytest.raises(ContractError) as local:
+        build(empty, data)
+    with pytest.raises(ContractError) as spread:
+        sliced.build(empty, data, None, engine_at(dask_client, partitions=3), dask_client)
+    assert str(spread.value) == str(local.value)

@@ -90,6 +90,8 @@ def test_whole_table_counts_are_summed_across_slices(dask_client, loaded_tables,
         assert (report["status"], len(missing)) == (status, int(status == "failed")), report["frame_failures"]
     planes = loaded_tables["planes"].head(full_config.contract.tables.planes.min_rows + 2)  # 3 rows a slice
     assert _same("planes", {"planes": planes}, config, dask_client).report["frame_failures"] == []
+    empty = _same("planes", {"planes": planes.head(0)}, config, dask_client).report  # no rows: one empty slice
+    assert empty["status"] == "failed" and empty["rows_in"] == 0
 
 
 keys = st.one_of(st.sampled_from([0.0, -0.0, 1.5, float("nan"), np.float64("nan") * -1]), st.none())
