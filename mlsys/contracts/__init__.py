@@ -235,7 +235,7 @@ def row_cases(name: str, table: DictConfig, frame: pd.DataFrame) -> pd.DataFrame
     cases = [schema_cases(compile_schema(name, table, "rows"), frame)]
     if (extra := python_schema(name, table)) is not None:
         cases.append(schema_cases(extra, frame, ours=False))
-    return pd.concat([c for c in cases if len(c)] or cases[:1], ignore_index=True)
+    return join_cases(cases)
 
 
 def schema_cases(schema: pa.DataFrameSchema, frame: pd.DataFrame, ours: bool = True) -> pd.DataFrame:
@@ -246,6 +246,12 @@ def schema_cases(schema: pa.DataFrameSchema, frame: pd.DataFrame, ours: bool = T
     except pa.errors.SchemaErrors as exc:
         return exc.failure_cases
     return no_cases()
+
+
+def join_cases(cases: list[pd.DataFrame]) -> pd.DataFrame:
+    """Failure-case frames as one (the empty ones left out); none: `no_cases()`."""
+    found = [c for c in cases if len(c)]
+    return pd.concat(found, ignore_index=True) if found else no_cases()
 
 
 def no_cases() -> pd.DataFrame:
@@ -277,8 +283,7 @@ def validate_table(
         cases.append(schema_cases(extra, frame, ours=False))
     if extra_failures is not None and len(extra_failures):
         cases.append(extra_failures)
-    found = [c for c in cases if len(c)]
-    fc = pd.concat(found, ignore_index=True) if found else no_cases()
+    fc = join_cases(cases)
     fc = fc.assign(column=fc["column"].astype(object).where(fc["column"].notna(), "<frame>"))
     # A column without its declared dtype fails the frame once (Pandera lists every row), unless
     # only rows failing another check make it so (a cut last line's NaN turns int64 to float64).

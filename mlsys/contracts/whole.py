@@ -21,9 +21,9 @@ from omegaconf import DictConfig
 
 from mlsys.contracts import (
     compile_schema,
+    join_cases,
     missing_check,
     missing_within,
-    no_cases,
     rows_check,
     rows_within,
     schema_cases,
@@ -81,5 +81,4 @@ def cases(name: str, table: DictConfig, frame: pd.DataFrame, parts: list[Counts]
         failed.append(("DataFrameSchema", name, count.error))
     counted = pd.DataFrame(failed, columns=["schema_context", "column", "check"])
     found.append(counted.assign(failure_case=False, index=None))
-    found = [f for f in found if len(f)]
-    return pd.concat(found, ignore_index=True) if found else no_cases()
+    return join_cases(found)

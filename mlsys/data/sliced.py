@@ -30,7 +30,7 @@ import pandas as pd
 from omegaconf import DictConfig
 
 from mlsys.cluster import cuts, partitions, stream
-from mlsys.contracts import ValidationResult, row_cases, validate_table, whole
+from mlsys.contracts import ValidationResult, join_cases, row_cases, validate_table, whole
 from mlsys.data.build import BuildResult, context, enrich, finish, invalid_event_times, prepare
 from mlsys.data.columns import EVENT_TIME
 from mlsys.data.derive import Deriver
@@ -52,8 +52,7 @@ def parse(name: str, raw: pd.DataFrame, cfg: DictConfig) -> tuple[pd.DataFrame, 
             cols = [c for c in cfg.data.event_time.parts.values() if not isinstance(c, int)]
             values = parsed.loc[bad, cols].astype(str).agg(" ".join, axis=1)
             cases.append(failure_cases(f"({', '.join(cols)})", "forms_a_local_time", values))
-    found = [c for c in cases if len(c)]
-    return parsed, pd.concat(found, ignore_index=True) if found else pd.DataFrame(), local_times
+    return parsed, join_cases(cases), local_times
 
 
 def validate(
@@ -65,7 +64,7 @@ def validate(
     cut_cases = failure_cases("<line>", TRUNCATED_LINE, pd.Series("no final newline or too few fields", cut))
     if dask is None:
         parsed, cases, local_times = parse(name, raw, cfg)
-        return validate_table(name, table, parsed, _cases([cases, cut_cases]), raw=raw), local_times
+        return validate_table(name, table, parsed, join_cases([cases, cut_cases]), raw=raw), local_times
     raw = raw.reset_index(drop=True)
     rows = cuts(len(raw), partitions(len(raw), cfg.engine.dask, dask))
     with ThreadPoolExecutor(1) as pool:  # the slices go out and come back while the table is parsed here
@@ -75,13 +74,8 @@ def validate(
         parsed, cases, local_times = parse(name, raw, cfg)
         checked = checking.result()
     wide = whole.cases(name, table, parsed, [c for _, c in checked])
-    found = _cases([*(f for f, _ in checked), wide, cases, cut_cases])
+    found = join_cases([*(f for f, _ in checked), wide, cases, cut_cases])
     return validate_table(name, table, parsed, found, raw=raw, sliced=True), local_times
-
-
-def _cases(found: list[pd.DataFrame]) -> pd.DataFrame:
-    found = [c for c in found if len(c)]
-    return pd.concat(found, ignore_index=True) if found else pd.DataFrame()
 
 
 def _check_slice(raw: pd.DataFrame, name: str, cfg: DictConfig) -> tuple[pd.DataFrame, whole.Counts]:
