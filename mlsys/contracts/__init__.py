@@ -230,12 +230,16 @@ class ValidationResult:
 
 
 def row_cases(name: str, table: DictConfig, frame: pd.DataFrame) -> pd.DataFrame:
-    """The failure cases of the row checks (and of `python_schema`) on a slice of a table,
-    indexed by the slice's own index: `validate_table(..., sliced=True)` adds the rest."""
-    cases = [schema_cases(compile_schema(name, table, "rows"), frame)]
-    if (extra := python_schema(name, table)) is not None:
-        cases.append(schema_cases(extra, frame, ours=False))
-    return join_cases(cases)
+    """The failure cases of the row checks on a slice of a table, indexed by the slice's own
+    index: `validate_table(..., sliced=True)` adds the rest (whole-table checks, `user_cases`)."""
+    return schema_cases(compile_schema(name, table, "rows"), frame)
+
+
+def user_cases(name: str, table: DictConfig, frame: pd.DataFrame) -> pd.DataFrame:
+    """The failure cases of the table's `python_schema`, always on the whole table: a user's
+    schema may check across rows (uniqueness, a share, a total), so it never runs per slice."""
+    extra = python_schema(name, table)
+    return no_cases() if extra is None else schema_cases(extra, frame, ours=False)
 
 
 def schema_cases(schema: pa.DataFrameSchema, frame: pd.DataFrame, ours: bool = True) -> pd.DataFrame:
@@ -273,14 +277,17 @@ def validate_table(
     in the same shape as Pandera's failure cases; quarantined rows are taken from `raw`
     (the frame as read, before parsing) when given, so nothing is lost. `sliced`: every
     check ran elsewhere (the row checks on slices of `frame`, `row_cases`; the whole-table
-    ones from the slices' counts, `mlsys.contracts.whole`), their cases in `extra_failures`.
+    ones from the slices' counts, `mlsys.contracts.whole`; `user_cases` on the whole table),
+    their cases in `extra_failures`.
     """
     frame = frame.reset_index(drop=True)
     raw = frame if raw is None else raw.reset_index(drop=True)
     spec = OmegaConf.to_container(table, resolve=True)
-    cases = [] if sliced else [schema_cases(compile_schema(name, table, "all", spec), frame)]
-    if not sliced and (extra := python_schema(name, table)) is not None:
-        cases.append(schema_cases(extra, frame, ours=False))
+    cases = (
+        []
+        if sliced
+        else [schema_cases(compile_schema(name, table, "all", spec), frame), user_cases(name, table, frame)]
+    )
     if extra_failures is not None and len(extra_failures):
         cases.append(extra_failures)
     fc = join_cases(cases)

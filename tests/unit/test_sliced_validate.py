@@ -123,3 +123,19 @@ def test_repeated_keys_found_from_slice_hashes_are_pandera_s(rows, cuts):
         return sorted(fc[["column", "check", "failure_case", "index"]].astype(str).agg("|".join, axis=1))
 
     assert rows_of(got) == rows_of(expected)
+
+
+def test_a_users_python_schema_sees_the_whole_table(dask_client, loaded_tables, full_config):
+    """A `python_schema` may check across rows: under Dask it runs on the whole table, so a
+    repeat whose first copy is in another slice is found as the local engine finds it."""
+    hatch = {"_target_": "tests.contracts.schemas.one_row_per_tailnum"}
+    config = OmegaConf.merge(
+        full_config,
+        {"engine": {"dask": {"partitions": 3}}, "contract": {"tables": {"planes": {"python_schema": hatch}}}},
+    )
+    planes = loaded_tables["planes"]
+    repeated = pd.concat([planes, planes.iloc[[0]]], ignore_index=True)
+    repeated.loc[len(planes), "year"] = 1999.0  # not a repeated row: only the user's check sees it
+    result = _same("planes", {"planes": repeated}, config, dask_client)
+    assert sorted(result.quarantined["_row"]) == [0, len(planes)]
+    assert {f["check"] for f in result.report["row_failures"]} == {"field_uniqueness"}
