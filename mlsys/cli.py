@@ -193,6 +193,10 @@ def _run(args: argparse.Namespace) -> None:
     else:
         extra = {k: getattr(args, k) for k in ("period", "start", "end", "prev") if args.command == "backtest"}
         cfg, root = config.stage_config(STAGES[args.command].params, args.overrides)
+        if STAGES[args.command].on_workers:  # engine dask: the cluster starts while the stage reads
+            from mlsys.cluster import prestart
+
+            prestart(cfg.engine, STAGES[args.command].on_workers)
         if STAGES[args.command].recorded_by and not args.overrides:
             _check_record(args.command, cfg, root)
         module = importlib.import_module(f"pipelines.{args.command}")

@@ -3,46 +3,99 @@ or a running scheduler's address; how many slices the rows are cut into, and the
 
 from __future__ import annotations
 
+import atexit
+import importlib
 import itertools
+import json
 import math
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from mlsys.errors import ConfigError
 
 
 @contextmanager
 def client(cfg: DictConfig) -> Iterator[Any]:
-    """A Dask client: to `cfg.address`, or to a LocalCluster started here (and stopped after)."""
+    """A Dask client: to `cfg.address`, or to a LocalCluster started here (and stopped after);
+    the one `prestart` began for this config, if any."""
+    early = _early.pop(_key(cfg), None)
+    connected, cluster = early.result() if early is not None else _open(cfg)
+    try:
+        yield connected
+    finally:
+        _close(connected, cluster)
+
+
+def prestart(engine: DictConfig, modules: Sequence[str]) -> None:
+    """Under `engine.kind: dask`, start the stage's cluster (or connect to it) in the background
+    while the stage reads its inputs, and import `modules` (what its tasks run) on the workers:
+    its first slice then finds them ready. `client` takes it; one never taken is closed at exit."""
+    if engine.kind != "dask" or _key(engine.dask) in _early:
+        return
+    pool = ThreadPoolExecutor(1, thread_name_prefix="dask-start")
+    _early[_key(engine.dask)] = pool.submit(_open, engine.dask, tuple(modules))
+    pool.shutdown(wait=False)
+    atexit.register(_drop, _key(engine.dask))
+
+
+_early: dict[str, Future] = {}  # engine.dask (as JSON) -> (client, LocalCluster | None) being opened
+
+
+def _key(cfg: DictConfig) -> str:
+    return json.dumps(OmegaConf.to_container(cfg, resolve=True), sort_keys=True, default=str)
+
+
+def _open(cfg: DictConfig, modules: tuple[str, ...] = ()) -> tuple[Any, Any]:
     from distributed import Client, LocalCluster
 
+    cluster = None
     if cfg.address:
         try:
             connected = Client(cfg.address, timeout=cfg.connect_timeout)
         except OSError as exc:
             raise ConfigError(f"engine.dask.address: no Dask scheduler answers at {cfg.address} ({exc})") from exc
+    else:
+        cluster = LocalCluster(
+            n_workers=cfg.n_workers,
+            threads_per_worker=cfg.threads_per_worker,
+            memory_limit=cfg.memory_limit,
+            processes=True,
+            dashboard_address=":0",  # any free port: never a clash with another cluster's
+        )
+        connected = Client(cluster)
+    if modules:
         try:
-            yield connected
-        finally:
-            connected.close()
-        return
-    cluster = LocalCluster(
-        n_workers=cfg.n_workers,
-        threads_per_worker=cfg.threads_per_worker,
-        memory_limit=cfg.memory_limit,
-        processes=True,
-        dashboard_address=":0",  # any free port: never a clash with another cluster's
-    )
+            connected.run(_import, modules)
+        except Exception:
+            _close(connected, cluster)
+            raise
+    return connected, cluster
+
+
+def _import(modules: tuple[str, ...]) -> None:
+    for name in modules:
+        importlib.import_module(name)
+
+
+def _close(connected: Any, cluster: Any) -> None:
     try:
-        with Client(cluster) as local:
-            yield local
+        connected.close()
     finally:
-        cluster.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def _drop(key: str) -> None:
+    """A prestarted cluster the stage never took (it stopped before): closed."""
+    early = _early.pop(key, None)
+    if early is not None and early.exception() is None:
+        _close(*early.result())
 
 
 ROWS_PER_SLICE = 1_000_000  # a slice travels whole: past this many rows, more slices than workers

@@ -21,6 +21,9 @@ class Stage:
     # Declared through a config record another stage writes (`recorded_by`): DVC then tracks one
     # file per stage instead of the same keys in every `foreach` instance's lock entry.
     recorded_by: str | None = None
+    # Modules its Dask tasks run from: under `engine: dask`, imported on the workers while the
+    # stage starts (`mlsys.cluster.prestart`).
+    on_workers: tuple[str, ...] = ()
 
 
 def record_file(stage: str) -> str:
@@ -82,16 +85,23 @@ STAGES: dict[str, Stage] = {
     "validate": Stage(
         ("data.sources", "data.primary", "data.event_time", "data.derived", "contract.tables", "engine", "paths"),
         "check each raw table against its contract (engine dask: by slice of rows)",
+        on_workers=("mlsys.data.sliced",),
     ),
     "build": Stage(
         (*BUILD, "contract.dataset", "engine", "paths"),
         "join sources as of the prediction time; label; aggregates (engine dask: by time slice)",
+        on_workers=("mlsys.data.sliced",),
     ),
     "featurize": Stage(
         ("features.columns", "split", *DYNAMIC, "contract.dataset", "engine", "paths"),
         "resolve the windows; check new data (dynamic); fit feature state on train; encode (engine dask: by slice)",
+        on_workers=("mlsys.features.sliced",),
     ),
-    "train": Stage((*MODEL, "engine", "paths"), "LightGBM with early stopping on valid (engine dask: lightgbm.dask)"),
+    "train": Stage(
+        (*MODEL, "engine", "paths"),
+        "LightGBM with early stopping on valid (engine dask: lightgbm.dask)",
+        on_workers=("lightgbm.dask",),
+    ),
     "evaluate": Stage(("evaluation", "paths"), "test metrics, slices, baselines, plots"),
     "package": Stage(("data.feedback_loops", "paths"), "assemble the model bundle and its card"),
     "release": Stage(
@@ -151,6 +161,7 @@ STAGES: dict[str, Stage] = {
             "paths",
         ),
         "score the serving window with the live model; check; replace the lookup store's table",
+        on_workers=("mlsys.engine", "lightgbm"),  # a model unpickles with LightGBM
     ),
     "worth": Stage(
         (
@@ -187,6 +198,7 @@ STAGES: dict[str, Stage] = {
         ),
         "check served records: invariants, skew, drift, staleness, stability, latency, quality, upstream "
         "(exit 10 past a fail bound)",
+        on_workers=("mlsys.monitoring.sliced",),
     ),
 }
 # Not a DVC stage: `mlsys serve` reads these keys (and the registry for the live model).

@@ -1,17 +1,21 @@
-"""`mlsys.cluster.stream`, on real LocalClusters: results in order; items sent only as the
+"""`mlsys.cluster`, on real LocalClusters: `stream`'s results in order; items sent only as the
 workers take them (a worker never holds every slice); a worker lost mid-stage is an error
-naming the keys that bound a slice's size."""
+naming the keys that bound a slice's size; a cluster started early (`prestart`) is the one a
+stage's `client` gets, its workers' imports done."""
 
 from __future__ import annotations
 
 import os
+import socket
+import sys
 import time
 
 import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from mlsys.cluster import client, stream
+from mlsys import cluster
+from mlsys.cluster import client, prestart, stream
 from mlsys.config.schema import DaskConfig
 from mlsys.errors import ConfigError
 
@@ -50,3 +54,29 @@ def test_a_worker_lost_mid_stage_is_an_error_naming_the_memory_limit():
         parts = (pd.DataFrame({"x": [i]}) for i in range(4))
         with pytest.raises(ConfigError, match=r"engine\.dask\.memory_limit.*engine\.dask\.partitions"):
             stream(dask, _dies_on, parts, 2, total=4, description="build")
+
+
+def _imported(name: str) -> bool:
+    return name in sys.modules
+
+
+def test_a_prestarted_cluster_is_the_one_the_stage_gets_with_its_modules_imported(dask_client):
+    engine = OmegaConf.create(
+        {"kind": "dask", "dask": {"address": dask_client.scheduler.address, "connect_timeout": "10s"}}
+    )
+    assert not any(dask_client.run(_imported, "tabnanny").values())  # no test imports it on a worker
+    prestart(engine, ("tabnanny",))
+    with client(engine.dask) as dask:
+        assert not cluster._early  # taken, not a second client
+        assert all(dask.run(_imported, "tabnanny").values())
+
+
+def test_a_prestart_that_cannot_connect_fails_the_stage_naming_the_address():
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        address = f"tcp://127.0.0.1:{s.getsockname()[1]}"
+    engine = OmegaConf.create({"kind": "dask", "dask": {"address": address, "connect_timeout": "1s"}})
+    prestart(engine, ())
+    with pytest.raises(ConfigError, match=r"engine\.dask\.address: no Dask scheduler answers"), client(engine.dask):
+        pass
+    assert not cluster._early
