@@ -22,7 +22,6 @@ The cluster itself (a LocalCluster or an address): `mlsys.cluster`.
 from __future__ import annotations
 
 import functools
-import math
 import pickle
 import warnings
 from typing import Any
@@ -94,15 +93,12 @@ def train_dask(
 ) -> TrainResult:
     """`lightgbm.dask` on the cluster of `dask` (a Client), a fixed `model.num_boost_round`,
     then cut at the best iteration on valid."""
-    import dask.array as da
     import lightgbm as lgb
     from lightgbm.dask import DaskLGBMRegressor
 
     params = lgb_params(model, training, task)
     params.pop("num_threads", None)  # lightgbm.dask uses each worker's own threads
-    chunk = math.ceil(len(x) / partitions(len(x), cfg, dask))
-    dx = da.from_array(x, chunks=(chunk, x.shape[1]))
-    dy = da.from_array(task.target(y).astype("float64"), chunks=chunk)
+    dx, dy = _placed(dask, x, task.target(y).astype("float64"), cfg)
     # The regressor wrapper trains any objective (binary, multiclass with num_class): only the
     # booster is kept, so the classifier's label encoding is not wanted.
     estimator = DaskLGBMRegressor(client=dask, n_estimators=model.num_boost_round, **params)
@@ -113,6 +109,22 @@ def train_dask(
     booster = lgb.Booster(model_str=estimator.booster_.model_to_string())
     best, curve = best_iteration(booster, xv, yv, task)
     return TrainResult(booster=booster, best_iteration=best, history={f"valid/{task.primary}": curve})
+
+
+def _placed(dask: Any, x: np.ndarray, y: np.ndarray, cfg: DictConfig) -> tuple[Any, Any]:
+    """`x` and `y` as Dask arrays whose chunk i is held by worker i (sorted, in turn): each
+    worker trains on its share. Left to `da.from_array`, the chunks follow the one task that
+    holds the whole array, and on a running cluster both went to one worker: LightGBM then
+    trained there alone, on one thread (1M flights: 108 s against 74 s on two)."""
+    import dask.array as da
+
+    workers = sorted(dask.scheduler_info()["workers"])
+    xs, ys = [], []
+    for i, (a, b) in enumerate(cuts(len(x), partitions(len(x), cfg, dask))):
+        fx, fy = dask.scatter([x[a:b], y[a:b]], workers=[workers[i % len(workers)]], hash=False)
+        xs.append(da.from_delayed(fx, shape=(b - a, x.shape[1]), dtype=x.dtype))
+        ys.append(da.from_delayed(fy, shape=(b - a,), dtype=y.dtype))
+    return da.concatenate(xs), da.concatenate(ys)
 
 
 def answers(model: Model, frame: pd.DataFrame, cfg: DictConfig) -> np.ndarray:

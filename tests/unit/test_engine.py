@@ -158,3 +158,21 @@ def test_rows_are_cut_one_slice_per_worker_or_per_million_rows(dask_client):
     auto = OmegaConf.structured(DaskConfig())
     assert [partitions(n, auto, dask_client) for n in (1, 10, 1_000_000, 2_500_000)] == [1, 2, 2, 3]
     assert partitions(2_500_000, OmegaConf.merge(auto, {"partitions": 7}), dask_client) == 7
+
+
+def test_training_chunks_are_spread_over_the_workers_in_turn(dask_client):
+    """Each worker holds its share of the train rows (left to Dask, both chunks followed the
+    task holding the whole array to one worker, and LightGBM trained there alone)."""
+    from distributed import wait
+
+    x = np.arange(40 * 3, dtype=np.float64).reshape(40, 3)
+    y = np.arange(40, dtype=np.float64)
+    config = OmegaConf.merge(OmegaConf.structured(DaskConfig()), {"partitions": 4})
+    dx, dy = engine._placed(dask_client, x, y, config)
+    assert np.array_equal(dx.compute(), x) and np.array_equal(dy.compute(), y)
+    workers = sorted(dask_client.scheduler_info()["workers"])
+    for array in (dx, dy):
+        chunks = dask_client.compute(array.to_delayed().flatten().tolist())
+        wait(chunks)
+        held = dask_client.who_has(chunks)
+        assert [held[c.key] for c in chunks] == [(workers[i % 2],) for i in range(4)]
