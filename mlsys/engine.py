@@ -115,7 +115,7 @@ def _placed(dask: Any, x: np.ndarray, y: np.ndarray, cfg: DictConfig) -> tuple[A
     """`x` and `y` as Dask arrays whose chunk i is held by worker i (sorted, in turn): each
     worker trains on its share. Left to `da.from_array`, the chunks follow the one task that
     holds the whole array, and on a running cluster both went to one worker: LightGBM then
-    trained there alone, on one thread (1M flights: 108 s against 74 s on two)."""
+    trained there alone, on one thread (1M flights: 96-108 s against 71 s on two)."""
     import dask.array as da
 
     workers = sorted(dask.scheduler_info()["workers"])
@@ -137,7 +137,7 @@ def answers(model: Model, frame: pd.DataFrame, cfg: DictConfig) -> np.ndarray:
     with client(cfg.dask) as dask:
         # Sent as its pickled bytes, unpickled once per worker (`_unpickled`): a model object
         # sent as such is pickled again for each worker it is copied to (its booster as text,
-        # ~0.1 s per 1,000 trees each time; 1M flights: 1.2-2.4 s for the broadcast, 0.04 s now).
+        # ~0.1 s per 1,000 trees each time; 1M flights: 1.2-2.4 s for the broadcast, 0.15 s now).
         [shipped] = dask.scatter([cloudpickle.dumps(model)], broadcast=True, hash=False)
         rows = cuts(len(frame), partitions(len(frame), cfg.dask, dask))
         parts = (frame.iloc[a:b] for a, b in rows)
