@@ -161,15 +161,17 @@ def test_rows_are_cut_one_slice_per_worker_or_per_million_rows(dask_client):
 
 
 def test_training_chunks_are_spread_over_the_workers_in_turn(dask_client):
-    """Each worker holds its share of the train rows (left to Dask, both chunks followed the
-    task holding the whole array to one worker, and LightGBM trained there alone)."""
+    """Each worker holds an equal share of the train rows (left to Dask, both chunks followed
+    the task holding the whole array to one worker, and LightGBM trained there alone); 3
+    partitions on 2 workers become 4 chunks, 2 each."""
     from distributed import wait
 
     x = np.arange(40 * 3, dtype=np.float64).reshape(40, 3)
     y = np.arange(40, dtype=np.float64)
-    config = OmegaConf.merge(OmegaConf.structured(DaskConfig()), {"partitions": 4})
+    config = OmegaConf.merge(OmegaConf.structured(DaskConfig()), {"partitions": 3})
     dx, dy = engine._placed(dask_client, x, y, config)
     assert np.array_equal(dx.compute(), x) and np.array_equal(dy.compute(), y)
+    assert dx.chunks[0] == dy.chunks[0] == (10, 10, 10, 10)
     workers = sorted(dask_client.scheduler_info()["workers"])
     for array in (dx, dy):
         chunks = dask_client.compute(array.to_delayed().flatten().tolist())
