@@ -36,12 +36,13 @@ def prestart(engine: DictConfig, modules: Sequence[str]) -> None:
     """Under `engine.kind: dask`, start the stage's cluster (or connect to it) in the background
     while the stage reads its inputs, and import `modules` (what its tasks run) on the workers:
     its first slice then finds them ready. `client` takes it; one never taken is closed at exit."""
-    if engine.kind != "dask" or _key(engine.dask) in _early:
+    key = _key(engine.dask) if engine.kind == "dask" else None
+    if key is None or key in _early:
         return
     pool = ThreadPoolExecutor(1, thread_name_prefix="dask-start")
-    _early[_key(engine.dask)] = pool.submit(_open, engine.dask, tuple(modules))
+    _early[key] = pool.submit(_open, engine.dask, tuple(modules))
     pool.shutdown(wait=False)
-    atexit.register(_drop, _key(engine.dask))
+    atexit.register(_drop, key)
 
 
 _early: dict[str, Future] = {}  # engine.dask (as JSON) -> (client, LocalCluster | None) being opened

@@ -10,7 +10,7 @@ The same stages write the same outputs either way; what runs on the cluster:
   of rounds and the best iteration is picked afterwards on the valid window, as early stopping
   would have (the task's primary metric); the saved model is a plain model cut at that
   iteration, so everything downstream (evaluation, bundle, serving) is unchanged. Not
-  byte-deterministic: which rows each worker holds varies with placement.
+  byte-deterministic: which worker takes which rank is lightgbm.dask's choice.
 - **batch scoring** (`answers`): the rows cut into slices, each scored on a worker by the same
   model object (the one feature path; lleaves compiled there when it is the backend), in order.
 - **validate, build**: `mlsys.data.sliced`; **featurize**: `mlsys.features.sliced`; the
@@ -142,6 +142,7 @@ def answers(model: Model, frame: pd.DataFrame, cfg: DictConfig) -> np.ndarray:
         # ~0.1 s per 1,000 trees each time; 1M flights: 1.2-2.4 s for the broadcast, 0.15 s now).
         [shipped] = dask.scatter([cloudpickle.dumps(model)], broadcast=True, hash=False)
         rows = cuts(len(frame), partitions(len(frame), cfg.dask, dask))
+        frame = model.pipeline.inputs(frame)  # the columns it reads travel, not the whole table's
         parts = (frame.iloc[a:b] for a, b in rows)
         return np.concatenate(stream(dask, _score_part, parts, shipped, total=len(rows), description="score"))
 

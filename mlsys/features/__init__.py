@@ -39,6 +39,11 @@ class FeaturePipeline:
         self._fill = np.array([self.encoders[j].fill for j in plain], dtype=np.float64)
         self._others = [(j, self.sources[j], self.encoders[j]) for j in range(len(self.specs)) if j not in set(plain)]
 
+    def inputs(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """The frame's source columns alone, each once: what a slice sent to a Dask worker
+        needs (a missing one is left for `transform_frame` to name)."""
+        return frame[[c for c in dict.fromkeys(self.sources) if c in frame.columns]]
+
     def transform_frame(self, frame: pd.DataFrame) -> np.ndarray:
         """(n, k) float64 matrix, row-major (what LightGBM predicts fastest from)."""
         missing = sorted(set(self.sources) - set(frame.columns))

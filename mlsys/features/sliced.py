@@ -200,6 +200,6 @@ def featurize(dask: Any, features: DictConfig, train: pd.DataFrame, n: int) -> t
 def encode(dask: Any, pipeline: FeaturePipeline, frame: pd.DataFrame, n: int) -> np.ndarray:
     """`pipeline.transform_frame(frame)`, slice by slice on the cluster of `dask` (sent as
     the workers take them)."""
-    frame = frame[list(dict.fromkeys(pipeline.sources))]
+    frame = pipeline.inputs(frame)
     rows = cuts(len(frame), n)
     return np.concatenate(stream(dask, _encode, (frame.iloc[a:b] for a, b in rows), pipeline, total=len(rows)))

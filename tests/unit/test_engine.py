@@ -18,7 +18,7 @@ from omegaconf import OmegaConf
 from mlsys import engine
 from mlsys.config.schema import DaskConfig, FeaturesConfig, ModelConfig, TrainingConfig
 from mlsys.data.columns import LABEL
-from mlsys.errors import ConfigError
+from mlsys.errors import ConfigError, ContractError
 from mlsys.features import fit_pipeline
 from mlsys.model import Model, load_model, save_model_dir, train
 from mlsys.tasks import Task
@@ -84,6 +84,9 @@ def test_batch_scoring_by_partition_gives_the_local_answers_in_order(dask_client
     local = engine.answers(model, va, OmegaConf.structured({"kind": "local", "dask": DaskConfig()}))
     spread = engine.answers(model, va, engine_at(dask_client, partitions=7))
     assert spread.shape == (len(va), 3) and np.array_equal(spread, local)
+    assert list(pipeline.inputs(va.assign(extra=1.0))) == ["hour", "temp", "kind"]  # what travels
+    with pytest.raises(ContractError, match=r"lacks source columns \['temp'\]"):  # named as locally
+        engine.answers(model, va.drop(columns="temp"), engine_at(dask_client, partitions=2))
 
 
 def test_workers_score_with_the_compiled_model_when_the_backend_is_lleaves(dask_client, tmp_path):
