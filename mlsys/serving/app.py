@@ -35,8 +35,10 @@ from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
+import orjson
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import Response
 from omegaconf import DictConfig, OmegaConf
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from pydantic import BaseModel, TypeAdapter, ValidationError
@@ -90,6 +92,17 @@ class State:
     store: Reader | None  # the batch predictions of the served model
     mismatch: tuple[str, str] | None  # (live version, why it is not the one served)
     candidate: Served | None = None  # the registry's candidate: a canary share of entities
+
+
+class JSONResponse(Response):
+    """JSON written by orjson: an answer in 0.2 µs (`json.dumps`: 3.7); numpy numbers and
+    non-text keys (a multiclass answer's integer classes) as `json.dumps` writes them, a
+    non-finite number as null (`json.dumps` would write NaN, which is not JSON)."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
 
 
 class Unavailable(Exception):
@@ -599,6 +612,17 @@ def _token(server: DictConfig) -> bytes | None:
     return token.encode()
 
 
+def _lenient(body: bytes) -> Any:
+    """A body orjson refused, read by the standard library: NaN and Infinity parse (the request
+    model then names the field that is not finite), anything else is `Refused` as malformed."""
+    try:
+        return json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise Refused(422, "malformed_json", f"the body is not valid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise Refused(422, "malformed_json", "the body is nested deeper than the JSON parser's limit") from exc
+
+
 async def _body(request: Request, limit: int) -> bytes | None:
     """The body, read as it streams in; None as soon as it passes `limit` bytes."""
     chunks, size = [], 0
@@ -684,25 +708,24 @@ def create_app(cfg: DictConfig, root: Path, pinned: Path | None = None) -> FastA
     async def read(request: Request) -> tuple[list[dict[str, Any]], bool]:
         """The request's records (and whether one was sent bare), or `Refused`: auth, media
         type, size, JSON, the request model."""
+        headers = dict(request.scope["headers"])  # one pass over the raw (lower-case) names
         if token is not None:
-            given = request.headers.get("authorization", "")
-            if not (given.startswith("Bearer ") and hmac.compare_digest(given[7:].encode(), token)):
+            given = headers.get(b"authorization", b"")
+            if not (given.startswith(b"Bearer ") and hmac.compare_digest(given[7:], token)):
                 raise Refused(401, "unauthorized", "a bearer token is required", {"WWW-Authenticate": "Bearer"})
-        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        ctype = headers.get(b"content-type", b"").decode("latin-1").split(";")[0].strip().lower()
         if ctype != "application/json" and not ctype.endswith("+json"):
             raise Refused(415, "unsupported_media_type", f"content-type {ctype or '(none)'}: send application/json")
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limits.max_body_bytes:
+        declared = headers.get(b"content-length", b"").decode("latin-1")
+        if declared.isdigit() and int(declared) > limits.max_body_bytes:
             raise Refused(413, "too_large", f"body of {declared} bytes > inference.server.max_body_bytes")
         body = await _body(request, limits.max_body_bytes)
         if body is None:
             raise Refused(413, "too_large", f"body over inference.server.max_body_bytes={limits.max_body_bytes}")
         try:
-            payload = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise Refused(422, "malformed_json", f"the body is not valid JSON: {exc}") from exc
-        except RecursionError as exc:
-            raise Refused(422, "malformed_json", "the body is nested deeper than the JSON parser's limit") from exc
+            payload = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            payload = _lenient(body)  # NaN or Infinity (named by field below), or the stdlib's message
         single = isinstance(payload, dict)
         items = [payload] if single else payload
         if not isinstance(items, list) or not items:
@@ -752,8 +775,10 @@ def create_app(cfg: DictConfig, root: Path, pinned: Path | None = None) -> FastA
         finally:
             m.requests.labels("/explain", str(status)).inc()
 
-    @app.post("/predict")
     async def predict(request: Request) -> Response:
+        """Answers one record (a JSON object) or a list of them. A plain Starlette route:
+        FastAPI's per-request dependency solving does nothing for a handler that reads the
+        request itself (27 µs a request, measured in process)."""
         start = time.perf_counter()
         status, kind = 200, ""
         try:
@@ -814,6 +839,31 @@ def create_app(cfg: DictConfig, root: Path, pinned: Path | None = None) -> FastA
                 version = served.version if served is not None else None
                 service.log.put(Entry(time.time(), elapsed * 1000, version, None, None, [], [], [], status, kind))
 
+    app.add_route("/predict", predict, methods=["POST"])
+
+    def openapi() -> dict[str, Any]:
+        """FastAPI's schema (`/docs`), with `/predict`, which as a Starlette route it leaves
+        out: its body is one request record or a list of them."""
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+            request = service.request_type.model_json_schema(ref_template="#/components/schemas/{model}")
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            components.update(json.loads(json.dumps({**request.pop("$defs", {}), "Request": request}, default=str)))
+            record = {"$ref": "#/components/schemas/Request"}
+            body = {"anyOf": [record, {"type": "array", "items": record, "maxItems": limits.max_records}]}
+            said = "per record: the entity, the task's answer, the model version and the path that answered"
+            schema["paths"]["/predict"] = {
+                "post": {
+                    "summary": "Predict",
+                    "description": "One record (a JSON object) or a list of them; `GET /model` gives an example.",
+                    "requestBody": {"required": True, "content": {"application/json": {"schema": body}}},
+                    "responses": {"200": {"description": f"One answer, or `predictions`: one {said}"}},
+                }
+            }
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     # Routes are matched in order: the hot one first (each miss costs a regex match).
     app.router.routes.sort(key=lambda route: getattr(route, "path", "") != "/predict")
     return app

@@ -62,6 +62,19 @@ def test_model_card_example_request_is_served_as_is(hybrid):
     assert [p["score"] for p in listed] == [answer["score"]] * 2
 
 
+def test_the_api_schema_describes_the_predict_body(hybrid):
+    """/predict is a plain Starlette route, which FastAPI leaves out of /docs: it is put back,
+    with the request record (the contract's columns) as its body, one or a list."""
+    schema = httpx.get(f"{hybrid.url}/openapi.json").json()
+    body = schema["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    request = schema["components"]["schemas"]["Request"]
+    example = httpx.get(f"{hybrid.url}/model").json()["example_request"]
+    assert set(example) <= set(request["properties"]) and {"carrier", "flight"} <= set(request["required"])
+    assert [part.get("type") for part in body["anyOf"]] == [None, "array"]
+    assert body["anyOf"][0] == body["anyOf"][1]["items"] == {"$ref": "#/components/schemas/Request"}
+    assert {"/explain", "/model", "/readyz"} <= set(schema["paths"])
+
+
 def test_explain_takes_one_answer_apart_over_http_and_on_the_command_line(hybrid, project):
     """Contributions plus the bias are the raw score; the answer is /predict's; the lookups
     are the online table's; another kept version explains too; the CLI gives the same."""

@@ -3,6 +3,8 @@ registry, baselines, and the answer the server gives, per task."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -137,3 +139,20 @@ def test_an_answer_gives_back_its_numbers(values):
         assert task.numbers(answer) == [float(v) for v in numbers]
         if task is MULTI:
             assert answer["prediction"] == MULTI.classes[int(np.argmax(numbers))]
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.floats(0, 1, allow_nan=False), min_size=3, max_size=3), st.booleans())
+def test_the_servers_json_is_the_standard_librarys(values, integer_classes):
+    """The server writes answers with orjson: the same JSON `json.dumps` writes, for text and
+    integer classes (a multiclass label coded 0, 1, 2); numpy numbers too."""
+    from mlsys.serving.app import JSONResponse
+
+    task = Task("multiclass", (0, 1, 2) if integer_classes else MULTI.classes, objective="multiclass")
+    for answer in (task.answer(values), BINARY.answer(values[:1]), {"predictions": [task.answer(values)]}):
+        body = JSONResponse(answer).body
+        assert json.loads(body) == json.loads(json.dumps(answer)) and json.loads(body) != {}
+    assert (
+        JSONResponse({"score": np.float64(values[0]), "n": np.int64(3)}).body
+        == json.dumps({"score": values[0], "n": 3}, separators=(",", ":")).encode()
+    )
