@@ -118,6 +118,15 @@ def test_hostile_and_sloppy_requests_get_a_clear_4xx(dynamic, example):
     assert nested.status_code == 422 and "nested deeper" in nested.json()["detail"]
     text = httpx.post(url, content=json.dumps(example), headers={"content-type": "text/plain"})
     assert text.status_code == 415 and text.json()["error"] == "unsupported_media_type"
+    types = [("content-type", "text/plain"), ("content-type", "application/json")]
+    assert httpx.post(url, content=json.dumps(example), headers=types).status_code == 415  # a repeat: the first
+    # A client's value repeated in the error: a list nested past any encoder's depth, an integer
+    # past 64 bits (kept exact by the json module, which reads a body with NaN): still a 422.
+    deep = problems(httpx.post(url, json={**example, "carrier": json.loads("[" * 300 + "]" * 300)}))
+    assert deep[0]["field"] == "carrier" and deep[0]["input"] is None
+    body = json.dumps({**example, "flight": 2**70, "wx_temp": float("nan")})
+    huge = problems(httpx.post(url, content=body, headers={"content-type": "application/json"}))
+    assert {p["field"]: p["input"] for p in huge} == {"flight": str(2**70), "wx_temp": None}
     assert problems(httpx.post(url, json={**example, "distance": "529"}))[0]["field"] == "distance"
     assert problems(httpx.post(url, json={**example, "flight": True}))[0]["field"] == "flight"
     wind = problems(httpx.post(url, json={**example, "wx_wind_speed": 1048.0}))
