@@ -27,7 +27,8 @@ def client(cfg: DictConfig) -> Iterator[Any]:
     early = _early.pop(_key(cfg), None)
     connected, cluster = early.result() if early is not None else _open(cfg)
     try:
-        yield connected
+        with _losing("the stage's work on the cluster"):  # wherever a lost worker surfaces: a scatter, a gather
+            yield connected
     finally:
         _close(connected, cluster)
 
@@ -149,10 +150,12 @@ def stream(
     limit = 2 * max(1, sum(w.get("nthreads", 1) for w in dask.scheduler_info()["workers"].values()))
     running, done = as_completed(), {}
     order: dict[str, int] = {}
+    what = description or getattr(fn, "__name__", "a task")
 
     def send(i: int, item: Any) -> None:
-        data = item if _is_future(item) else dask.scatter(item, hash=False)
-        future = dask.submit(fn, data, *args, pure=False)
+        with _losing(what):  # the worker it goes to may be the one just lost
+            data = item if _is_future(item) else dask.scatter(item, hash=False)
+            future = dask.submit(fn, data, *args, pure=False)
         order[future.key] = i
         running.add(future)
 
@@ -163,7 +166,8 @@ def stream(
     with Progress(transient=True, disable=not description) as progress:
         bar = progress.add_task(description, total=total)
         for future in running:
-            done[order.pop(future.key)] = _result(future, description or getattr(fn, "__name__", "a task"))
+            with _losing(what):
+                done[order.pop(future.key)] = future.result()
             future.release()
             progress.advance(bar)
             for item in itertools.islice(items, 1):
@@ -178,14 +182,17 @@ def _is_future(item: Any) -> bool:
     return isinstance(item, Future)
 
 
-def _result(future: Any, what: str) -> Any:
+@contextmanager
+def _losing(what: str) -> Iterator[None]:
+    """A worker lost while `what` runs (killed past `engine.dask.memory_limit`): the error
+    naming the keys that bound a slice's size, whichever cluster call saw it first."""
     from concurrent.futures import CancelledError
 
     from distributed.comm import CommClosedError
     from distributed.scheduler import KilledWorker
 
     try:
-        return future.result()
+        yield
     except (CancelledError, KilledWorker, CommClosedError) as exc:
         raise ConfigError(
             f"engine.dask: the cluster lost a worker during {what} ({type(exc).__name__}: {exc}); a worker "

@@ -56,6 +56,16 @@ def test_a_worker_lost_mid_stage_is_an_error_naming_the_memory_limit():
             stream(dask, _dies_on, parts, 2, total=4, description="build")
 
 
+def test_a_worker_lost_under_any_cluster_call_is_the_same_error(dask_client):
+    """Not only a slice's result: a scatter (the next slice sent to the worker just killed, as
+    under load) or a gather meeting the lost worker gives the error naming the keys, not Dask's."""
+    from distributed.comm import CommClosedError
+
+    cfg = OmegaConf.create({"address": dask_client.scheduler.address, "connect_timeout": "10s"})
+    with pytest.raises(ConfigError, match=r"engine\.dask\.memory_limit.*engine\.dask\.partitions"), client(cfg):
+        raise CommClosedError("in <TCP (closed) ConnectionPool.scatter>: Stream is closed")
+
+
 def _imported(name: str) -> bool:
     return name in sys.modules
 
