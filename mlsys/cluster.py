@@ -153,21 +153,20 @@ def stream(
     what = description or getattr(fn, "__name__", "a task")
 
     def send(i: int, item: Any) -> None:
-        with _losing(what):  # the worker it goes to may be the one just lost
-            data = item if _is_future(item) else dask.scatter(item, hash=False)
-            future = dask.submit(fn, data, *args, pure=False)
+        data = item if _is_future(item) else dask.scatter(item, hash=False)
+        future = dask.submit(fn, data, *args, pure=False)
         order[future.key] = i
         running.add(future)
 
     sent = 0
-    for item in itertools.islice(items, limit):
-        send(sent, item)
-        sent += 1
-    with Progress(transient=True, disable=not description) as progress:
+    # a lost worker surfaces at a scatter to it or at a result it held: either names this step
+    with _losing(what), Progress(transient=True, disable=not description) as progress:
+        for item in itertools.islice(items, limit):
+            send(sent, item)
+            sent += 1
         bar = progress.add_task(description, total=total)
         for future in running:
-            with _losing(what):
-                done[order.pop(future.key)] = future.result()
+            done[order.pop(future.key)] = future.result()
             future.release()
             progress.advance(bar)
             for item in itertools.islice(items, 1):

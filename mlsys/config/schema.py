@@ -330,7 +330,7 @@ class ColumnContract:
     min: float | None = None
     max: float | None = None
     isin: list[Any] | None = None
-    regex: str | None = None
+    regex: str | None = None  # the whole value matches (re.fullmatch), in batch and serving alike
     unique: bool = False
     max_missing: float | None = None  # fraction of nulls allowed (frame-level)
     # Your own checks: [{_target_: pkg.fn, **kwargs}], fn(series, **kwargs) -> bool per row (or one bool).

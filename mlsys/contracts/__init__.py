@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +38,26 @@ SCHEMA_FACTS = ("dtype(", "column_in_dataframe", "column_in_schema")
 def max_missing(series: pd.Series, *, max_fraction: float) -> bool:
     """Fraction of nulls in the column is at most `max_fraction` (frame-level)."""
     return missing_within(int(series.isna().sum()), len(series), max_fraction)
+
+
+@register_check_method(statistics=["pattern"], supported_types=[pd.Series])
+def str_fullmatch(series: pd.Series, *, pattern: str) -> pd.Series:
+    """The whole value matches `pattern` (Python's `re.fullmatch`, as the server's request
+    model checks it: no `^`/`$` needed, and a trailing newline is not let through)."""
+    return series.str.fullmatch(_grouped(pattern), na=False)
+
+
+@functools.cache
+def _grouped(pattern: str) -> re.Pattern[str]:
+    """`pattern` in a group, its leading global flags (`(?i)`) as flags: pandas rewrites a
+    pattern that starts with `^` and ends with `$` into a search (it takes "A1" for `^A|1$`),
+    and sends inline flags RE2 lacks (`(?x)`) to pyarrow, which refuses them; compiled flags
+    other than IGNORECASE make it use Python's `re`."""
+    lead = _GLOBAL_FLAGS.match(pattern).group()
+    return re.compile(f"(?:{pattern[len(lead) :]})", re.compile(pattern).flags)
+
+
+_GLOBAL_FLAGS = re.compile(r"(?:\(\?[aiLmsux]+\))*")
 
 
 @register_check_method(statistics=["min_rows", "max_rows"], supported_types=[pd.DataFrame])
@@ -114,10 +135,17 @@ def mask(record: dict[str, Any], pii: frozenset[str] | set[str]) -> dict[str, An
 
 
 def check_table(table: DictConfig, key: str) -> None:
-    """A loss bound that makes sense (a share in [0, 1]), and custom checks that import."""
+    """A loss bound that makes sense (a share in [0, 1]), patterns that compile, and custom
+    checks that import."""
     for i, spec in enumerate(table.checks):
         custom_check(spec, f"{key}.checks[{i}]")
     for col, column in table.columns.items():
+        if column.regex is not None:
+            try:
+                re.compile(column.regex)
+            except re.error as exc:
+                message = f"{column.regex!r} is not a regular expression: {exc}"
+                raise ConfigError(f"{key}.columns.{col}.regex: {message}") from exc
         for i, spec in enumerate(column.checks):
             custom_check(spec, f"{key}.columns.{col}.checks[{i}]")
     if not 0 <= table.max_quarantine_fraction <= 1:
@@ -158,7 +186,7 @@ def _compile(name: str, table: DictConfig, part: str) -> pa.DataFrameSchema:
         if spec.isin is not None:
             checks.append(pa.Check.isin(list(spec.isin)))
         if spec.regex is not None:
-            checks.append(pa.Check.str_matches(spec.regex))
+            checks.append(pa.Check.str_fullmatch(pattern=spec.regex))
         if spec.max_missing is not None and not rows:
             checks.append(missing_check(spec.max_missing))
         checks.extend(

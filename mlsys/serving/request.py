@@ -12,11 +12,12 @@ from (and of `contract.dataset`, where it declares them).
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Annotated, Any, Literal
 
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
-from pydantic import BaseModel, ConfigDict, Field, Strict, create_model, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, create_model, model_validator
 
 from mlsys.config.schema import ColumnContract
 from mlsys.data.columns import EVENT_LOCAL, EVENT_TIME, LABEL, NUMERIC_DTYPES, PREDICTION_TIME
@@ -100,10 +101,23 @@ def _field(spec: DictConfig, kind: str | None = None) -> tuple[Any, Any]:
         annotation = TYPES.get(dtype, TYPES["str"])
     if spec.isin is not None:
         annotation = Literal[tuple(spec.isin)]  # type: ignore[valid-type]
-    text = annotation is TYPES["str"]
-    bounds = {"ge": spec.min, "le": spec.max, "pattern": spec.regex if text else None}
+    bounds = {"ge": spec.min, "le": spec.max}
+    if annotation is TYPES["str"] and spec.regex is not None:  # the whole value, as the batch contract checks it
+        annotation = Annotated[annotation, AfterValidator(_full_match(spec.regex))]
+        bounds["json_schema_extra"] = {"pattern": f"^(?:{spec.regex})$"}
     info = Field(default=None if spec.nullable else ..., **{k: v for k, v in bounds.items() if v is not None})
     return (annotation | None if spec.nullable else annotation), info
+
+
+def _full_match(pattern: str) -> Any:
+    whole = re.compile(pattern).fullmatch
+
+    def check(value: str) -> str:
+        if whole(value) is None:
+            raise ValueError(f"does not match the contract's pattern {pattern!r} as a whole")
+        return value
+
+    return check
 
 
 def _event_time_check(event_time: DictConfig) -> Any:

@@ -40,7 +40,7 @@ def test_default_contract_on_real_data_quarantines_the_bad_tailnums(flights, ful
     assert r["rows_passed"] + r["rows_quarantined"] == r["rows_in"] == len(raw)
     # nycflights13 has 4 flights whose tail number is 'D942DN', not an N-number.
     assert set(result.quarantined["tailnum"]) == {"D942DN"}
-    assert result.quarantined[REASONS].str.contains("tailnum: str_matches").all()
+    assert result.quarantined[REASONS].str.contains("tailnum: str_fullmatch").all()
 
 
 def _corrupt(parsed: pd.DataFrame, rows: list[int], column: str, value) -> pd.DataFrame:
@@ -54,7 +54,7 @@ def _corrupt(parsed: pd.DataFrame, rows: list[int], column: str, value) -> pd.Da
     [
         ("month", 13, "in_range"),
         ("origin", "XXX", "isin"),
-        ("carrier", "a!", "str_matches"),
+        ("carrier", "a!", "str_fullmatch"),
         ("dest", None, "not_nullable"),
         ("distance", -5, "in_range"),
     ],
@@ -231,3 +231,47 @@ def test_a_csv_reads_its_declared_text_columns_as_text(tmp_path):
     frame, _ = read_source("stations", src, tmp_path, ["zip"])
     assert frame["zip"].tolist() == ["02134", "10001"] and str(frame["count"].dtype) == "int64"
     assert read_source("stations", src, tmp_path)[0]["zip"].tolist() == [2134, 10001]  # what it was before
+
+
+# Anchored or not, with alternation, flags (`(?x)` pyarrow's RE2 lacks), classes that mean more
+# than ASCII, a lookahead (which pandas runs with Python's `re`).
+PATTERNS = ["[A-Z0-9]{2}", "^[A-Z0-9]{2}$", "A|B1", "^A|1$", "(?i)a[0-9]?", r"\d+", r"(?i)(?=a)a1?", "A$|B",
+            "(?x) A 1 ", r"\w\s?"]  # fmt: skip
+_MODELS: dict[str, type] = {}
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    pattern=st.sampled_from(PATTERNS),
+    values=st.lists(st.text(alphabet="AB1a\n ٣-\x0b", max_size=4), min_size=1, max_size=12),
+)
+def test_a_pattern_admits_the_same_values_in_batch_and_in_serving(flights, full_config, pattern, values):
+    """`regex` is a whole-value match wherever a value arrives: the batch contract (validate,
+    predict, check-requests) and the server's request model admit exactly `re.fullmatch`'s
+    values. Before, batch took a value that started with a match ("ABCD" for `[A-Z]{3}`; "ABC\\n"
+    for `^[A-Z]{3}$`) and the server one that contained it ("xABC")."""
+    import re
+
+    from mlsys.serving.request import request_body, request_columns, request_model
+
+    carrier = {"columns": {"carrier": {"regex": pattern}}}
+    cfg = OmegaConf.merge(full_config, {"contract": {"tables": {"flights": carrier}}})
+    table = cfg.contract.tables.flights
+    frame = pd.DataFrame({"carrier": pd.Series(values, dtype="str")})
+    one = OmegaConf.merge(table, {"unique": [], "min_rows": None, "max_quarantine_fraction": 1.0})
+    one.columns = {"carrier": table.columns.carrier}
+    passed = validate_table("flights", one, frame).passed["carrier"].tolist()
+    if pattern not in _MODELS:
+        _MODELS[pattern] = request_model(cfg)
+    body = request_body(flights[1].iloc[0], request_columns(cfg))
+
+    def served(value: str) -> bool:
+        try:
+            _MODELS[pattern].model_validate({**body, "carrier": value})
+        except ValueError:
+            return False
+        return True
+
+    expected = [v for v in values if re.fullmatch(pattern, v)]
+    assert passed == expected
+    assert [v for v in values if served(v)] == expected

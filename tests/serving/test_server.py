@@ -73,6 +73,7 @@ def test_the_api_schema_describes_the_predict_body(hybrid):
     assert [part.get("type") for part in body["anyOf"]] == [None, "array"]
     assert body["anyOf"][0] == body["anyOf"][1]["items"] == {"$ref": "#/components/schemas/Request"}
     assert {"/explain", "/model", "/readyz"} <= set(schema["paths"])
+    assert request["properties"]["dest"]["pattern"] == "^(?:[A-Z]{3})$"  # the whole value, as it is checked
 
 
 def test_explain_takes_one_answer_apart_over_http_and_on_the_command_line(hybrid, project):

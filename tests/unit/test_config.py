@@ -62,7 +62,8 @@ def test_guard_passes_on_clean_checkout_and_stops_on_stale(tmp_path, monkeypatch
 
 # Every bad-config case runs in the full suite; these few also in the fast tier.
 FAST_CASES = {"+model.params.num_leves=15", "training.mode=daily", "model.params.learning_rate=-1",
-              "data.aggregates.origin_dep_delay_3h.observed_after=null", "release.model_name=.."}  # fmt: skip
+              "data.aggregates.origin_dep_delay_3h.observed_after=null", "release.model_name=..",
+              "contract.tables.flights.columns.dest.regex='[A-Z'"}  # fmt: skip
 BAD_CONFIG = [
     (
         "+model.params.num_leves=15",
@@ -116,6 +117,10 @@ BAD_CONFIG = [
     ("data.label.task=multiclass", r"data\.label\.op: only a binary label has one"),
     # loss bounds and the registry's model name
     ("contract.tables.flights.max_quarantine_fraction=2", r"contract\.tables\.flights\.max_quarantine_fraction"),
+    (
+        "contract.tables.flights.columns.dest.regex='[A-Z'",
+        r"contract\.tables\.flights\.columns\.dest\.regex: '\[A-Z' is not a regular expression: unterminated",
+    ),
     ("data.sources.weather.volume.min_ratio=1.5", r"data\.sources\.weather\.volume: min_ratio 1\.5"),
     ("release.model_name=..", r"release\.model_name: '\.\.' is not a model name"),
 ]
