@@ -145,3 +145,46 @@ def test_kill_9_loses_at_most_the_last_flush(tmp_path):
     assert (frame["input.carrier"] == "UA").sum() == 300  # every record flushed before is there
     assert (frame["input.carrier"] == "AA").sum() > 0  # and the batches after it, up to the kill
     assert EVENT_TIME not in frame  # a log row is a request, not a built row
+
+
+def _edges(spec, real: object) -> list[object]:
+    """Values a caller might send for a contract column: on and past its bounds, in and out of
+    its set, its real value with a character before or after it (a pattern's match inside a
+    longer text), nothing, a number as text, a boolean."""
+    values: list[object] = [None, "5", True, real]
+    for bound in (spec.min, spec.max):
+        if bound is not None:
+            values += [int(bound), int(bound) - 1, int(bound) + 1, bound - 0.5, bound + 0.5]
+    if spec.isin is not None:
+        values += [*spec.isin, *(f"x{v}" for v in spec.isin), *(str(v).lower() for v in spec.isin)]
+    if isinstance(real, str):
+        values += [f"{a}{real}{b}" for a, b in (("z", ""), ("", "z"), ("", "\n"), (" ", ""), ("N", "1"))]
+    return values
+
+
+def test_what_the_server_takes_check_requests_passes(full_config, requests, tmp_path):
+    """A record the request model accepts, logged and read back, breaks no row check of the
+    serving contract (`mlsys check-requests`): one contract, whichever path a value takes.
+    Each column of a real request is changed, one at a time, to values around its rules."""
+    from mlsys.serving.checks import logged_inputs, validate_inputs
+    from mlsys.serving.request import lookup_specs, request_model, serving_table
+
+    table, model = serving_table(full_config), request_model(full_config)
+    base = requests[0][0]
+    real = {"wx_temp": 40.0, "plane_manufacturer": "BOEING"}  # looked up: not in the request
+    taken, tried = [], 0
+    for column, spec in table.columns.items():
+        for value in _edges(spec, base.get(column, real.get(column, 1.0))):
+            tried += 1
+            try:
+                taken.append(model.model_validate({**base, column: value} if value is not None else base))
+            except ValueError:
+                continue
+    assert 0 < len(taken) < tried
+    log = RequestLog(tmp_path, LogSpec.from_config(full_config), 1.0)
+    log.put(_entry([t.model_dump(exclude_none=True) for t in taken]))
+    log.close()
+    logged, _ = logged_inputs(tmp_path, [*request_columns(full_config), *lookup_specs(full_config)])
+    assert len(logged) == len(taken)
+    report, _ = validate_inputs(full_config, logged)
+    assert report["rows_quarantined"] == 0, report["row_failures"]
