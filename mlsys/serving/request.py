@@ -147,7 +147,7 @@ def request_model(cfg: DictConfig) -> type[BaseModel]:
     table = serving_table(cfg)
     kinds = {name: kind for name, (kind, _) in lookup_specs(cfg).items()}
     fields: dict[str, Any] = {c: _field(table.columns[c], kinds.get(c)) for c in table.columns}
-    config = ConfigDict(extra="forbid", allow_inf_nan=False, str_max_length=200)
+    config = ConfigDict(extra="forbid", allow_inf_nan=False)  # no length of its own: the body bound holds
     validators = {"event_time": _event_time_check(cfg.data.event_time)}
     return create_model("Request", __config__=config, __validators__=validators, **fields)
 
