@@ -146,6 +146,28 @@ def localize(naive: pd.Series, tz: str) -> tuple[pd.Series, dict[str, int]]:
     return first, counts
 
 
+# A time of day followed by a UTC offset ("10:00:00Z", "10:00-05:00", "10:00 +0530").
+_OFFSET = r"\d:\d{2}(?::\d{2}(?:\.\d+)?)?\s*(?:[zZ]|[+-]\d{2}(?::?\d{2})?)$"
+
+
+def _each_its_offset(raw: pd.Series, fmt: str | None, tz: str) -> tuple[pd.Series, dict[str, int]]:
+    """Texts whose offsets differ, or some of which have none: each instant by its own offset,
+    a text without one a local time in `tz` (as it reads alone, and as the server reads it;
+    pandas would read it as UTC)."""
+    parsed = pd.to_datetime(raw, format=fmt, errors="coerce", utc=True)
+    naive = ~raw.str.contains(_OFFSET, na=True)
+    counts = {"ambiguous": 0, "nonexistent": 0}
+    if naive.any():
+        try:
+            alone = pd.to_datetime(raw[naive], format=fmt, errors="coerce")
+        except ValueError:  # some carried an offset after all, in a form not above: as pandas read them
+            return parsed, counts
+        if not isinstance(alone.dtype, pd.DatetimeTZDtype) and alone.dtype != object:
+            alone, counts = localize(alone, tz)
+            parsed[naive] = alone.dt.tz_convert("UTC")
+    return parsed, counts
+
+
 def parse_times(frame: pd.DataFrame, src: DictConfig) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, dict[str, int]]]:
     """Parse declared time columns to UTC; return the frame, failure cases for values that
     were present but unparseable (so they are quarantined, not nulled), and per column how
@@ -163,10 +185,10 @@ def parse_times(frame: pd.DataFrame, src: DictConfig) -> tuple[pd.DataFrame, pd.
             try:
                 parsed = pd.to_datetime(raw, format=fmt, errors="coerce", utc=spec.tz == "UTC")
             except ValueError:  # pandas 3: offsets that differ (a local zone's, across DST)
-                parsed = pd.to_datetime(raw, format=fmt, errors="coerce", utc=True)
-            if not isinstance(parsed.dtype, pd.DatetimeTZDtype) and parsed.dtype == object:  # mixed offsets
-                parsed = pd.to_datetime(raw, format=fmt, errors="coerce", utc=True)
-            if isinstance(parsed.dtype, pd.DatetimeTZDtype):  # the text carried its offset
+                parsed = None
+            if parsed is None or (not isinstance(parsed.dtype, pd.DatetimeTZDtype) and parsed.dtype == object):
+                parsed, local[col] = _each_its_offset(raw, fmt, spec.tz)
+            elif isinstance(parsed.dtype, pd.DatetimeTZDtype):  # the text carried its offset
                 parsed = parsed.dt.tz_convert("UTC")
             else:
                 parsed, local[col] = localize(parsed, spec.tz)

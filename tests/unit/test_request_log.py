@@ -14,6 +14,7 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
+from omegaconf import OmegaConf
 
 from mlsys.data.columns import EVENT_TIME
 from mlsys.serving.log import Entry, LogSpec, RequestLog, read_log
@@ -157,7 +158,11 @@ def _edges(spec, real: object) -> list[object]:
             values += [int(bound), int(bound) - 1, int(bound) + 1, bound - 0.5, bound + 0.5]
     if spec.isin is not None:
         values += [*spec.isin, *(f"x{v}" for v in spec.isin), *(str(v).lower() for v in spec.isin)]
-    if isinstance(real, str):
+    if str(spec.dtype).startswith("datetime"):  # other spellings of a time, and none
+        values += ["2013-01-01T10:00:00", "2013-01-01 10:00:00+05:00", "2013-01-01", "2013-01-01T10:00:00.5Z"]
+        values += ["20130101T100000Z", "2013-13-01T10:00:00Z", "yesterday", "1357034400", "", 1357034400]
+        values += ["2013-01-01T24:00:00Z", "2013-02-30", "2013-1-1", " 2013-01-01", "2013-01-01T10:00:00Z\n"]
+    elif isinstance(real, str):
         values += [f"{a}{real}{b}" for a, b in (("z", ""), ("", "z"), ("", "\n"), (" ", ""), ("N", "1"))]
         values.append(real * 100)
     return values
@@ -171,7 +176,7 @@ def _typed(value: object, dtype: str) -> bool:
         return type(value) is int
     if dtype.startswith("float"):
         return type(value) in (int, float)
-    return dtype == "str" and type(value) is str
+    return (dtype == "str" or dtype.startswith("datetime")) and type(value) is str
 
 
 def test_the_server_and_check_requests_hold_a_value_to_the_same_contract(full_config, requests, tmp_path):
@@ -206,3 +211,29 @@ def test_the_server_and_check_requests_hold_a_value_to_the_same_contract(full_co
         report, _ = validate_inputs(full_config, logged)
         assert len(logged) == len(records)
         assert report["rows_quarantined"] == len(records) - len(taken), report["row_failures"]
+
+
+TIMES = ["2013-01-01T10:00:00Z", "2013-01-01T10:00:00", "2013-01-01 10:00:00+05:00", "2013-01-01", "2013-1-1",
+         "2013-11-03T01:30:00", "2013-03-10T02:30:00", "2013-03-10T02:30:00-05:00", "20130101T100000",
+         "2013-01-01T10:00:00.123456", "2013-02-30", "2013-01-01T24:00:00", "1357034400", "5", "", "soon",
+         "03/11/2013 01:30", "31/12/2013 23:59", "2013-01-01T10:00:00Z\n", "2013-W01-1"]  # fmt: skip
+
+
+@pytest.mark.parametrize(("fmt", "tz"), [("ISO8601", "America/New_York"), ("ISO8601", "UTC"),
+                                         ("%d/%m/%Y %H:%M", "America/New_York")])  # fmt: skip
+def test_the_server_reads_a_time_as_the_validate_stage_does(fmt, tz):
+    """The same text is the same instant (a local time in the source's zone; a repeated hour
+    its first, a skipped one moved forward), or refused where validate quarantines it."""
+    from mlsys.data.sources import parse_times
+    from mlsys.serving.request import _time_reader
+
+    spec = OmegaConf.create({"time_columns": {"t": {"format": fmt, "tz": tz}}})
+    batch, failures, _ = parse_times(pd.DataFrame({"t": TIMES}, dtype="str"), spec)
+    read = _time_reader(fmt, tz)
+    for i, text in enumerate(TIMES):
+        try:
+            served = pd.Timestamp(read(text))
+        except ValueError:
+            served = pd.NaT
+        expected = pd.NaT if i in set(failures["index"]) else batch["t"][i]
+        assert served is expected or served == expected, (text, served, expected)
