@@ -142,8 +142,9 @@ _PLAIN_ISO = re.compile(r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,
 
 def _time_reader(fmt: str, tz: str) -> Any:
     """Text -> the UTC instant `parse_times` makes of it in a batch (`fmt`; no offset: local
-    time in `tz`, by `localize`'s rule); not a time there: refused. Remembered: requests share
-    times."""
+    time in `tz`, by `localize`'s rule); not a time there: refused. Plain ISO 8601 text is
+    also taken where the source writes another format (what JSON callers send, and what
+    `request_body` writes). Remembered: requests share times."""
     from mlsys.data.sources import parse_times
 
     spec = OmegaConf.create({"time_columns": {"t": {"format": fmt, "tz": tz}}})
@@ -155,20 +156,18 @@ def _time_reader(fmt: str, tz: str) -> Any:
 
     @functools.lru_cache(maxsize=1 << 14)
     def parsed(value: str) -> dt.datetime:
-        if fmt == "ISO8601" and _PLAIN_ISO.fullmatch(value):
-            instant = dt.datetime.fromisoformat(value)
-            if instant.tzinfo is None:
-                return (
-                    pd.Timestamp(instant)
-                    .tz_localize(tz, ambiguous=True, nonexistent="shift_forward")
-                    .tz_convert("UTC")
-                    .to_pydatetime()
-                )
-            return instant.astimezone(dt.UTC)
-        frame, failures, _ = parse_times(pd.DataFrame({"t": [value]}, dtype="str"), spec)
-        if len(failures):
-            raise ValueError(f"not a time as the source writes it (format {fmt!r}, zone {tz!r})")
-        return frame["t"].iloc[0].to_pydatetime()
+        plain = _PLAIN_ISO.fullmatch(value) is not None
+        if fmt != "ISO8601" or not plain:
+            frame, failures, _ = parse_times(pd.DataFrame({"t": [value]}, dtype="str"), spec)
+            if not len(failures):
+                return frame["t"].iloc[0].to_pydatetime()
+            if not plain:
+                raise ValueError(f"not a time as the source writes it (format {fmt!r}, zone {tz!r}) nor ISO 8601")
+        instant = dt.datetime.fromisoformat(value)
+        if instant.tzinfo is None:
+            local = pd.Timestamp(instant).tz_localize(tz, ambiguous=True, nonexistent="shift_forward")
+            return local.tz_convert("UTC").to_pydatetime()
+        return instant.astimezone(dt.UTC)
 
     return read
 
