@@ -1,4 +1,4 @@
-"""Durations written in config ('2h', '30min', '7d', '1w') as pandas Timedeltas."""
+"""Durations written in config ('2h', '30min', '7d', '1w') as pandas Timedeltas; time zones."""
 
 from __future__ import annotations
 
@@ -35,3 +35,15 @@ def check_duration(text: str, key: str) -> pd.Timedelta:
         return parse_duration(text)
     except ValueError as exc:
         raise ConfigError(f"{key}: {exc}") from exc
+
+
+def check_zone(name: str, key: str) -> None:
+    """`name` is an IANA time zone this machine knows (`America/New_York`, `UTC`)."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    from mlsys.errors import ConfigError
+
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ConfigError(f"{key}: {name!r} is not a time zone (an IANA name: 'Europe/Berlin', 'UTC')") from exc

@@ -7,11 +7,13 @@ is retrained) once per period, and the same data always gives the same windows.
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
+from mlsys.durations import check_zone
 from mlsys.errors import ConfigError
 
 
@@ -109,8 +111,31 @@ def between(frame: pd.DataFrame, time_column: str, start: pd.Timestamp, end: pd.
     return frame[(t >= start) & (t < end)].reset_index(drop=True)
 
 
+def check_split(split: DictConfig) -> None:
+    """A known zone; each period ends after it starts (dates), no two overlap (a row in two
+    windows would be trained and judged on), and the train/valid/test names are periods."""
+    check_zone(split.tz, "split.tz")
+    spans = []
+    for i, period in enumerate(split.periods):
+        try:
+            start, end = pd.Timestamp(period.start), pd.Timestamp(period.end)
+        except ValueError as exc:
+            raise ConfigError(f"split.periods[{i}] ({period.name}): {exc}") from exc
+        if not start < end:
+            raise ConfigError(f"split.periods[{i}] ({period.name}): start {period.start} is not before {period.end}")
+        spans.append((start, end, period.name))
+    for (_, end, name), (start, _, after) in itertools.pairwise(sorted(spans)):
+        if start < end:
+            raise ConfigError(f"split.periods: {name!r} and {after!r} overlap (a row would be in both windows)")
+    names = {p.name for p in split.periods}
+    for role in ("train", "valid", "test"):
+        if split[role] not in names:
+            raise ConfigError(f"split.{role}: {split[role]!r} is not a period; periods: {sorted(names)}")
+
+
 def check_backtest(backtest: DictConfig) -> None:
     """Periods chain: each names the one before it, in order, without gaps."""
+    check_zone(backtest.tz, "backtest.tz")
     prev = backtest.initial
     for i, period in enumerate(backtest.periods):
         key = f"backtest.periods[{i}]"

@@ -13,25 +13,26 @@ def check(cfg: DictConfig, lightgbm: bool = True) -> None:
     """Every domain's checks on a whole config (`lightgbm=False` skips importing LightGBM:
     the no-op path, `guard` and `snapshot`, stays fast)."""
     from mlsys.contracts import check_table
-    from mlsys.data.checks import check_columns, check_data
+    from mlsys.data.checks import check_columns, check_data, dataset_columns
     from mlsys.durations import check_duration
     from mlsys.features import check_features
     from mlsys.model import calibration
     from mlsys.release.gates import check_release
-    from mlsys.split import check_backtest
+    from mlsys.split import check_backtest, check_split
     from mlsys.tasks import Task
 
     check_data(cfg.data)
     missing = sorted(set(cfg.data.sources) - set(cfg.contract.tables))
     if missing:
         raise ConfigError(f"contract.tables: no contract for sources {missing}; every boundary needs one")
+    check_columns(cfg.data, cfg.contract)  # before the tables: a key's typo is data.key's, not the contract's
     for name, table in cfg.contract.tables.items():
         check_table(table, f"contract.tables.{name}")
     if cfg.contract.dataset is not None:
-        check_table(cfg.contract.dataset, "contract.dataset")
-    check_columns(cfg.data, cfg.contract)
+        check_table(cfg.contract.dataset, "contract.dataset", set(dataset_columns(cfg.data, cfg.contract)))
     check_features(cfg.features, cfg.data, cfg.contract)
     check_duration(cfg.training.holdout, "training.holdout")
+    check_split(cfg.split)
     check_backtest(cfg.backtest)
     from mlsys.release.gates import GATES
 

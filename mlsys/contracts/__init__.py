@@ -134,20 +134,53 @@ def mask(record: dict[str, Any], pii: frozenset[str] | set[str]) -> dict[str, An
     return {k: PII if k in pii else v for k, v in record.items()}
 
 
-def check_table(table: DictConfig, key: str) -> None:
-    """A loss bound that makes sense (a share in [0, 1]), patterns that compile, and custom
-    checks that import."""
+def check_column(column: DictConfig, key: str) -> None:
+    """A canonical dtype (`float64`, not `float`: the server types a request by the name), and
+    rules that fit it: bounds in order on a number or time, a pattern that compiles on text,
+    allowed values of the column's kind, a missing share in [0, 1]."""
+    kind = None
+    if column.dtype is not None:
+        try:
+            canonical = str(pd.api.types.pandas_dtype(column.dtype))
+        except TypeError as exc:
+            raise ConfigError(f"{key}.dtype: {column.dtype!r} is not a dtype ({exc})") from exc
+        if canonical != column.dtype:
+            raise ConfigError(f"{key}.dtype: write {canonical!r}, the dtype {column.dtype!r} reads as")
+        kind = "text" if canonical in ("str", "object") else "time" if canonical.startswith("datetime") else "number"
+    if column.min is not None and column.max is not None and column.min > column.max:
+        raise ConfigError(f"{key}: min {column.min} is above max {column.max}")
+    if kind == "text" and (column.min is not None or column.max is not None):
+        raise ConfigError(f"{key}: min/max bound numbers; this column is {column.dtype} (text: regex or isin)")
+    if column.regex is not None:
+        if kind not in (None, "text"):
+            raise ConfigError(f"{key}.regex: a pattern reads text; this column is {column.dtype}")
+        try:
+            re.compile(column.regex)
+        except re.error as exc:
+            raise ConfigError(f"{key}.regex: {column.regex!r} is not a regular expression: {exc}") from exc
+    if column.isin is not None and kind in ("text", "number"):
+        odd = [v for v in column.isin if isinstance(v, str) != (kind == "text")]
+        if odd:
+            raise ConfigError(
+                f"{key}.isin: {odd} are not {'text' if kind == 'text' else 'numbers'} like the column "
+                f"({column.dtype}); quote text in YAML ('007', not 007, which YAML reads as 7)"
+            )
+    if column.max_missing is not None and not 0 <= column.max_missing <= 1:
+        raise ConfigError(f"{key}.max_missing: {column.max_missing} is not a share in [0, 1]")
+
+
+def check_table(table: DictConfig, key: str, known: set[str] | None = None) -> None:
+    """Columns that make sense (`check_column`), a uniqueness key of `known` columns (default:
+    the table's), a loss bound in [0, 1], and custom checks that import."""
     for i, spec in enumerate(table.checks):
         custom_check(spec, f"{key}.checks[{i}]")
     for col, column in table.columns.items():
-        if column.regex is not None:
-            try:
-                re.compile(column.regex)
-            except re.error as exc:
-                message = f"{column.regex!r} is not a regular expression: {exc}"
-                raise ConfigError(f"{key}.columns.{col}.regex: {message}") from exc
+        check_column(column, f"{key}.columns.{col}")
         for i, spec in enumerate(column.checks):
             custom_check(spec, f"{key}.columns.{col}.checks[{i}]")
+    known = set(table.columns) if known is None else known
+    if missing := [c for c in table.unique if c not in known]:
+        raise ConfigError(f"{key}.unique: {missing} are not columns of this table: {sorted(known)}")
     if not 0 <= table.max_quarantine_fraction <= 1:
         raise ConfigError(f"{key}.max_quarantine_fraction: {table.max_quarantine_fraction} not in [0, 1]")
 
@@ -176,13 +209,15 @@ def _compile(name: str, table: DictConfig, part: str) -> pa.DataFrameSchema:
     columns = {}
     for col, spec in table.columns.items():
         checks = []
-        if spec.min is not None or spec.max is not None:
-            if spec.min is not None and spec.max is not None:
-                checks.append(pa.Check.in_range(spec.min, spec.max))
-            elif spec.min is not None:
-                checks.append(pa.Check.ge(spec.min))
-            else:
-                checks.append(pa.Check.le(spec.max))
+        if spec.min is not None and spec.max is not None:
+            checks.append(pa.Check.in_range(spec.min, spec.max))
+        elif str(spec.dtype).startswith(("float", "Float")):  # an infinity is no measurement (nor JSON)
+            lo, hi = -np.inf if spec.min is None else spec.min, np.inf if spec.max is None else spec.max
+            checks.append(pa.Check.in_range(lo, hi, include_min=spec.min is not None, include_max=spec.max is not None))
+        elif spec.min is not None:
+            checks.append(pa.Check.ge(spec.min))
+        elif spec.max is not None:
+            checks.append(pa.Check.le(spec.max))
         if spec.isin is not None:
             checks.append(pa.Check.isin(list(spec.isin)))
         if spec.regex is not None:
@@ -378,6 +413,13 @@ def validate_table(
     quarantined[REASONS] = reasons.reindex(quarantined.index).to_numpy()
     quarantined.insert(0, "_row", quarantined.index.to_numpy())
     passed = frame[~bad].reset_index(drop=True)
+    for col in explained:  # its dtype was lost to rows now quarantined (a blank int): the rest get it back
+        declared = table.columns[col].dtype
+        try:
+            passed[col] = passed[col].astype(declared)
+        except (TypeError, ValueError) as exc:  # not only to them after all: the column fails
+            found = f"declared {declared}, found {frame[col].dtype} ({exc})"
+            frame_failures.append({"column": str(col), "check": f"dtype({declared})", "failure_case": found})
     if len(passed) + len(quarantined) != len(frame):  # explicit: it must hold under `python -O` too
         raise MlsysError(
             f"contract {name}: {len(passed)} passed + {len(quarantined)} quarantined != {len(frame)} rows in"

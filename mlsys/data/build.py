@@ -294,6 +294,25 @@ def build(tables: dict[str, pd.DataFrame], data: DictConfig, as_of: pd.Timestamp
     return finish(enrich(frame, tables, data), data, as_of, local_times)
 
 
+def _check_joins_matched(frame: pd.DataFrame, data: DictConfig) -> None:
+    """A join that found nothing for any row is a fault, not a feature: the keys are written
+    differently in the two tables ('00054' and '54'), or the times never meet."""
+    for kind, joins in (("asof_joins", data.asof_joins), ("lookup_joins", data.lookup_joins)):
+        for i, join in enumerate(joins):
+            columns = [join.prefix + c for c in join.columns]
+            if len(frame) and columns and not frame[columns].notna().to_numpy().any():
+                on = join.by if kind == "asof_joins" else [join.key]
+                raise ContractError(
+                    f"data.{kind}[{i}] ({join.source!r} on {on}): not one of {len(frame):,} rows found a match; "
+                    "compare the key values in both tables (text and numbers, leading zeros, case)"
+                    + (
+                        f" and the times ({join.time} + lag {join.lag}, tolerance {join.tolerance})"
+                        if kind == "asof_joins"
+                        else ""
+                    )
+                )
+
+
 def finish(
     frame: pd.DataFrame, data: DictConfig, as_of: pd.Timestamp | None, local_times: dict[str, int]
 ) -> BuildResult:
@@ -309,6 +328,7 @@ def finish(
             f"data.label: {int(never.sum())} rows have no {data.label.column!r} "
             "and data.label.missing is 'fail' (use 'exclude' to set them aside)"
         )
+    _check_joins_matched(frame, data)
     labelled = frame[~missing].reset_index(drop=True)
     unlabelled = frame[missing].reset_index(drop=True)
     task.check_label(labelled[LABEL], data.label.column)  # one class, a constant: nothing to learn

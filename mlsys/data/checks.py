@@ -13,7 +13,7 @@ import pandas as pd
 from omegaconf import DictConfig
 
 from mlsys.config.checks import unknown_names
-from mlsys.durations import check_duration
+from mlsys.durations import check_duration, check_zone
 from mlsys.errors import ConfigError
 
 
@@ -98,6 +98,9 @@ def check_columns(data: DictConfig, contract: DictConfig) -> None:
                 f"data.event_time.parts.{unit}: {unknown_names([col], known)} is not a declared column "
                 "(nor an integer constant)"
             )
+    for what, names in (("data.key", list(data.key)), ("data.label.column", [data.label.column])):
+        if missing := [c for c in names if c not in known]:
+            raise ConfigError(f"{what}: {unknown_names(missing, known)} is not a declared column of {data.primary!r}")
     for i, join in enumerate(data.lookup_joins):  # the key: a primary or derived column; the source's
         if join.key not in known:
             said = unknown_names([join.key], known)
@@ -137,6 +140,10 @@ def _describe(when: tuple[str | None, pd.Timedelta]) -> str:
 
 
 def check_data(data: DictConfig) -> None:
+    check_zone(data.event_time.tz, "data.event_time.tz")
+    for name, src in data.sources.items():
+        for col, spec in src.time_columns.items():
+            check_zone(spec.tz, f"data.sources.{name}.time_columns.{col}.tz")
     if data.primary not in data.sources:
         raise ConfigError(f"data.primary: {data.primary!r} is not a source; sources: {list(data.sources)}")
     for name, src in data.sources.items():

@@ -153,6 +153,12 @@ def check_features(features: DictConfig, data: DictConfig, contract: DictConfig)
             resolve(feat.transform)
         except ValueError as exc:
             raise ConfigError(f"{key}.transform: {exc}") from exc
+        lo, hi = feat.clip_quantiles
+        if not 0 <= lo < hi <= 1:
+            raise ConfigError(f"{key}.clip_quantiles: [{lo}, {hi}]: expected [low, high] with 0 <= low < high <= 1")
+        for limit in ("min_count", "max_categories"):
+            if feat[limit] < 1:
+                raise ConfigError(f"{key}.{limit}: {feat[limit]}: expected at least 1")
         if (feat.type == "categorical") != (feat.transform == "vocab"):
             raise ConfigError(f"{key}: categorical features use transform 'vocab' and only they do")
         if feat.availability == "after_outcome":

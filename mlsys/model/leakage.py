@@ -46,6 +46,8 @@ def _bins(train: np.ndarray, valid: np.ndarray, categorical: bool) -> tuple[np.n
         edges = np.unique(present)
 
         def index(col: np.ndarray) -> np.ndarray:
+            if not len(edges):  # no code seen in training (an input missing throughout): one bin
+                return np.zeros(len(col), dtype=np.int64)
             idx = np.searchsorted(edges, col)
             known = ~np.isnan(col) & (idx < len(edges)) & (edges[np.minimum(idx, max(len(edges) - 1, 0))] == col)
             return np.where(known, idx, len(edges))

@@ -113,7 +113,7 @@ def _field(spec: DictConfig, kind: str | None = None, time: DictConfig | None = 
     elif kind == "any":
         annotation = NUMERIC | TYPES["str"]
     else:
-        annotation = TYPES.get(dtype, TYPES["str"])
+        annotation = _typed(dtype)
     if spec.isin is not None:
         annotation = Literal[tuple(spec.isin)]  # type: ignore[valid-type]
     bounds = {"ge": spec.min, "le": spec.max}
@@ -122,6 +122,18 @@ def _field(spec: DictConfig, kind: str | None = None, time: DictConfig | None = 
         bounds["json_schema_extra"] = {"pattern": f"^(?:{spec.regex})$"}
     info = Field(default=None if spec.nullable else ..., **{k: v for k, v in bounds.items() if v is not None})
     return (annotation | None if spec.nullable else annotation), info
+
+
+def _typed(dtype: str) -> Any:
+    """The strict JSON type of a declared (canonical) dtype: any width of integer an int, of
+    float a float; no dtype, text."""
+    if not dtype:
+        return TYPES["str"]
+    declared = pd.api.types.pandas_dtype(dtype)
+    for test, name in ((pd.api.types.is_bool_dtype, "bool"), (pd.api.types.is_integer_dtype, "int64")):
+        if test(declared):
+            return TYPES[name]
+    return TYPES["float64"] if pd.api.types.is_float_dtype(declared) else TYPES["str"]
 
 
 def _full_match(pattern: str) -> Any:

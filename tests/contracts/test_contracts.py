@@ -275,3 +275,28 @@ def test_a_pattern_admits_the_same_values_in_batch_and_in_serving(flights, full_
     expected = [v for v in values if re.fullmatch(pattern, v)]
     assert passed == expected
     assert [v for v in values if served(v)] == expected
+
+
+def test_a_blank_in_an_integer_column_leaves_the_other_rows_integers(flights, full_config):
+    """A blank `flight` makes pandas read the column as float64; its row is quarantined and
+    the rows that pass are int64 again, as declared (float keys would be 1545.0 downstream)."""
+    _, parsed = flights
+    blank = parsed.head(3000).assign(flight=parsed["flight"].head(3000).astype("float64"))
+    blank.loc[7, "flight"] = np.nan
+    result = validate_table("flights", full_config.contract.tables.flights, blank)
+    assert result.report["status"] == "quarantined" and list(result.quarantined["_row"]) == [7]
+    assert result.passed["flight"].dtype == "int64" and len(result.passed) == 2999
+
+
+@pytest.mark.parametrize("value", [np.inf, -np.inf])
+@pytest.mark.parametrize("bounds", [{}, {"min": 0}, {"max": 5000}])
+def test_an_infinity_is_quarantined_whatever_the_bounds(flights, full_config, value, bounds):
+    """A float column bounded on one side or none still refuses an infinity (the server's
+    request model refuses it too: JSON has none), and a finite value still passes."""
+    _, parsed = flights
+    spec = {"columns": {"air_time": {"min": None, "max": None, **bounds}}}
+    table = _table(full_config, **spec)
+    frame = _corrupt(parsed.head(2000), [4], "air_time", value)
+    result = validate_table("flights", table, frame)
+    assert list(result.quarantined["_row"]) == [4]
+    assert result.quarantined[REASONS].str.contains("air_time: in_range").all()

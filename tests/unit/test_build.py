@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from omegaconf import OmegaConf
@@ -221,3 +222,16 @@ def test_a_lookup_join_keyed_on_a_derived_column(parsed_tables, full_config):
     ).labelled
     assert joined["plane_seats"].notna().mean() > 0.8
     pd.testing.assert_series_equal(joined["plane_seats"], plain["plane_seats"])
+
+
+def test_a_join_that_matches_no_row_stops_the_build_naming_it(parsed_tables, full_config):
+    """Planes' tail numbers written another way ('n14228' for 'N14228'): the plane columns
+    would be missing on every row, silently; the build stops (exit 6) naming the join."""
+    from mlsys.errors import ContractError
+
+    data = OmegaConf.merge(full_config.data, {"asof_joins": [], "aggregates": {}})
+    planes = parsed_tables["planes"].assign(tailnum=parsed_tables["planes"]["tailnum"].str.lower())
+    flights = parsed_tables["flights"].head(5000)
+    with pytest.raises(ContractError, match=r"data\.lookup_joins\[0\] \('planes' on \['tailnum'\]\): not one of"):
+        build({**parsed_tables, "flights": flights, "planes": planes}, data)
+    assert build({**parsed_tables, "flights": flights}, data).labelled["plane_seats"].notna().any()

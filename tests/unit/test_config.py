@@ -63,7 +63,8 @@ def test_guard_passes_on_clean_checkout_and_stops_on_stale(tmp_path, monkeypatch
 # Every bad-config case runs in the full suite; these few also in the fast tier.
 FAST_CASES = {"+model.params.num_leves=15", "training.mode=daily", "model.params.learning_rate=-1",
               "data.aggregates.origin_dep_delay_3h.observed_after=null", "release.model_name=..",
-              "contract.tables.flights.columns.dest.regex='[A-Z'"}  # fmt: skip
+              "contract.tables.flights.columns.dest.regex='[A-Z'", "data.label.column=arr_dealy",
+              "split.periods.1.start=2013-08-01", "contract.tables.flights.columns.dep_delay.dtype=float"}  # fmt: skip
 BAD_CONFIG = [
     (
         "+model.params.num_leves=15",
@@ -122,6 +123,24 @@ BAD_CONFIG = [
         r"contract\.tables\.flights\.columns\.dest\.regex: '\[A-Z' is not a regular expression: unterminated",
     ),
     ("data.sources.weather.volume.min_ratio=1.5", r"data\.sources\.weather\.volume: min_ratio 1\.5"),
+    # columns and windows that cannot mean what they say (each was a traceback or silence later)
+    ("contract.tables.flights.columns.dep_delay.dtype=float", r"dep_delay\.dtype: write 'float64', the dtype 'float'"),
+    ("contract.tables.flights.columns.dep_delay.dtype=flaot64", r"dep_delay\.dtype: 'flaot64' is not a dtype"),
+    ("contract.tables.flights.columns.dep_delay.min=3000", r"flights\.columns\.dep_delay: min 3000\.0 is above max"),
+    ("+contract.tables.flights.columns.dep_delay.regex=x", r"dep_delay\.regex: a pattern reads text; this column is"),
+    ("contract.tables.flights.columns.carrier.min=1", r"carrier: min/max bound numbers; this column is str"),
+    ("contract.tables.flights.columns.origin.isin=[7,10]", r"origin\.isin: \[7, 10\] are not text like the column"),
+    ("contract.tables.flights.columns.dep_delay.max_missing=1.5", r"dep_delay\.max_missing: 1\.5 is not a share"),
+    ("contract.tables.weather.unique=[origin,time_houre]", r"weather\.unique: \['time_houre'\] are not columns"),
+    ("data.key=[year,month,day,carrier,flihgt,origin]", r"data\.key: 'flihgt' \(did you mean 'flight'\?\) is not a"),
+    ("data.label.column=arr_dealy", r"data\.label\.column: 'arr_dealy' \(did you mean 'arr_delay'\?\)"),
+    ("data.event_time.tz=Europe/Berln", r"data\.event_time\.tz: 'Europe/Berln' is not a time zone"),
+    ("split.tz=Europe/Berln", r"split\.tz: 'Europe/Berln' is not a time zone"),
+    ("split.periods.1.start=2013-08-01", r"split\.periods: 'train' and 'valid' overlap"),
+    ("split.periods.1.end=2013-08-01", r"split\.periods\[1\] \(valid\): start 2013-09-01 is not before"),
+    ("split.valid=validation", r"split\.valid: 'validation' is not a period"),
+    ("features.columns.distance.clip_quantiles=[0.9,0.1]", r"distance\.clip_quantiles: \[0\.9, 0\.1\]: expected"),
+    ("features.columns.carrier.min_count=-5", r"features\.columns\.carrier\.min_count: -5: expected at least 1"),
     ("release.model_name=..", r"release\.model_name: '\.\.' is not a model name"),
 ]
 
