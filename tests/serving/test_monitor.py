@@ -344,3 +344,21 @@ def test_the_monitor_as_a_dvc_stage_reads_its_window_from_params_and_fails_on_a_
     run(["mlsys", "compose"], project)
     failed = run(["dvc", "repro", "monitor/dvc.yaml"], project, check=False)
     assert failed.returncode != 0 and json.loads((project / "metrics/monitor.json").read_text())["status"] == "fail"
+
+
+def test_replay_counts_refused_records_and_answers_the_rest_of_their_request(project):
+    """Two bad records in one request of 50: the other 48 are answered (sent again one by
+    one), the two are counted, and replay exits 6 (the contract passed rows the server refuses)."""
+    labelled = project / "data/dataset/labelled.parquet"
+    rows = pd.read_parquet(labelled)
+    first = rows[rows["event_time"] >= pd.Timestamp("2013-10-01", tz="America/New_York")].sort_values("prediction_time")
+    rows.loc[first.index[:2], "carrier"] = "zz9"  # breaks the carrier pattern: the window's first two
+    rows.to_parquet(labelled)
+    server = Server(project, "inference.mode=dynamic")
+    try:
+        proc = run(["mlsys", "replay", "--url", server.url, "--limit", "100"], project, check=False)
+    finally:
+        server.stop()
+    assert proc.returncode == ExitCode.CONTRACT, proc.stdout + proc.stderr
+    assert "100 records" in proc.stdout and "98 answered, 2 refused" in proc.stdout, proc.stdout
+    assert "carrier" in proc.stderr
