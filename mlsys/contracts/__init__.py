@@ -360,7 +360,8 @@ def validate_table(
     typed = fc["check"].astype(str).str.startswith("dtype(") & fc["column"].isin(list(table.columns))
     other = set(fc.loc[~typed & fc["index"].notna(), "index"])
     explained = {c for c, rows in fc.loc[typed].groupby("column")["index"] if rows.notna().all() and set(rows) <= other}
-    typed &= ~fc["column"].isin(explained)
+    lost = typed & fc["column"].isin(explained)  # cast back below; its rows are quarantined for their own reasons
+    fc, typed = fc[~lost], typed[~lost]
     is_row = fc["index"].notna() & ~typed
     frame_fc, row_fc = fc[~is_row & ~typed], fc[is_row]
     # Once each: checked slice by slice, a frame-level failure (a missing column) is found per slice.

@@ -33,7 +33,7 @@ from omegaconf import DictConfig
 from mlsys.cluster import cuts, partitions, stream
 from mlsys.contracts import ValidationResult, join_cases, row_cases, user_cases, validate_table, whole
 from mlsys.data.build import BuildResult, context, enrich, finish, invalid_event_times, prepare
-from mlsys.data.columns import EVENT_TIME
+from mlsys.data.columns import EVENT_TIME, NUMERIC_DTYPES
 from mlsys.data.derive import Deriver
 from mlsys.data.sources import TRUNCATED_LINE, failure_cases, parse_times
 
@@ -42,10 +42,12 @@ LocalTimes = dict[str, dict[str, int]]
 
 def parse(name: str, raw: pd.DataFrame, cfg: DictConfig) -> tuple[pd.DataFrame, pd.DataFrame, LocalTimes]:
     """A raw table, or a slice of it (its index kept), as its contract checks it: declared
-    times parsed, derived columns computed (primary); the failures found before Pandera
-    (unparseable times, impossible event times); local times read by the one rule."""
+    times and numbers read as text parsed, derived columns computed (primary); the failures
+    found before Pandera (unparseable times and numbers, impossible event times); local times
+    read by the one rule."""
     parsed, times, local_times = parse_times(raw, cfg.data.sources[name])
-    cases = [times]
+    parsed, numbers = parse_numbers(parsed, cfg.contract.tables[name])
+    cases = [times, numbers]
     if name == cfg.data.primary:
         parsed = Deriver(cfg.data.derived).frame(parsed)  # before the contract: it may bound them
         bad = invalid_event_times(parsed, cfg.data.event_time)
@@ -54,6 +56,25 @@ def parse(name: str, raw: pd.DataFrame, cfg: DictConfig) -> tuple[pd.DataFrame, 
             values = parsed.loc[bad, cols].astype(str).agg(" ".join, axis=1)
             cases.append(failure_cases(f"({', '.join(cols)})", "forms_a_local_time", values))
     return parsed, join_cases(cases), local_times
+
+
+def parse_numbers(frame: pd.DataFrame, table: DictConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Columns the contract declares numeric that were read as text (a CSV with `ERR` or `--`
+    in a few cells): the numbers parsed, and failure cases for the cells that are not numbers,
+    so their rows are quarantined instead of the whole table failing its dtype."""
+    failures = []
+    for col, spec in table.columns.items():
+        if col not in frame.columns or not str(spec.dtype or "").startswith(NUMERIC_DTYPES):
+            continue
+        raw = frame[col]
+        if pd.api.types.is_numeric_dtype(raw) or pd.api.types.is_bool_dtype(raw):
+            continue
+        numbers = pd.to_numeric(raw.where(raw.astype(str).str.strip() != "", None), errors="coerce")
+        bad = raw.notna() & (raw.astype(str).str.strip() != "") & numbers.isna()
+        if bad.any():
+            failures.append(failure_cases(col, "parse_number", raw[bad]))
+        frame = frame.assign(**{col: numbers.astype("float64")})
+    return frame, (pd.concat(failures, ignore_index=True) if failures else pd.DataFrame())
 
 
 def validate(

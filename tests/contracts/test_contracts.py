@@ -300,3 +300,22 @@ def test_an_infinity_is_quarantined_whatever_the_bounds(flights, full_config, va
     result = validate_table("flights", table, frame)
     assert list(result.quarantined["_row"]) == [4]
     assert result.quarantined[REASONS].str.contains("air_time: in_range").all()
+
+
+def test_a_few_cells_that_are_not_numbers_quarantine_their_rows_not_the_table(loaded_tables, full_config):
+    """`ERR` in a float column and `--` in an int one (a CSV reads both columns as text): the
+    two rows are quarantined naming the cell; the others pass with the declared dtypes. Before,
+    the whole table failed its dtype check (exit 6)."""
+    from mlsys.data.sliced import validate
+
+    raw = loaded_tables["flights"].head(3000)
+    raw = raw.assign(dep_delay=raw["dep_delay"].astype(str), flight=raw["flight"].astype(str))
+    raw.loc[11, "dep_delay"], raw.loc[12, "flight"], raw.loc[20, "dep_delay"] = "ERR", "--", " "
+    result, _ = validate("flights", raw, [], full_config)
+    assert result.report["status"] == "quarantined", result.report["frame_failures"]
+    reasons = result.quarantined.set_index("_row")[REASONS]
+    assert reasons[11] == "dep_delay: parse_number" and "flight: parse_number" in reasons[12]  # and not_nullable
+    assert result.quarantined["dep_delay"].tolist()[:1] == ["ERR"]  # kept as read
+    assert result.passed["dep_delay"].dtype == "float64" and result.passed["flight"].dtype == "int64"
+    blank = raw["dep_delay"].isna() | raw["dep_delay"].str.strip().eq("")
+    assert result.passed["dep_delay"].isna().sum() == blank.sum() > 1  # a blank is missing, not bad
