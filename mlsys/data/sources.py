@@ -38,7 +38,7 @@ def read_source(
     suffixes = "".join(path.suffixes).lower()
     if ".parquet" in suffixes or src.kind == "parquet":
         fmt = "Parquet"
-    elif ".csv" in suffixes or src.kind == "csv":
+    elif reads_as_csv(src):
         fmt = "CSV"
     else:
         raise ConfigError(f"data.sources.{name}.path: cannot tell the format of {path} (expected .csv or .parquet)")
@@ -52,6 +52,17 @@ def read_source(
         raise ContractError(f"data.sources.{name}: {path} is not a readable {fmt} file: {exc}") from exc
     cut = len(frame) > 0 and suffixes.endswith(".csv") and _cut_last_line(path)
     return frame, [len(frame) - 1] if cut else []
+
+
+def reads_as_csv(src: DictConfig) -> bool:
+    """The source is read as CSV (a `.csv` file, zipped or not, or `kind: csv`)."""
+    suffixes = "".join(Path(src.path or "").suffixes).lower()
+    return (
+        src.kind != "sql"
+        and ".parquet" not in suffixes
+        and src.kind != "parquet"
+        and (".csv" in suffixes or src.kind == "csv")
+    )
 
 
 _SQL_READS: dict[tuple[str, str, str], pd.DataFrame] = {}  # one query per snapshot: fingerprinted, then taken

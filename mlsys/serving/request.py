@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PlainValidator,
@@ -32,6 +33,7 @@ from pydantic import (
 
 from mlsys.config.schema import ColumnContract, TimeColumn
 from mlsys.data.columns import EVENT_LOCAL, EVENT_TIME, LABEL, NUMERIC_DTYPES, PREDICTION_TIME
+from mlsys.data.sources import reads_as_csv
 
 # Strict: "529" and true are not numbers; an int is a float, not the other way round.
 TYPES: dict[str, Any] = {
@@ -98,13 +100,15 @@ def serving_table(cfg: DictConfig) -> DictConfig:
     return table
 
 
-def _field(spec: DictConfig, kind: str | None = None, time: DictConfig | None = None) -> tuple[Any, Any]:
+def _field(spec: DictConfig, kind: str | None = None, source: tuple[DictConfig, str] | None = None) -> tuple[Any, Any]:
     """(annotation, field) of one contract column: type, bounds, pattern, allowed values;
-    required unless the contract lets it be null. A time is text its source's `time_columns`
-    entry (`time`) reads."""
+    required unless the contract lets it be null. `source`: the source the column comes from
+    and its name there: a time is text its `time_columns` entry reads; a text a CSV would
+    read as missing (`NA`) is missing here too."""
+    time = source[0].time_columns.get(source[1]) if source is not None else None
     dtype = str(spec.dtype or "")
     if dtype.startswith("datetime64"):
-        time = time or OmegaConf.structured(TimeColumn)
+        time = time if time is not None else OmegaConf.structured(TimeColumn)
         text = {"type": "string", **({"format": "date-time"} if time.format == "ISO8601" else {})}
         reader = PlainValidator(_time_reader(time.format, time.tz))
         annotation: Any = Annotated[dt.datetime, reader, WithJsonSchema(text)]
@@ -114,14 +118,34 @@ def _field(spec: DictConfig, kind: str | None = None, time: DictConfig | None = 
         annotation = NUMERIC | TYPES["str"]
     else:
         annotation = _typed(dtype)
+    text = annotation is TYPES["str"]
     if spec.isin is not None:
         annotation = Literal[tuple(spec.isin)]  # type: ignore[valid-type]
+        text = all(isinstance(v, str) for v in spec.isin)
     bounds = {"ge": spec.min, "le": spec.max}
     if annotation is TYPES["str"] and spec.regex is not None:  # the whole value, as the batch contract checks it
         annotation = Annotated[annotation, AfterValidator(_full_match(spec.regex))]
         bounds["json_schema_extra"] = {"pattern": f"^(?:{spec.regex})$"}
     info = Field(default=None if spec.nullable else ..., **{k: v for k, v in bounds.items() if v is not None})
-    return (annotation | None if spec.nullable else annotation), info
+    annotation = annotation | None if spec.nullable else annotation
+    if text and source is not None and reads_as_csv(source[0]):
+        annotation = Annotated[annotation, BeforeValidator(_missing_in_csv(spec.nullable))]
+    return annotation, info
+
+
+def _missing_in_csv(nullable: bool) -> Any:
+    """`NA`, `null`, `N/A`, ...: what pandas' CSV reader takes for missing, as the batch path
+    reads the source (missing where the column may be; refused where it may not)."""
+    from pandas._libs.parsers import STR_NA_VALUES  # read_csv's own list
+
+    def check(value: Any) -> Any:
+        if type(value) is not str or value not in STR_NA_VALUES:
+            return value
+        if nullable:
+            return None
+        raise ValueError(f"{value!r} is missing as the source's CSV reads it, and this column may not be missing")
+
+    return check
 
 
 def _typed(dtype: str) -> Any:
@@ -210,19 +234,21 @@ def request_model(cfg: DictConfig) -> type[BaseModel]:
     refused; an impossible event time too."""
     table = serving_table(cfg)
     kinds = {name: kind for name, (kind, _) in lookup_specs(cfg).items()}
-    times = _time_columns(cfg)
-    fields: dict[str, Any] = {c: _field(table.columns[c], kinds.get(c), times.get(c)) for c in table.columns}
+    sources = _sources(cfg)
+    fields: dict[str, Any] = {c: _field(table.columns[c], kinds.get(c), sources.get(c)) for c in table.columns}
     config = ConfigDict(extra="forbid", allow_inf_nan=False)  # no length of its own: the body bound holds
     validators = {"event_time": _event_time_check(cfg.data.event_time)}
     return create_model("Request", __config__=config, __validators__=validators, **fields)
 
 
-def _time_columns(cfg: DictConfig) -> dict[str, DictConfig]:
-    """Request field -> the `time_columns` entry of the source it comes from (joined: by prefix)."""
+def _sources(cfg: DictConfig) -> dict[str, tuple[DictConfig, str]]:
+    """Request field -> (the source it comes from, its name there): the primary table's
+    columns, joined ones by their prefix."""
     data = cfg.data
-    out = dict(data.sources[data.primary].time_columns)
+    primary = data.sources[data.primary]
+    out = {c: (primary, c) for c in cfg.contract.tables[data.primary].columns}
     for join in [*data.asof_joins, *data.lookup_joins]:
-        out.update({join.prefix + c: t for c, t in data.sources[join.source].time_columns.items()})
+        out.update({join.prefix + c: (data.sources[join.source], c) for c in join.columns})
     return out
 
 

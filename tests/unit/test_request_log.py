@@ -242,3 +242,30 @@ def test_the_server_reads_a_time_as_the_validate_stage_does(fmt, tz):
             served = pd.NaT
         expected = expected_all[i]
         assert served is expected or served == expected, (text, served, expected)
+
+
+@pytest.mark.parametrize("text", ["NA", "null", "N/A", "None", ""])
+def test_a_text_the_csv_reads_as_missing_is_missing_to_the_server_too(full_config, requests, tmp_path, text):
+    """The flights CSV writes a missing value as `NA` (pandas reads its own spellings as
+    missing): validate quarantines such a carrier (it may not be missing) and takes such a
+    tailnum as missing; the server refuses the carrier and takes the tailnum as missing, not
+    the text 'NA'. A Parquet source keeps the text as it is."""
+    from mlsys.data.sliced import validate
+    from mlsys.data.sources import read_source
+    from mlsys.serving.request import request_model
+
+    base = requests[0][0]
+    rows = pd.DataFrame([{**base, "carrier": text}, {**base, "tailnum": text, "flight": base["flight"] + 1}])
+    rows.to_csv(tmp_path / "f.csv", index=False)
+    src = OmegaConf.merge(full_config.data.sources.flights, {"kind": "csv", "path": str(tmp_path / "f.csv")})
+    raw = read_source("flights", src, tmp_path, ["carrier", "tailnum", "origin", "dest"])[0]
+    cfg = OmegaConf.merge(full_config, {"contract": {"tables": {"flights": {"min_rows": None}}}})
+    result, _ = validate("flights", raw, [], cfg)
+    assert list(result.quarantined["_row"]) == [0] and result.passed["tailnum"].isna().all()
+    model = request_model(full_config)
+    with pytest.raises(ValueError, match="carrier"):
+        model.model_validate({**base, "carrier": text})
+    assert model.model_validate({**base, "tailnum": text}).tailnum is None
+    parquet = OmegaConf.merge(full_config, {"data": {"sources": {"flights": {"kind": "parquet", "path": "f.parquet"}}}})
+    kept = request_model(parquet).model_validate({**base, "tailnum": "NA"}) if text == "NA" else None
+    assert kept is None or kept.tailnum == "NA"
