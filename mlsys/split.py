@@ -112,25 +112,13 @@ def between(frame: pd.DataFrame, time_column: str, start: pd.Timestamp, end: pd.
 
 
 def check_split(split: DictConfig) -> None:
-    """A known zone; each period ends after it starts (dates), no two overlap (a row in two
-    windows would be trained and judged on), and the train/valid/test names are periods."""
+    """A known zone, `period_bounds`' order and names, and no two periods overlapping (a row in
+    two windows would be trained and judged on)."""
     check_zone(split.tz, "split.tz")
-    spans = []
-    for i, period in enumerate(split.periods):
-        try:
-            start, end = pd.Timestamp(period.start), pd.Timestamp(period.end)
-        except ValueError as exc:
-            raise ConfigError(f"split.periods[{i}] ({period.name}): {exc}") from exc
-        if not start < end:
-            raise ConfigError(f"split.periods[{i}] ({period.name}): start {period.start} is not before {period.end}")
-        spans.append((start, end, period.name))
-    for (_, end, name), (start, _, after) in itertools.pairwise(sorted(spans)):
+    spans = sorted((start, end, name) for name, (start, end) in period_bounds(split).items())
+    for (_, end, name), (start, _, after) in itertools.pairwise(spans):
         if start < end:
             raise ConfigError(f"split.periods: {name!r} and {after!r} overlap (a row would be in both windows)")
-    names = {p.name for p in split.periods}
-    for role in ("train", "valid", "test"):
-        if split[role] not in names:
-            raise ConfigError(f"split.{role}: {split[role]!r} is not a period; periods: {sorted(names)}")
 
 
 def check_backtest(backtest: DictConfig) -> None:

@@ -26,8 +26,9 @@ def check(cfg: DictConfig, lightgbm: bool = True) -> None:
     if missing:
         raise ConfigError(f"contract.tables: no contract for sources {missing}; every boundary needs one")
     check_columns(cfg.data, cfg.contract)  # before the tables: a key's typo is data.key's, not the contract's
-    for name, table in cfg.contract.tables.items():
-        check_table(table, f"contract.tables.{name}")
+    for name, table in cfg.contract.tables.items():  # the primary's checks run after its derived columns
+        derived = set(cfg.data.derived) if name == cfg.data.primary else set()
+        check_table(table, f"contract.tables.{name}", set(table.columns) | derived)
     if cfg.contract.dataset is not None:
         check_table(cfg.contract.dataset, "contract.dataset", set(dataset_columns(cfg.data, cfg.contract)))
     check_features(cfg.features, cfg.data, cfg.contract)

@@ -53,8 +53,14 @@ def _grouped(pattern: str) -> re.Pattern[str]:
     pattern that starts with `^` and ends with `$` into a search (it takes "A1" for `^A|1$`),
     and sends inline flags RE2 lacks (`(?x)`) to pyarrow, which refuses them; compiled flags
     other than IGNORECASE make it use Python's `re`."""
-    lead = _GLOBAL_FLAGS.match(pattern).group()
-    return re.compile(f"(?:{pattern[len(lead) :]})", re.compile(pattern).flags)
+    lead, flags = _GLOBAL_FLAGS.match(pattern).group(), re.compile(pattern).flags
+    close = "\n)" if flags & re.VERBOSE else ")"  # verbose: a trailing `# comment` must not swallow it
+    return re.compile(f"(?:{pattern[len(lead) :]}{close}", flags)
+
+
+def whole_value_pattern(pattern: str) -> str:
+    """`pattern` as a whole-value JSON Schema pattern (an API's documentation of the rule)."""
+    return f"^{_grouped(pattern).pattern}$"
 
 
 _GLOBAL_FLAGS = re.compile(r"(?:\(\?[aiLmsux]+\))*")
@@ -134,6 +140,13 @@ def mask(record: dict[str, Any], pii: frozenset[str] | set[str]) -> dict[str, An
     return {k: PII if k in pii else v for k, v in record.items()}
 
 
+def _masked_form(found: Any, declared: str | None) -> bool:
+    """`found` is the nullable form of the declared numpy dtype (Int64 for int64: numbers read
+    from text keep their gaps' rows apart until those are quarantined)."""
+    numpy = getattr(found, "numpy_dtype", None)
+    return numpy is not None and declared is not None and str(numpy) == str(declared) != str(found)
+
+
 def check_column(column: DictConfig, key: str) -> None:
     """A canonical dtype (`float64`, not `float`: the server types a request by the name), and
     rules that fit it: bounds in order on a number or time, a pattern that compiles on text,
@@ -146,16 +159,18 @@ def check_column(column: DictConfig, key: str) -> None:
             raise ConfigError(f"{key}.dtype: {column.dtype!r} is not a dtype ({exc})") from exc
         if canonical != column.dtype:
             raise ConfigError(f"{key}.dtype: write {canonical!r}, the dtype {column.dtype!r} reads as")
-        kind = "text" if canonical in ("str", "object") else "time" if canonical.startswith("datetime") else "number"
+        declared = pd.api.types.pandas_dtype(canonical)
+        numeric = pd.api.types.is_numeric_dtype(declared) or pd.api.types.is_bool_dtype(declared)
+        kind = "number" if numeric else "time" if canonical.startswith("datetime") else "text"
     if column.min is not None and column.max is not None and column.min > column.max:
         raise ConfigError(f"{key}: min {column.min} is above max {column.max}")
-    if kind == "text" and (column.min is not None or column.max is not None):
-        raise ConfigError(f"{key}: min/max bound numbers; this column is {column.dtype} (text: regex or isin)")
+    if kind in ("text", "time") and (column.min is not None or column.max is not None):
+        raise ConfigError(f"{key}: min/max bound numbers; this column is {column.dtype}")
     if column.regex is not None:
         if kind not in (None, "text"):
             raise ConfigError(f"{key}.regex: a pattern reads text; this column is {column.dtype}")
         try:
-            re.compile(column.regex)
+            _grouped(column.regex)  # what runs, not only what was written
         except re.error as exc:
             raise ConfigError(f"{key}.regex: {column.regex!r} is not a regular expression: {exc}") from exc
     if column.isin is not None and kind in ("text", "number"):
@@ -414,7 +429,8 @@ def validate_table(
     quarantined[REASONS] = reasons.reindex(quarantined.index).to_numpy()
     quarantined.insert(0, "_row", quarantined.index.to_numpy())
     passed = frame[~bad].reset_index(drop=True)
-    for col in explained:  # its dtype was lost to rows now quarantined (a blank int): the rest get it back
+    nullable = {c for c, spec in table.columns.items() if c in passed and _masked_form(passed[c].dtype, spec.dtype)}
+    for col in explained | nullable:  # its dtype lost to rows now quarantined (a blank int): the rest get it back
         declared = table.columns[col].dtype
         try:
             passed[col] = passed[col].astype(declared)

@@ -295,16 +295,17 @@ def build(tables: dict[str, pd.DataFrame], data: DictConfig, as_of: pd.Timestamp
 
 
 def _check_joins_matched(frame: pd.DataFrame, data: DictConfig) -> None:
-    """A join that found nothing for any row is a fault, not a feature: the keys are written
-    differently in the two tables ('00054' and '54'), or the times never meet."""
+    """A join that gave no row a value is a fault, not a feature: the keys are written
+    differently in the two tables ('00054' and '54'), the times never meet, or the matched
+    rows hold nothing in the joined columns."""
     for kind, joins in (("asof_joins", data.asof_joins), ("lookup_joins", data.lookup_joins)):
         for i, join in enumerate(joins):
             columns = [join.prefix + c for c in join.columns]
             if len(frame) and columns and not frame[columns].notna().to_numpy().any():
                 on = join.by if kind == "asof_joins" else [join.key]
                 raise ContractError(
-                    f"data.{kind}[{i}] ({join.source!r} on {on}): not one of {len(frame):,} rows found a match; "
-                    "compare the key values in both tables (text and numbers, leading zeros, case)"
+                    f"data.{kind}[{i}] ({join.source!r} on {on}): not one of {len(frame):,} rows got a value from "
+                    "it; compare the key values in both tables (text and numbers, leading zeros, case)"
                     + (
                         f" and the times ({join.time} + lag {join.lag}, tolerance {join.tolerance})"
                         if kind == "asof_joins"

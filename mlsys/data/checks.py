@@ -98,9 +98,13 @@ def check_columns(data: DictConfig, contract: DictConfig) -> None:
                 f"data.event_time.parts.{unit}: {unknown_names([col], known)} is not a declared column "
                 "(nor an integer constant)"
             )
-    for what, names in (("data.key", list(data.key)), ("data.label.column", [data.label.column])):
-        if missing := [c for c in names if c not in known]:
-            raise ConfigError(f"{what}: {unknown_names(missing, known)} is not a declared column of {data.primary!r}")
+    joined = {j.prefix + c for j in [*data.asof_joins, *data.lookup_joins] for c in j.columns}
+    for what, names, among in (
+        ("data.key", list(data.key), known),
+        ("data.label.column", [data.label.column], known | joined),
+    ):
+        if missing := [c for c in names if c not in among]:
+            raise ConfigError(f"{what}: {unknown_names(missing, among)} is not a declared or joined column")
     for i, join in enumerate(data.lookup_joins):  # the key: a primary or derived column; the source's
         if join.key not in known:
             said = unknown_names([join.key], known)

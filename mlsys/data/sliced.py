@@ -69,11 +69,14 @@ def parse_numbers(frame: pd.DataFrame, table: DictConfig) -> tuple[pd.DataFrame,
         raw = frame[col]
         if pd.api.types.is_numeric_dtype(raw) or pd.api.types.is_bool_dtype(raw):
             continue
-        numbers = pd.to_numeric(raw.where(raw.astype(str).str.strip() != "", None), errors="coerce")
-        bad = raw.notna() & (raw.astype(str).str.strip() != "") & numbers.isna()
+        text = raw.where(raw.astype(str).str.strip() != "", None)
+        numbers = pd.to_numeric(text, errors="coerce", dtype_backend="numpy_nullable")  # integers stay exact
+        bad = text.notna() & numbers.isna()
         if bad.any():
             failures.append(failure_cases(col, "parse_number", raw[bad]))
-        frame = frame.assign(**{col: numbers.astype("float64")})
+        if not (numbers.isna().any() and str(spec.dtype).startswith(("int", "uint"))):
+            numbers = numbers.astype(spec.dtype)  # an int64 with gaps stays Int64 until their rows are quarantined
+        frame = frame.assign(**{col: numbers})
     return frame, (pd.concat(failures, ignore_index=True) if failures else pd.DataFrame())
 
 

@@ -157,8 +157,8 @@ def localize(naive: pd.Series, tz: str) -> tuple[pd.Series, dict[str, int]]:
     return first, counts
 
 
-# A time of day followed by a UTC offset ("10:00:00Z", "10:00-05:00", "10:00 +0530").
-_OFFSET = r"\d:\d{2}(?::\d{2}(?:\.\d+)?)?\s*(?:[zZ]|[+-]\d{2}(?::?\d{2})?)$"
+# A time of day followed by a UTC offset ("10:00:00Z", "10:00-05:00", "10:00 +0530", "100000Z").
+_OFFSET = r"\d{2}:?\d{2}(?::?\d{2}(?:[.,]\d+)?)?\s*(?:[zZ]|[+-]\d{2}(?::?\d{2})?)$"
 
 
 def _each_its_offset(raw: pd.Series, fmt: str | None, tz: str) -> tuple[pd.Series, dict[str, int]]:

@@ -153,9 +153,9 @@ def check_features(features: DictConfig, data: DictConfig, contract: DictConfig)
             resolve(feat.transform)
         except ValueError as exc:
             raise ConfigError(f"{key}.transform: {exc}") from exc
-        lo, hi = feat.clip_quantiles
-        if not 0 <= lo < hi <= 1:
-            raise ConfigError(f"{key}.clip_quantiles: [{lo}, {hi}]: expected [low, high] with 0 <= low < high <= 1")
+        quantiles = list(feat.clip_quantiles)
+        if len(quantiles) != 2 or not 0 <= quantiles[0] < quantiles[1] <= 1:
+            raise ConfigError(f"{key}.clip_quantiles: {quantiles}: expected [low, high] with 0 <= low < high <= 1")
         for limit in ("min_count", "max_categories"):
             if feat[limit] < 1:
                 raise ConfigError(f"{key}.{limit}: {feat[limit]}: expected at least 1")

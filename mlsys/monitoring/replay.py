@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 from omegaconf import DictConfig
 
 from mlsys.data.columns import PREDICTION_TIME
-from mlsys.errors import ContractError, MissingInputError
+from mlsys.errors import ContractError, MissingInputError, UsageError
 from mlsys.io import read_parquet
 
 
@@ -44,6 +44,8 @@ def run(cfg: DictConfig, root: Path, url: str, batch: int, limit: int | None) ->
             payload = json.loads(response.read() or b"{}")
         except (OSError, http.client.HTTPException) as exc:
             raise MissingInputError(f"replay: no answer from {url} ({exc}): is `mlsys serve` running?") from exc
+        if response.status == 413:
+            raise UsageError(f"replay: {url} takes fewer records a request (413: {payload}); lower --batch")
         if response.status not in (200, 422):
             raise MissingInputError(f"replay: {url} answered {response.status}: {payload}")
         return response.status, payload
@@ -62,7 +64,7 @@ def run(cfg: DictConfig, root: Path, url: str, batch: int, limit: int | None) ->
                 if status == 200:
                     answered += sum("error" not in p for p in payload["predictions"])
                 else:
-                    refused, first = refused + 1, first or payload
+                    refused, first = refused + 1, payload if first is None else first
             progress.advance(task, len(chunk))
     con.close()
     seconds = time.perf_counter() - start

@@ -236,7 +236,7 @@ def test_a_csv_reads_its_declared_text_columns_as_text(tmp_path):
 # Anchored or not, with alternation, flags (`(?x)` pyarrow's RE2 lacks), classes that mean more
 # than ASCII, a lookahead (which pandas runs with Python's `re`).
 PATTERNS = ["[A-Z0-9]{2}", "^[A-Z0-9]{2}$", "A|B1", "^A|1$", "(?i)a[0-9]?", r"\d+", r"(?i)(?=a)a1?", "A$|B",
-            "(?x) A 1 ", r"\w\s?"]  # fmt: skip
+            "(?x) A 1 ", r"\w\s?", "(?x) [AB]1?  # a comment"]  # fmt: skip
 _MODELS: dict[str, type] = {}
 
 
@@ -319,3 +319,27 @@ def test_a_few_cells_that_are_not_numbers_quarantine_their_rows_not_the_table(lo
     assert result.passed["dep_delay"].dtype == "float64" and result.passed["flight"].dtype == "int64"
     blank = raw["dep_delay"].isna() | raw["dep_delay"].str.strip().eq("")
     assert result.passed["dep_delay"].isna().sum() == blank.sum() > 1  # a blank is missing, not bad
+
+
+def test_numbers_read_as_text_keep_their_integers_exact():
+    """An id past 2**53 beside a cell that is not a number: read as Int64 (exact), not
+    through a float (9007199254740993 would become ...992)."""
+    from mlsys.data.sliced import parse_numbers
+
+    table = OmegaConf.create({"columns": {"id": {"dtype": "int64"}, "x": {"dtype": "float32"}}})
+    frame = pd.DataFrame({"id": ["9007199254740993", "--", "3"], "x": ["1.5", "2", "ERR"]}, dtype="str")
+    parsed, failures = parse_numbers(frame, table)
+    assert parsed["id"].tolist()[::2] == [9007199254740993, 3] and str(parsed["x"].dtype) == "float32"
+    assert sorted(zip(failures["column"], failures["index"], strict=True)) == [("id", 1), ("x", 2)]
+
+
+@pytest.mark.parametrize(
+    "column",
+    [{"dtype": "string", "regex": "[A-Z]{3}"}, {"dtype": "category", "isin": ["a", "b"]}, {"dtype": "Int64", "min": 0},
+     {"dtype": "bool"}, {"dtype": "datetime64[us, UTC]"}, {"dtype": "float32", "min": 0, "max": 1}],
+)  # fmt: skip
+def test_the_config_check_takes_every_canonical_dtype_with_its_rules(column):
+    from mlsys.config.schema import ColumnContract
+    from mlsys.contracts import check_column
+
+    check_column(OmegaConf.merge(OmegaConf.structured(ColumnContract), column), "contract.tables.t.columns.c")

@@ -232,6 +232,7 @@ def test_a_join_that_matches_no_row_stops_the_build_naming_it(parsed_tables, ful
     data = OmegaConf.merge(full_config.data, {"asof_joins": [], "aggregates": {}})
     planes = parsed_tables["planes"].assign(tailnum=parsed_tables["planes"]["tailnum"].str.lower())
     flights = parsed_tables["flights"].head(5000)
-    with pytest.raises(ContractError, match=r"data\.lookup_joins\[0\] \('planes' on \['tailnum'\]\): not one of"):
+    named = r"data\.lookup_joins\[0\] \('planes' on \['tailnum'\]\): not one of 5,000 rows got a value"
+    with pytest.raises(ContractError, match=named):
         build({**parsed_tables, "flights": flights, "planes": planes}, data)
     assert build({**parsed_tables, "flights": flights}, data).labelled["plane_seats"].notna().any()

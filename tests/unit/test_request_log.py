@@ -269,3 +269,24 @@ def test_a_text_the_csv_reads_as_missing_is_missing_to_the_server_too(full_confi
     parquet = OmegaConf.merge(full_config, {"data": {"sources": {"flights": {"kind": "parquet", "path": "f.parquet"}}}})
     kept = request_model(parquet).model_validate({**base, "tailnum": "NA"}) if text == "NA" else None
     assert kept is None or kept.tailnum == "NA"
+
+
+def test_the_online_table_holds_the_looked_up_columns_only(full_config, built):
+    """A column upstream added to the flights file passes validate (contracts are not strict)
+    and reaches the built dataset; it is not a looked-up column, so not in the online table."""
+    from mlsys.serving.request import lookup_columns
+
+    columns = [*built.labelled.columns, "New Col"]
+    looked = lookup_columns(columns, full_config)
+    assert "New Col" not in looked and {"wx_temp", "plane_seats", "origin_dep_delay_3h"} <= set(looked)
+    assert not set(looked) & set(full_config.contract.tables.flights.columns)
+
+
+@pytest.mark.parametrize("text", ["0001-01-01T00:00+05:00", "9999-12-31T23:00-05:00", "9999-12-31T23:00", "2013-02-30"])
+def test_a_time_out_of_range_is_refused_not_a_crash(text):
+    """Past the calendar in the source's zone: a ValueError (the server's 422), never an
+    OverflowError (its 500)."""
+    from mlsys.serving.request import _time_reader
+
+    with pytest.raises(ValueError, match="not a time"):
+        _time_reader("ISO8601", "America/New_York")(text)
