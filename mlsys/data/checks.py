@@ -51,6 +51,12 @@ def dtype_kind(dtype: str | None) -> str | None:
     return "datetime" if text.startswith("datetime64") else "text"
 
 
+def joined_columns(data: DictConfig) -> dict[str, tuple[str, str]]:
+    """Each joined column's name in the built dataset -> (its source, its name there)."""
+    joins = [*data.asof_joins, *data.lookup_joins]
+    return {join.prefix + c: (join.source, c) for join in joins for c in join.columns}
+
+
 def dataset_columns(data: DictConfig, contract: DictConfig) -> dict[str, str | None]:
     """Every column the built dataset will have that the config declares, with its kind
     (`dtype_kind`; None: declared without a dtype): the primary table's contract columns,
@@ -98,7 +104,7 @@ def check_columns(data: DictConfig, contract: DictConfig) -> None:
                 f"data.event_time.parts.{unit}: {unknown_names([col], known)} is not a declared column "
                 "(nor an integer constant)"
             )
-    joined = {j.prefix + c for j in [*data.asof_joins, *data.lookup_joins] for c in j.columns}
+    joined = set(joined_columns(data))
     for what, names, among in (
         ("data.key", list(data.key), known),
         ("data.label.column", [data.label.column], known | joined),
